@@ -1,0 +1,29 @@
+# Two commands set everything up on a fresh machine with python3:
+#   make diagnose   - build .venv, then diagnose this node and the shipped real-node snapshot
+#   make test       - build .venv with the test tools, then lint, type-check and run every test
+VENV ?= .venv
+PY := $(VENV)/bin/python
+SNAPSHOT ?= examples/h200-dataloader-starved.json
+
+$(VENV)/.ok: pyproject.toml
+	python3 -m venv $(VENV) || { rm -rf $(VENV) && python3 -m venv --without-pip $(VENV) && \
+	  $(PY) -c "import urllib.request as u; exec(u.urlopen('https://bootstrap.pypa.io/get-pip.py').read())"; }
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+.PHONY: diagnose test lint typecheck unit
+diagnose: $(VENV)/.ok
+	$(VENV)/bin/nodetune diagnose
+	$(VENV)/bin/nodetune diagnose --replay $(SNAPSHOT)
+
+lint: $(VENV)/.ok
+	$(VENV)/bin/ruff check agent probes tuners tests bench
+
+typecheck: $(VENV)/.ok
+	$(VENV)/bin/mypy agent probes tuners
+
+unit: $(VENV)/.ok
+	$(PY) -m pytest -q
+
+test: lint typecheck unit

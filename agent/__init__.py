@@ -1,0 +1,1 @@
+"""nodetune's surfaces: the CLI, diagnosis and configuration."""

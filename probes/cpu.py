@@ -1,0 +1,85 @@
+"""Per-CPU time counters from /proc/stat and the load average."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .host import Host, ProbeError, attempt
+
+# /proc/stat cpu line columns, in kernel order (see proc(5)).
+_COLUMNS = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
+
+
+@dataclass
+class CpuTimes:
+    """Cumulative ticks (USER_HZ) of one CPU, or of all CPUs when cpu is -1."""
+
+    cpu: int
+    user: int = 0
+    nice: int = 0
+    system: int = 0
+    idle: int = 0
+    iowait: int = 0
+    irq: int = 0
+    softirq: int = 0
+    steal: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.user + self.nice + self.system + self.idle + self.iowait + self.irq + self.softirq + self.steal
+
+    @property
+    def busy(self) -> int:
+        return self.user + self.nice + self.system + self.irq + self.softirq
+
+
+@dataclass
+class CpuSample:
+    total: CpuTimes | None = None
+    per_cpu: list[CpuTimes] = field(default_factory=list)
+    procs_running: int | None = None
+    procs_blocked: int | None = None
+    loadavg: list[float] = field(default_factory=list)
+    missing: dict[str, str] = field(default_factory=dict)
+
+
+def parse_proc_stat(text: str) -> CpuSample:
+    """Parse /proc/stat; guest columns are ignored (they are already counted in user)."""
+    s = CpuSample()
+    for line in text.splitlines():
+        parts = line.split()
+        if not parts:
+            continue
+        key = parts[0]
+        if key.startswith("cpu"):
+            try:
+                vals = [int(v) for v in parts[1:9]]
+            except ValueError:
+                raise ProbeError(f"/proc/stat: bad line {line[:40]!r}") from None
+            vals += [0] * (len(_COLUMNS) - len(vals))
+            cpu = -1 if key == "cpu" else int(key[3:])
+            times = CpuTimes(cpu, **dict(zip(_COLUMNS, vals, strict=True)))
+            if cpu == -1:
+                s.total = times
+            else:
+                s.per_cpu.append(times)
+        elif key == "procs_running":
+            s.procs_running = int(parts[1])
+        elif key == "procs_blocked":
+            s.procs_blocked = int(parts[1])
+    if s.total is None:
+        raise ProbeError("/proc/stat: no cpu line")
+    return s
+
+
+def probe_cpu(host: Host) -> CpuSample:
+    missing: dict[str, str] = {}
+    s = attempt(missing, "stat", lambda: parse_proc_stat(host.read("/proc/stat"))) or CpuSample()
+    s.missing.update(missing)
+    load = attempt(s.missing, "loadavg", lambda: host.read("/proc/loadavg").split()[:3])
+    if load:
+        try:
+            s.loadavg = [float(x) for x in load]
+        except ValueError:
+            s.missing["loadavg"] = f"/proc/loadavg: bad content {' '.join(load)[:40]!r}"
+    return s

@@ -1,0 +1,272 @@
+"""GPU processes and their jobs: command line, user, cgroup, threads, affinity, I/O delay, NUMA."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from .host import Host, ProbeError, attempt, parse_cpulist
+
+
+@dataclass
+class Job:
+    """What a process belongs to, from its cgroup path."""
+
+    kind: str  # slurm | kubernetes | systemd | user-session | docker | none
+    id: str
+    cgroup: str
+
+
+@dataclass
+class ThreadSample:
+    tid: int
+    name: str
+    state: str  # R running, S sleeping, D uninterruptible (usually I/O), ...
+    utime: int  # ticks
+    stime: int
+    processor: int | None
+    blkio_ticks: int | None
+
+
+@dataclass
+class ProcessSample:
+    """Counters of one process at one instant (threads included)."""
+
+    pid: int
+    alive: bool = True
+    state: str | None = None
+    utime: int | None = None
+    stime: int | None = None
+    blkio_ticks: int | None = None
+    num_threads: int | None = None
+    rss_kb: int | None = None
+    read_bytes: int | None = None
+    threads: list[ThreadSample] = field(default_factory=list)
+    missing: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class ProcessInfo:
+    """What stays put about a process during a window."""
+
+    pid: int
+    role: str  # gpu (holds a GPU context) | worker (descendant of one, e.g. DataLoader workers)
+    gpus: list[int] = field(default_factory=list)
+    parent_gpu_pid: int | None = None
+    ppid: int | None = None
+    starttime: int | None = None  # ticks since boot; with the pid, identifies the process
+    comm: str | None = None
+    cmdline: list[str] = field(default_factory=list)
+    uid: int | None = None
+    user: str | None = None
+    job: Job | None = None
+    cpus_allowed: list[int] = field(default_factory=list)
+    mems_allowed: list[int] = field(default_factory=list)
+    cgroup_cpus: list[int] | None = None
+    thread_cpus: dict[str, list[int]] = field(default_factory=dict)  # tid -> affinity, where it differs
+    numa_pages_kb: dict[str, int] = field(default_factory=dict)  # node -> resident kB
+    open_files: list[str] = field(default_factory=list)  # regular files it holds open (first 64)
+    missing: dict[str, str] = field(default_factory=dict)
+
+
+def parse_stat(text: str, where: str) -> tuple[str, list[str]]:
+    """Split /proc/PID/stat into (comm, fields from state on); comm may hold spaces and ')'."""
+    lpar, rpar = text.find("("), text.rfind(")")
+    if lpar < 0 or rpar < lpar:
+        raise ProbeError(f"{where}: not a stat line")
+    rest = text[rpar + 1:].split()
+    if len(rest) < 20:
+        raise ProbeError(f"{where}: {len(rest) + 2} fields, expected >= 22")
+    return text[lpar + 1:rpar], rest
+
+
+def _field(rest: list[str], n: int) -> int | None:
+    """Field `n` of stat (1-based as in proc(5)); None if the kernel is too old to have it."""
+    i = n - 3
+    return int(rest[i]) if i < len(rest) else None
+
+
+def parse_status(text: str) -> dict[str, str]:
+    out = {}
+    for line in text.splitlines():
+        k, sep, v = line.partition(":")
+        if sep:
+            out[k.strip()] = v.strip()
+    return out
+
+
+def parse_cgroup(text: str) -> str:
+    """The cgroup v2 path ("0::/..."), else the cpuset or first v1 hierarchy's path."""
+    v1 = None
+    for line in text.splitlines():
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        if parts[0] == "0" and parts[1] == "":
+            return parts[2]
+        if "cpuset" in parts[1].split(",") or v1 is None:
+            v1 = parts[2]
+    if v1 is None:
+        raise ProbeError("cgroup: no hierarchy line")
+    return v1
+
+
+def job_of(cgroup: str) -> Job:
+    """Name the job a cgroup path belongs to (Slurm job, Kubernetes pod, systemd unit...)."""
+    m = re.search(r"/job_(\d+)(?:/step_([\w.]+))?", cgroup)
+    if m:
+        return Job("slurm", m.group(1) + (f".{m.group(2)}" if m.group(2) else ""), cgroup)
+    m = re.search(r"pod([0-9a-f]{8}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{12})", cgroup)
+    if m:
+        return Job("kubernetes", m.group(1).replace("_", "-"), cgroup)
+    m = re.search(r"docker[-/]([0-9a-f]{12,64})", cgroup)
+    if m:
+        return Job("docker", m.group(1)[:12], cgroup)
+    m = re.search(r"/(session-\w+\.scope)", cgroup)
+    if m:
+        return Job("user-session", m.group(1), cgroup)
+    m = re.search(r"/([\w@.\-\\]+\.(?:service|scope))$", cgroup)
+    if m:
+        return Job("systemd", m.group(1), cgroup)
+    return Job("none", cgroup or "/", cgroup)
+
+
+def users(host: Host) -> dict[int, str]:
+    """uid -> name from the node's /etc/passwd (the node's, not this process's NSS)."""
+    out: dict[int, str] = {}
+    try:
+        text = host.read("/etc/passwd")
+    except ProbeError:
+        return out
+    for line in text.splitlines():
+        p = line.split(":")
+        if len(p) >= 3 and p[2].isdigit():
+            out[int(p[2])] = p[0]
+    return out
+
+
+def sample_process(host: Host, pid: int, threads: bool = True) -> ProcessSample:
+    """Counters of `pid` and (optionally) each of its threads; a gone process is `alive=False`."""
+    s = ProcessSample(pid=pid)
+    d = f"/proc/{pid}"
+    try:
+        comm, rest = parse_stat(host.read(f"{d}/stat"), f"{d}/stat")
+    except ProbeError as exc:
+        s.alive = False
+        s.missing["*"] = exc.reason
+        return s
+    s.state = rest[0]
+    s.utime, s.stime = _field(rest, 14), _field(rest, 15)
+    s.num_threads = _field(rest, 20)
+    s.blkio_ticks = _field(rest, 42)
+    rss_pages = _field(rest, 24)
+    s.rss_kb = rss_pages * 4 if rss_pages is not None else None
+    io = attempt(s.missing, "io", lambda: parse_status(host.read(f"{d}/io")))
+    if io and "read_bytes" in io:
+        s.read_bytes = int(io["read_bytes"])
+    if threads:
+        for tid_s in attempt(s.missing, "threads", lambda: host.listdir(f"{d}/task")) or []:
+            p = f"{d}/task/{tid_s}/stat"
+            try:
+                name, r = parse_stat(host.read(p), p)
+            except ProbeError:
+                continue  # the thread exited between listdir and read: normal churn
+            s.threads.append(ThreadSample(int(tid_s), name, r[0], _field(r, 14) or 0, _field(r, 15) or 0,
+                                          _field(r, 39), _field(r, 42)))
+    return s
+
+
+def children(host: Host, pid: int) -> list[int]:
+    """Direct children through /proc/PID/task/*/children (CONFIG_PROC_CHILDREN)."""
+    out: list[int] = []
+    try:
+        tids = host.listdir(f"/proc/{pid}/task")
+    except ProbeError:
+        return out
+    for tid in tids:
+        try:
+            out.extend(int(x) for x in host.read(f"/proc/{pid}/task/{tid}/children").split())
+        except (ProbeError, ValueError):
+            continue
+    return out
+
+
+def descendants(host: Host, pid: int, limit: int = 256) -> list[int]:
+    out: list[int] = []
+    todo = children(host, pid)
+    while todo and len(out) < limit:
+        c = todo.pop()
+        if c not in out:
+            out.append(c)
+            todo.extend(children(host, c))
+    return out
+
+
+def parse_numa_maps(text: str) -> dict[str, int]:
+    """Resident kB per NUMA node summed over /proc/PID/numa_maps."""
+    out: dict[str, int] = {}
+    for line in text.splitlines():
+        page_kb = 4
+        m = re.search(r"kernelpagesize_kB=(\d+)", line)
+        if m:
+            page_kb = int(m.group(1))
+        for node, pages in re.findall(r"\bN(\d+)=(\d+)", line):
+            out[node] = out.get(node, 0) + int(pages) * page_kb
+    return out
+
+
+def process_info(host: Host, pid: int, role: str, gpus: list[int], uid_names: dict[int, str],
+                 parent_gpu_pid: int | None = None, numa: bool = True) -> ProcessInfo:
+    """Static facts about a process; each unreadable one is recorded with its reason."""
+    info = ProcessInfo(pid=pid, role=role, gpus=gpus, parent_gpu_pid=parent_gpu_pid)
+    d = f"/proc/{pid}"
+    m = info.missing
+    st = attempt(m, "stat", lambda: parse_stat(host.read(f"{d}/stat"), f"{d}/stat"))
+    if st is not None:
+        info.comm, rest = st
+        info.ppid, info.starttime = _field(rest, 4), _field(rest, 22)
+    raw = attempt(m, "cmdline", lambda: host.read_bytes(f"{d}/cmdline", 8192))
+    if raw is not None:
+        info.cmdline = [a.decode(errors="replace") for a in raw.split(b"\0") if a]
+    status = attempt(m, "status", lambda: parse_status(host.read(f"{d}/status")))
+    if status:
+        if "Uid" in status:
+            info.uid = int(status["Uid"].split()[0])
+            info.user = uid_names.get(info.uid)
+        info.cpus_allowed = attempt(m, "cpus_allowed", lambda: parse_cpulist(status.get("Cpus_allowed_list", ""), f"{d}/status")) or []
+        info.mems_allowed = attempt(m, "mems_allowed", lambda: parse_cpulist(status.get("Mems_allowed_list", ""), f"{d}/status")) or []
+    cg = attempt(m, "cgroup", lambda: parse_cgroup(host.read(f"{d}/cgroup")))
+    if cg is not None:
+        info.job = job_of(cg)
+        eff = f"/sys/fs/cgroup{cg.rstrip('/')}/cpuset.cpus.effective"
+        if host.exists(eff):
+            info.cgroup_cpus = attempt(m, "cgroup_cpus", lambda: parse_cpulist(host.read(eff), eff))
+    for tid in attempt(m, "threads", lambda: host.listdir(f"{d}/task")) or []:
+        try:
+            ts = parse_status(host.read(f"{d}/task/{tid}/status"))
+            cpus = parse_cpulist(ts.get("Cpus_allowed_list", ""), f"{d}/task/{tid}/status")
+        except ProbeError:
+            continue  # thread gone
+        if cpus != info.cpus_allowed:
+            info.thread_cpus[tid] = cpus
+    if numa:
+        nm = attempt(m, "numa_maps", lambda: parse_numa_maps(host.read(f"{d}/numa_maps")))
+        if nm is not None:
+            info.numa_pages_kb = nm
+    info.open_files = _open_files(host, pid, m)
+    return info
+
+
+def _open_files(host: Host, pid: int, m: dict[str, str]) -> list[str]:
+    out: list[str] = []
+    fds = attempt(m, "fds", lambda: host.listdir(f"/proc/{pid}/fd"))
+    for fd in fds or []:
+        try:
+            target = host.readlink(f"/proc/{pid}/fd/{fd}")
+        except ProbeError:
+            continue
+        if target.startswith("/") and not target.startswith(("/dev/", "/proc/", "/sys/")) and target not in out:
+            out.append(target)
+            if len(out) >= 64:
+                break
+    return out

@@ -1,0 +1,1 @@
+"""Journaled, verifiable, reversible changes to a node's knobs."""
