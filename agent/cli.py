@@ -88,7 +88,9 @@ def snapshot(
 
 def _register_optional() -> None:
     """Commands that live in their own modules."""
-    return None
+    from . import cli_diagnose
+
+    cli_diagnose.register(app)
 
 
 def main() -> None:

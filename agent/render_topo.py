@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from rich.console import Console
-from rich.table import Table
-from rich.tree import Tree
-
 from nodetune.probes.host import format_cpulist
 from nodetune.probes.node import Topology
 from nodetune.probes.pci import PciDevice, PciLink
+from rich.console import Console
+from rich.table import Table
+from rich.tree import Tree
 
 
 def _gib(kb: int | None) -> str:

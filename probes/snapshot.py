@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import tempfile
@@ -25,6 +26,7 @@ from .processes import (
     sample_process,
     users,
 )
+from .pystacks import PySpyRun, StackSample
 from .serde import SchemaError, from_jsonable, to_jsonable
 from .thermal import ThermalSample, probe_thermal
 
@@ -50,6 +52,7 @@ class Window:
     interval_s: float
     samples: list[Sample] = field(default_factory=list)
     processes: list[ProcessInfo] = field(default_factory=list)
+    stacks: list[StackSample] = field(default_factory=list)
     missing: dict[str, str] = field(default_factory=dict)
 
     def process(self, pid: int) -> ProcessInfo | None:
@@ -81,6 +84,7 @@ class Sampler:
         self.infos: dict[int, ProcessInfo] = {}
         self._users = users(host)
         self._nodes = [n.node for n in topo.cpu.numa_nodes]
+        self._first = True  # THP, huge pages and per-node memory: read once per window
 
     def prime(self) -> None:
         for i in self.gpu_indices:
@@ -93,11 +97,12 @@ class Sampler:
             t=time.monotonic(),
             wall=now_iso(),
             cpu=probe_cpu(self.host),
-            memory=probe_memory(self.host, self._nodes, detail=False),
+            memory=probe_memory(self.host, self._nodes, detail=self._first),
             io=probe_io(self.host),
             thermal=probe_thermal(self.host),
             gpus=gpus,
         )
+        self._first = False
         self._follow(gpus)
         s.processes = [sample_process(self.host, pid, self.thread_detail) for pid in self.infos]
         s.cost_s = round(time.process_time() - c0, 6)
@@ -132,20 +137,31 @@ class Sampler:
         return list(self.infos.values())
 
 
+STACK_SECONDS = 1.0
+MAX_STACK_PROCESSES = 8
+
+
 def record_window(host: Host, backend: GpuBackend, topo: Topology, seconds: float, interval_s: float = 1.0,
-                  progress: Callable[[float], None] | None = None) -> Window:
-    """Sample the node every `interval_s` for `seconds` (one sample more than intervals)."""
+                  progress: Callable[[float], None] | None = None, stacks: bool = True) -> Window:
+    """Sample the node every `interval_s` for `seconds` (one sample more than intervals).
+
+    With `stacks`, py-spy samples each GPU process during the window's last second, so stack
+    evidence costs no time after the window.
+    """
     interval_s = max(interval_s, 0.1)  # GPM needs samples >= 100 ms apart
     sampler = Sampler(host, backend, topo)
     win = Window(seconds=seconds, interval_s=interval_s)
     sampler.prime()
     start = time.monotonic()
     n = max(1, round(seconds / interval_s))
+    spies: list[PySpyRun] = []
     # The first sample only primes the counters; rates come from later deltas.
     time.sleep(min(interval_s, 0.1))
     win.samples.append(sampler.sample())
     for k in range(1, n + 1):
         target = start + k * interval_s
+        if stacks and not spies and host.live and target + interval_s >= start + seconds - STACK_SECONDS:
+            spies = _start_spies(sampler, start + seconds - time.monotonic())
         delay = target - time.monotonic()
         if delay > 0:
             time.sleep(delay)
@@ -153,7 +169,13 @@ def record_window(host: Host, backend: GpuBackend, topo: Topology, seconds: floa
         if progress:
             progress(min(1.0, (time.monotonic() - start) / seconds))
     win.processes = sampler.finish()
+    win.stacks = [spy.collect() for spy in spies]
     return win
+
+
+def _start_spies(sampler: Sampler, left_s: float) -> list[PySpyRun]:
+    pids = [pid for pid, info in sampler.infos.items() if info.role == "gpu"][:MAX_STACK_PROCESSES]
+    return [PySpyRun(pid, duration_s=max(STACK_SECONDS, min(left_s, 2.0))) for pid in pids]
 
 
 def take_snapshot(host: Host, backend: GpuBackend, status: BackendStatus, seconds: float,
@@ -178,13 +200,14 @@ def strip_identifiers(snap: Snapshot) -> Snapshot:
 
 def save_snapshot(snap: Snapshot, path: str) -> None:
     """Write atomically: a failed write never leaves half a snapshot behind."""
-    data = json.dumps(to_jsonable(snap), indent=1, sort_keys=False)
+    data = (json.dumps(to_jsonable(snap), indent=None if path.endswith(".gz") else 1) + "\n").encode()
+    if path.endswith(".gz"):
+        data = gzip.compress(data, mtime=0)
     d = os.path.dirname(os.path.abspath(path)) or "."
     fd, tmp = tempfile.mkstemp(prefix=".snapshot-", dir=d)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        with os.fdopen(fd, "wb") as fh:
             fh.write(data)
-            fh.write("\n")
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -198,13 +221,14 @@ class SnapshotError(Exception):
 
 def load_snapshot(path: str) -> Snapshot:
     try:
-        with open(path, encoding="utf-8") as fh:
+        opener = gzip.open if path.endswith(".gz") else open
+        with opener(path, "rt", encoding="utf-8") as fh:
             raw = json.load(fh)
     except FileNotFoundError:
         raise SnapshotError(f"{path}: no such file") from None
     except json.JSONDecodeError as exc:
         raise SnapshotError(f"{path}: not JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except (OSError, EOFError, UnicodeDecodeError) as exc:
         raise SnapshotError(f"{path}: cannot read: {exc}") from None
     if not isinstance(raw, dict) or "version" not in raw:
         raise SnapshotError(f"{path}: not a nodetune snapshot (no version field)")

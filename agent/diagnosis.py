@@ -1,0 +1,133 @@
+"""Diagnosis: a window of samples in, findings and a verdict per GPU and per job out.
+
+Pure: it reads a Topology and a Window (live or replayed) and touches nothing else, so a recorded
+snapshot gives the same report anywhere.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from types import ModuleType
+
+from nodetune.probes.gpu import BackendStatus, GpuBackend
+from nodetune.probes.host import Host
+from nodetune.probes.node import Topology, probe_topology
+from nodetune.probes.snapshot import SNAPSHOT_VERSION, Snapshot, Window, now_iso, record_window
+
+from .config import Config
+from .findings import SEVERITY_ORDER, Finding, GpuVerdict, JobReport, Report, StackEvidence
+from .jobs import group_jobs
+from .metrics import GpuStats, window_stats
+from .rules import (
+    communication_bound,
+    compute_bound,
+    cpu_contention,
+    data_starved,
+    gpu_lost,
+    host_memory_pressure,
+    idle_allocated,
+    launch_bound,
+    memory_bound,
+    numa_misplaced,
+    pcie_degraded,
+    throttled,
+    transfer_bound,
+)
+from .rules.base import RuleContext
+from .stacks import stack_evidence
+
+REPORT_VERSION = 1
+# A healthy GPU is hardly ever idle: a training loop keeps it fed between steps.
+HEALTHY_MAX_IDLE_SHARE = 0.2
+
+RULES: list[ModuleType] = [gpu_lost, idle_allocated, compute_bound, memory_bound, transfer_bound,
+                           communication_bound, launch_bound, data_starved, throttled, numa_misplaced,
+                           pcie_degraded, host_memory_pressure, cpu_contention]
+
+# A GPU's primary verdict is its first bottleneck finding in this order. The rules' own conditions
+# keep most of them exclusive (busy SMs vs idle SMs); the order settles the rest (a pageable copy
+# loop is transfer-bound even though the GPU idles; NVLink traffic outranks low tensor activity).
+PRIMARY_ORDER = ["gpu_lost", "idle_allocated", "memory_bound", "communication_bound", "compute_bound",
+                 "transfer_bound", "launch_bound", "data_starved"]
+
+
+def _metrics(g: GpuStats) -> dict[str, object]:
+    return {"util_pct": g.util_mean, "idle_share": g.idle_share, "sm_active_pct": g.sm_mean,
+            "sm_occupancy_pct": g.occupancy_mean, "tensor_active_pct": g.tensor_mean, "dram_bw_pct": g.dram_mean,
+            "fp32_active_pct": g.fp32_mean, "pcie_rx_mibps": g.pcie_rx_mibps, "pcie_tx_mibps": g.pcie_tx_mibps,
+            "nvlink_rx_mibps": g.nvlink_rx_mibps, "nvlink_tx_mibps": g.nvlink_tx_mibps,
+            "power_w": g.power_mean_w, "power_limit_w": g.power_limit_w, "temp_max_c": g.temp_max_c,
+            "memory_used_gib": round(g.memory_used_bytes / 2**30, 2) if g.memory_used_bytes is not None else None,
+            "gpm": g.gpm, "samples": g.samples}
+
+
+def _gpu_verdict(g: GpuStats, findings: list[Finding]) -> GpuVerdict:
+    mine = [f for f in findings if g.index in f.gpus]
+    primary = next((f for kind in PRIMARY_ORDER for f in mine if f.kind == kind), None)
+    if primary is None:
+        if not g.pids and (g.util_mean or 0) < 5:
+            verdict, summary, conf = "idle", "idle: no GPU processes", 0.9
+        else:
+            verdict, conf = "unclassified", 0.5
+            summary = (f"no single bottleneck: busy {g.util_mean or 0:.0f}% of the time, SMs "
+                       f"{'?' if g.sm_mean is None else f'{g.sm_mean:.0f}%'} active")
+        return GpuVerdict(g.index, g.name, verdict, None, False, conf, summary, _metrics(g), [f.kind for f in mine])
+    healthy = (primary.kind == "compute_bound" and primary.severity == "info" and g.gpm
+               and (g.tensor_mean or 0) > 0 and (g.idle_share or 0) < HEALTHY_MAX_IDLE_SHARE)
+    return GpuVerdict(g.index, g.name, primary.kind, primary.cause, bool(healthy), primary.confidence,
+                      primary.summary, _metrics(g), [f.kind for f in mine])
+
+
+def diagnose(topo: Topology, win: Window, config: Config, source: str = "live",
+             taken_at: str | None = None) -> Report:
+    """Run every rule over the window and assemble the report."""
+    t0 = time.monotonic()
+    stats = window_stats(win, topo)
+    jobs = group_jobs(win)
+    stacks: dict[int, StackEvidence] = {s.pid: stack_evidence(s) for s in win.stacks}
+    ctx = RuleContext(topo=topo, window=win, stats=stats, th=config.thresholds, jobs=jobs, stacks=stacks)
+    findings: list[Finding] = []
+    for rule in RULES:
+        findings.extend(rule.evaluate(ctx))
+    findings.sort(key=lambda f: (-SEVERITY_ORDER[f.severity], f.gpus[:1] or [99], f.kind))
+
+    report = Report(version=REPORT_VERSION, source=source, taken_at=taken_at or now_iso(), window_s=stats.seconds,
+                    elapsed_s=0.0, hostname=topo.node.hostname,
+                    gpu_backend=topo.backend.source if topo.backend.available else f"none: {topo.backend.reason}",
+                    findings=findings)
+    report.gpus = [_gpu_verdict(g, findings) for g in stats.gpus]
+    by_gpu = {v.index: v for v in report.gpus}
+    for job in jobs:
+        jf = [f for f in findings if f.job == job.id or set(f.pids) & set(job.all_pids)]
+        verdicts = [by_gpu[i] for i in job.gpus if i in by_gpu]
+        primary = next((f for kind in PRIMARY_ORDER for f in jf if f.kind == kind and f.job in (None, job.id)), None)
+        verdict = primary.kind if primary else (verdicts[0].verdict if verdicts else "unclassified")
+        cause = primary.cause if primary else None
+        healthy = bool(verdicts) and all(v.healthy for v in verdicts) and not any(f.severity != "info" for f in jf)
+        report.jobs.append(JobReport(job.id, job.kind, job.user, job.command, job.all_pids, job.gpus, verdict, cause,
+                                     healthy, sorted({f.kind for f in jf}),
+                                     [stacks[p] for p in job.pids if p in stacks]))
+    h = stats.host
+    report.host = {"psi_pct": h.psi_pct, "cpu_busy_pct": h.cpu_busy_pct, "iowait_pct": h.iowait_pct,
+                   "steal_pct": h.steal_pct, "swap_in_pps": h.swap_in_pps, "swap_out_pps": h.swap_out_pps,
+                   "mem_available_pct": h.mem_available_pct,
+                   "busy_disks": [{"device": d.device, "util_pct": d.util_pct, "read_mbps": d.read_mbps}
+                                  for d in h.disks if d.util_pct >= 10]}
+    if not topo.backend.available:
+        report.notes.append(f"no GPU telemetry: {topo.backend.reason}; host-side findings only")
+    report.notes += [f"{k}: {v}" for k, v in h.missing.items()]
+    cost = sum(s.cost_s for s in win.samples) / max(len(win.samples), 1)
+    report.host["nodetune_cpu_ms_per_sample"] = round(cost * 1000, 2)
+    report.elapsed_s = round(time.monotonic() - t0, 4)
+    return report
+
+
+def diagnose_live(host: Host, backend: GpuBackend, status: BackendStatus, config: Config, seconds: float,
+                  interval_s: float, progress: Callable[[float], None] | None = None,
+                  stacks: bool = True) -> tuple[Snapshot, Report]:
+    """Sample the live node for `seconds`, then diagnose; the snapshot is returned for --save."""
+    topo = probe_topology(host, backend, status)
+    win = record_window(host, backend, topo, seconds, interval_s, progress, stacks=stacks)
+    snap = Snapshot(version=SNAPSHOT_VERSION, taken_at=now_iso(), topology=topo, window=win)
+    return snap, diagnose(topo, win, config, "live", snap.taken_at)

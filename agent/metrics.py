@@ -1,0 +1,315 @@
+"""Rates and summaries of a window, from counter deltas (not the kernel's moving averages).
+
+PSI `avg10` lags a change by tens of seconds; the `total` counters differenced over the window
+give the stall share of exactly the window. The same holds for /proc/stat, /proc/diskstats and
+per-process times.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import Counter
+from dataclasses import dataclass, field
+
+from nodetune.probes.gpu import GpuSample
+from nodetune.probes.node import Topology
+from nodetune.probes.pci import link_bandwidth_gbps
+from nodetune.probes.snapshot import Sample, Window
+
+# Clock-event reasons that mean the GPU is held back (idle and app-clock settings do not).
+THROTTLE_REASONS = ("sw_power_cap", "hw_slowdown", "sw_thermal_slowdown", "hw_thermal_slowdown",
+                    "hw_power_brake_slowdown")
+
+
+def _mean(xs: list[float]) -> float | None:
+    return round(statistics.fmean(xs), 3) if xs else None
+
+
+def _max(xs: list[float]) -> float | None:
+    return max(xs) if xs else None
+
+
+@dataclass
+class GpuStats:
+    index: int
+    name: str | None
+    samples: int
+    lost: bool = False
+    lost_reason: str | None = None
+    util_mean: float | None = None
+    idle_share: float | None = None  # share of samples with utilization < 5 %
+    util_mem_mean: float | None = None
+    memory_used_bytes: int | None = None
+    memory_total_bytes: int | None = None
+    gpm: bool = False
+    sm_mean: float | None = None
+    occupancy_mean: float | None = None
+    tensor_mean: float | None = None
+    dram_mean: float | None = None
+    fp64_mean: float | None = None
+    fp32_mean: float | None = None
+    fp16_mean: float | None = None
+    pcie_rx_mibps: float | None = None
+    pcie_tx_mibps: float | None = None
+    pcie_source: str | None = None  # gpm | nvml
+    nvlink_rx_mibps: float | None = None
+    nvlink_tx_mibps: float | None = None
+    power_mean_w: float | None = None
+    power_limit_w: float | None = None
+    temp_max_c: float | None = None
+    temp_slowdown_c: int | None = None
+    sm_clock_mean_mhz: float | None = None
+    sm_clock_max_mhz: int | None = None
+    throttle_share: dict[str, float] = field(default_factory=dict)  # reason -> share of busy samples
+    busy_samples: int = 0
+    pcie_gen_loaded: int | None = None  # lowest current gen seen under load
+    pcie_width_loaded: int | None = None
+    pcie_gen_max: int | None = None
+    pcie_width_max: int | None = None
+    pcie_link_gbps: float | None = None  # one direction, at the max gen/width
+    idle_run_s: float = 0.0  # longest stretch with no activity and memory held
+    pids: list[int] = field(default_factory=list)
+    process_memory_bytes: int | None = None
+    missing: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class ThreadStats:
+    tid: int
+    name: str
+    cpu_pct: float
+    d_share: float  # share of samples in D state
+    r_share: float
+
+
+@dataclass
+class ProcessStats:
+    pid: int
+    role: str
+    gpus: list[int]
+    alive_samples: int
+    exited: bool
+    cpu_pct: float | None = None  # of one core
+    blkio_pct: float | None = None  # share of wall time the process waited on block I/O
+    read_mbps: float | None = None
+    threads: list[ThreadStats] = field(default_factory=list)
+    d_threads_mean: float = 0.0
+    busiest_thread_pct: float | None = None
+    main_thread_pct: float | None = None
+
+
+@dataclass
+class DiskStats:
+    device: str
+    util_pct: float
+    read_mbps: float
+    read_iops: float
+    await_ms: float | None
+
+
+@dataclass
+class HostStats:
+    seconds: float
+    psi_pct: dict[str, float | None] = field(default_factory=dict)  # "io.some" -> % of wall time
+    cpu_busy_pct: float | None = None
+    iowait_pct: float | None = None
+    steal_pct: float | None = None
+    cpu_busy_by_cpu: dict[int, float] = field(default_factory=dict)
+    swap_in_pps: float | None = None
+    swap_out_pps: float | None = None
+    disks: list[DiskStats] = field(default_factory=list)
+    mem_available_pct: float | None = None
+    missing: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class WindowStats:
+    seconds: float
+    samples: int
+    host: HostStats
+    gpus: list[GpuStats]
+    processes: list[ProcessStats]
+
+
+def _span(a: Sample, b: Sample) -> float:
+    return max(b.t - a.t, 1e-6)
+
+
+def host_stats(win: Window) -> HostStats:
+    s = win.samples
+    hs = HostStats(seconds=0.0)
+    if len(s) < 2:
+        hs.missing["*"] = "fewer than two samples: no rates"
+        return hs
+    a, b = s[0], s[-1]
+    dt = _span(a, b)
+    hs.seconds = round(dt, 3)
+    for res in ("cpu", "io", "memory"):
+        for kind in ("some", "full"):
+            pa, pb = a.io.psi.get(res), b.io.psi.get(res)
+            la = getattr(pa, kind, None) if pa else None
+            lb = getattr(pb, kind, None) if pb else None
+            key = f"{res}.{kind}"
+            if la is None or lb is None:
+                hs.psi_pct[key] = None
+                if pb is None:
+                    hs.missing[f"psi.{res}"] = b.io.missing.get(f"psi.{res}", "not present")
+                continue
+            hs.psi_pct[key] = round(100.0 * max(0, lb.total_us - la.total_us) / (dt * 1e6), 2)
+    ca, cb = a.cpu.total, b.cpu.total
+    if ca and cb:
+        tot = max(cb.total - ca.total, 1)
+        hs.cpu_busy_pct = round(100.0 * (cb.busy - ca.busy) / tot, 2)
+        hs.iowait_pct = round(100.0 * (cb.iowait - ca.iowait) / tot, 2)
+        hs.steal_pct = round(100.0 * (cb.steal - ca.steal) / tot, 2)
+        per_a = {c.cpu: c for c in a.cpu.per_cpu}
+        for c in b.cpu.per_cpu:
+            p = per_a.get(c.cpu)
+            if p:
+                hs.cpu_busy_by_cpu[c.cpu] = round(100.0 * (c.busy - p.busy) / max(c.total - p.total, 1), 1)
+    va, vb = a.memory.vmstat, b.memory.vmstat
+    if "pswpin" in va and "pswpin" in vb:
+        hs.swap_in_pps = round((vb["pswpin"] - va["pswpin"]) / dt, 2)
+        hs.swap_out_pps = round((vb["pswpout"] - va["pswpout"]) / dt, 2)
+    mi = b.memory.meminfo_kb
+    if mi.get("MemTotal") and "MemAvailable" in mi:
+        hs.mem_available_pct = round(100.0 * mi["MemAvailable"] / mi["MemTotal"], 1)
+    da = {d.device: d for d in a.io.disks}
+    for d in b.io.disks:
+        p = da.get(d.device)
+        if p is None:
+            continue
+        reads = d.reads - p.reads
+        await_ms = round((d.ms_reading - p.ms_reading) / reads, 2) if reads > 0 else None
+        hs.disks.append(DiskStats(d.device, round(min(100.0, 100.0 * (d.ms_io - p.ms_io) / (dt * 1000)), 1),
+                                  round((d.sectors_read - p.sectors_read) * 512 / dt / 1e6, 2),
+                                  round(reads / dt, 1), await_ms))
+    return hs
+
+
+def gpu_stats(win: Window, topo: Topology) -> list[GpuStats]:
+    out = []
+    by_gpu: dict[int, list[GpuSample]] = {}
+    for s in win.samples:
+        for g in s.gpus:
+            by_gpu.setdefault(g.index, []).append(g)
+    for gpu in topo.gpus:
+        seq = by_gpu.get(gpu.index, [])
+        st = GpuStats(index=gpu.index, name=gpu.static.name, samples=len(seq))
+        st.temp_slowdown_c = gpu.static.temp_slowdown_c
+        st.sm_clock_max_mhz = gpu.static.sm_clock_max_mhz
+        st.pcie_gen_max = gpu.static.pcie_max_gen
+        st.pcie_width_max = gpu.static.pcie_max_width
+        st.pcie_link_gbps = link_bandwidth_gbps(st.pcie_gen_max, st.pcie_width_max)
+        lost = [g for g in seq if g.state == "lost"]
+        if lost:
+            st.lost, st.lost_reason = True, lost[0].missing.get("*")
+        ok = [g for g in seq if g.state == "ok"]
+        # The first sample primes GPM and rate counters; utilisation is instantaneous and counts.
+        util = [g.util_gpu_pct for g in ok if g.util_gpu_pct is not None]
+        st.util_mean = _mean(util)
+        st.idle_share = round(sum(1 for u in util if u < 5) / len(util), 3) if util else None
+        st.util_mem_mean = _mean([g.util_mem_pct for g in ok if g.util_mem_pct is not None])
+        if ok:
+            last = ok[-1]
+            st.memory_used_bytes, st.memory_total_bytes = last.memory_used_bytes, last.memory_total_bytes
+        gpm = [g.gpm for g in ok if g.gpm is not None]
+        st.gpm = bool(gpm)
+        if gpm:
+            for attr, field_ in (("sm_mean", "sm_util_pct"), ("occupancy_mean", "sm_occupancy_pct"),
+                                 ("tensor_mean", "tensor_pct"), ("dram_mean", "dram_bw_pct"),
+                                 ("fp64_mean", "fp64_pct"), ("fp32_mean", "fp32_pct"), ("fp16_mean", "fp16_pct"),
+                                 ("pcie_rx_mibps", "pcie_rx_mibps"), ("pcie_tx_mibps", "pcie_tx_mibps"),
+                                 ("nvlink_rx_mibps", "nvlink_rx_mibps"), ("nvlink_tx_mibps", "nvlink_tx_mibps")):
+                setattr(st, attr, _mean([v for m in gpm if (v := getattr(m, field_)) is not None]))
+            st.pcie_source = "gpm"
+        else:
+            reason = next((g.missing.get("gpm") for g in ok if g.missing.get("gpm")), None)
+            st.missing["gpm"] = reason or "no GPM samples"
+            rx = [g.pcie_rx_kibps / 1024 for g in ok if g.pcie_rx_kibps is not None]
+            tx = [g.pcie_tx_kibps / 1024 for g in ok if g.pcie_tx_kibps is not None]
+            st.pcie_rx_mibps, st.pcie_tx_mibps = _mean(rx), _mean(tx)
+            st.pcie_source = "nvml" if rx else None
+        st.power_mean_w = _mean([g.power_w for g in ok if g.power_w is not None])
+        st.power_limit_w = next((g.power_limit_w for g in reversed(ok) if g.power_limit_w), None)
+        st.temp_max_c = _max([g.temp_gpu_c for g in ok if g.temp_gpu_c is not None])
+        st.sm_clock_mean_mhz = _mean([float(g.sm_clock_mhz) for g in ok if g.sm_clock_mhz is not None])
+        busy = [g for g in ok if (g.util_gpu_pct or 0) >= 30]
+        st.busy_samples = len(busy)
+        if busy:
+            counts: Counter[str] = Counter(r for g in busy for r in g.clock_events if r in THROTTLE_REASONS)
+            st.throttle_share = {r: round(c / len(busy), 3) for r, c in counts.items()}
+            gens = [g.pcie_gen for g in busy if g.pcie_gen is not None]
+            widths = [g.pcie_width for g in busy if g.pcie_width is not None]
+            st.pcie_gen_loaded = min(gens) if gens else None
+            st.pcie_width_loaded = min(widths) if widths else None
+        st.pids = sorted({p.pid for g in ok for p in g.processes})
+        if ok and ok[-1].processes:
+            mem = [p.used_memory_bytes for p in ok[-1].processes if p.used_memory_bytes is not None]
+            st.process_memory_bytes = sum(mem) if mem else None
+        st.idle_run_s = _idle_run(ok)
+        out.append(st)
+    return out
+
+
+def _idle_run(seq: list[GpuSample]) -> float:
+    """Longest stretch (seconds) of samples with no GPU activity while processes hold memory."""
+    best, start = 0.0, None
+    for g in seq:
+        idle = (g.util_gpu_pct or 0) < 2 and bool(g.processes) and (g.gpm is None or (g.gpm.sm_util_pct or 0) < 1)
+        if idle:
+            start = g.t if start is None else start
+            best = max(best, g.t - start)
+        else:
+            start = None
+    return round(best, 2)
+
+
+def process_stats(win: Window, clk_tck: int) -> list[ProcessStats]:
+    out = []
+    for info in win.processes:
+        seq = [(s.t, p) for s in win.samples for p in s.processes if p.pid == info.pid]
+        alive = [(t, p) for t, p in seq if p.alive]
+        ps = ProcessStats(pid=info.pid, role=info.role, gpus=info.gpus, alive_samples=len(alive),
+                          exited=bool(seq) and not seq[-1][1].alive)
+        if len(alive) >= 2:
+            (ta, a), (tb, b) = alive[0], alive[-1]
+            dt = max(tb - ta, 1e-6)
+            if a.utime is not None and b.utime is not None and a.stime is not None and b.stime is not None:
+                ps.cpu_pct = round(100.0 * ((b.utime + b.stime) - (a.utime + a.stime)) / clk_tck / dt, 1)
+            if a.blkio_ticks is not None and b.blkio_ticks is not None:
+                ps.blkio_pct = round(100.0 * (b.blkio_ticks - a.blkio_ticks) / clk_tck / dt, 1)
+            if a.read_bytes is not None and b.read_bytes is not None:
+                ps.read_mbps = round((b.read_bytes - a.read_bytes) / dt / 1e6, 2)
+            first = {t.tid: t for t in a.threads}
+            states: dict[int, Counter[str]] = {}
+            for _, p in alive:
+                for t in p.threads:
+                    states.setdefault(t.tid, Counter())[t.state] += 1
+            for t in b.threads:
+                f = first.get(t.tid)
+                if f is None:
+                    continue
+                c = states.get(t.tid, Counter())
+                n = max(sum(c.values()), 1)
+                ps.threads.append(ThreadStats(t.tid, t.name, round(100.0 * (t.utime + t.stime - f.utime - f.stime) / clk_tck / dt, 1),
+                                              round(c["D"] / n, 3), round(c["R"] / n, 3)))
+            ps.threads.sort(key=lambda t: -t.cpu_pct)
+            ps.d_threads_mean = round(sum(sum(1 for t in p.threads if t.state == "D") for _, p in alive) / len(alive), 2)
+            if ps.threads:
+                ps.busiest_thread_pct = ps.threads[0].cpu_pct
+            main = next((t for t in ps.threads if t.tid == info.pid), None)
+            ps.main_thread_pct = main.cpu_pct if main else None
+        out.append(ps)
+    return out
+
+
+def window_stats(win: Window, topo: Topology) -> WindowStats:
+    """Everything the rules need, computed once."""
+    return WindowStats(
+        seconds=round(win.samples[-1].t - win.samples[0].t, 3) if len(win.samples) >= 2 else 0.0,
+        samples=len(win.samples),
+        host=host_stats(win),
+        gpus=gpu_stats(win, topo),
+        processes=process_stats(win, topo.node.clk_tck or 100),
+    )

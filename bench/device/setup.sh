@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Source at the start of every device run: installs the carried wheels (py-spy, py-libnuma,
+# pyudev) and this checkout into /tmp/site, offline, and puts them on the path.
+set -e
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+export PYTHONPATH=/tmp/site PATH=/tmp/site/bin:$PATH PYTHONUNBUFFERED=1
+export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
+NT="python3 -m nodetune.agent"
+set +e
