@@ -1,0 +1,88 @@
+"""Other owners of the knobs nodetune sets: TuneD, power-profiles-daemon, earlier nodetune runs.
+
+A daemon that manages a knob will put it back on its next profile switch (or fight over it
+continuously), so the plan warns and apply refuses without --force. irqbalance moves IRQs, not
+any knob here, so it is not a conflict.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from nodetune.probes.host import Host, ProbeError
+
+# Knob groups each daemon manages (TuneD: cpu, vm, disk plugins; power-profiles-daemon: the
+# platform profile, EPP and on some drivers the governor).
+TUNED_GROUPS = ("governor", "epp", "epb", "cpu_latency", "thp", "readahead", "scheduler")
+PPD_GROUPS = ("governor", "epp", "epb")
+
+
+@dataclass
+class Owner:
+    """A running program that manages some knob groups."""
+
+    name: str
+    pid: int | None
+    groups: list[str] = field(default_factory=list)
+    evidence: list[str] = field(default_factory=list)
+
+    @property
+    def who(self) -> str:
+        return f"{self.name} (pid {self.pid})" if self.pid else self.name
+
+
+def _comms(host: Host) -> dict[int, str]:
+    """pid -> comm of every process (kernel threads included; they never match)."""
+    out: dict[int, str] = {}
+    try:
+        names = host.listdir("/proc")
+    except ProbeError:
+        return out
+    for n in names:
+        if n.isdigit():
+            try:
+                out[int(n)] = host.read_line(f"/proc/{n}/comm")
+            except ProbeError:
+                continue  # exited while we looked
+    return out
+
+
+def _alive(host: Host, pid: int) -> bool:
+    return host.exists(f"/proc/{pid}/stat") or host.exists(f"/proc/{pid}/comm")
+
+
+def detect_owners(host: Host) -> tuple[list[Owner], list[str]]:
+    """Running knob owners, and notes (a stale pid file, irqbalance seen and not a conflict)."""
+    owners: list[Owner] = []
+    notes: list[str] = []
+    comms = _comms(host)
+    tuned_pids = [p for p, c in comms.items() if c == "tuned"]
+    ev: list[str] = []
+    try:
+        pid = int(host.read_line("/run/tuned/tuned.pid"))
+        if _alive(host, pid):
+            ev.append(f"/run/tuned/tuned.pid -> {pid}")
+            if pid not in tuned_pids:
+                tuned_pids.insert(0, pid)
+        else:
+            notes.append(f"/run/tuned/tuned.pid names pid {pid}, which is not running (stale)")
+    except (ProbeError, ValueError):
+        pass  # no pid file: TuneD not running, or never installed
+    if tuned_pids:
+        try:
+            ev.append(f"active profile {host.read_line('/etc/tuned/active_profile')!r}")
+        except ProbeError:
+            ev.append("no /etc/tuned/active_profile")
+        ev.append("process 'tuned'" if any(comms.get(p) == "tuned" for p in tuned_pids) else "")
+        owners.append(Owner("TuneD", tuned_pids[0], list(TUNED_GROUPS), [e for e in ev if e]))
+    # comm is truncated to 15 characters: "power-profiles-daemon" reads "power-profiles-".
+    ppd = [p for p, c in comms.items() if c in ("power-profiles-", "power-profiles-daemon")]
+    if ppd:
+        owners.append(Owner("power-profiles-daemon", ppd[0], list(PPD_GROUPS), ["process 'power-profiles-daemon'"]))
+    if any(c == "irqbalance" for c in comms.values()):
+        notes.append("irqbalance is running: it moves IRQs, not these knobs (no conflict)")
+    return owners, notes
+
+
+def owners_of(owners: list[Owner], group: str) -> list[Owner]:
+    return [o for o in owners if group in o.groups]

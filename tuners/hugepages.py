@@ -1,0 +1,80 @@
+"""Huge pages: transparent huge pages (enabled, defrag) and hugetlb pools per NUMA node.
+
+A hugetlb pool is a request: the kernel grants what it can find contiguous, so the transaction
+reads the count back after writing and reports a shortfall (the knob is `granted`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from nodetune.probes.host import ProbeError, format_cpulist, parse_cpulist
+from nodetune.probes.topology import NODE_DIR
+
+from .base import Knob, TargetError, TuneContext, TunerPlan
+from .knobs import sysfs_change
+
+THP_DIR = "/sys/kernel/mm/transparent_hugepage"
+THP_ENABLED = ("always", "madvise", "never")
+THP_DEFRAG = ("always", "defer", "defer+madvise", "madvise", "never")
+
+
+@dataclass
+class HugepagesParams:
+    thp_enabled: str | None = None
+    thp_defrag: str | None = None
+    hugetlb_pages_per_node: int | None = None
+    hugetlb_page_size_kb: int = 2048
+    nodes: list[int] | None = None  # NUMA nodes for the hugetlb pool; default: every online node
+    allow_lower: bool = False
+
+    def check(self) -> list[str]:
+        """Values the schema's types cannot catch; each string names the key."""
+        out = []
+        if self.thp_enabled is not None and self.thp_enabled not in THP_ENABLED:
+            out.append(f"thp_enabled: {self.thp_enabled!r} is not one of {', '.join(THP_ENABLED)}")
+        if self.thp_defrag is not None and self.thp_defrag not in THP_DEFRAG:
+            out.append(f"thp_defrag: {self.thp_defrag!r} is not one of {', '.join(THP_DEFRAG)}")
+        if self.hugetlb_pages_per_node is not None and self.hugetlb_pages_per_node < 0:
+            out.append("hugetlb_pages_per_node: must be >= 0")
+        if self.hugetlb_page_size_kb not in (2048, 1048576, 64, 32768, 524288, 16384):
+            out.append(f"hugetlb_page_size_kb: {self.hugetlb_page_size_kb} is not a huge page size "
+                       f"(2048 or 1048576 on x86)")
+        return out
+
+
+def thp_knob(name: str) -> Knob:
+    return Knob(id=f"sysfs:{THP_DIR}/{name}", kind="sysfs", group="thp", label=f"THP {name}",
+                path=f"{THP_DIR}/{name}", selector=True)
+
+
+def hugetlb_knob(node: int, size_kb: int) -> Knob:
+    p = f"{NODE_DIR}/node{node}/hugepages/hugepages-{size_kb}kB/nr_hugepages"
+    return Knob(id=f"sysfs:{p}", kind="sysfs", group="hugetlb", label=f"hugetlb {size_kb}kB pages node{node}",
+                path=p, floor=True, granted=True, unit="pages")
+
+
+class HugepagesTuner:
+    name = "hugepages"
+    params = HugepagesParams
+
+    def plan(self, ctx: TuneContext, p: HugepagesParams) -> TunerPlan:
+        out = TunerPlan()
+        if p.thp_enabled is not None:
+            out.changes.append(sysfs_change(ctx, self.name, thp_knob("enabled"), p.thp_enabled))
+        if p.thp_defrag is not None:
+            out.changes.append(sysfs_change(ctx, self.name, thp_knob("defrag"), p.thp_defrag))
+        if p.hugetlb_pages_per_node is not None:
+            try:
+                online = parse_cpulist(ctx.host.read(f"{NODE_DIR}/online"), f"{NODE_DIR}/online")
+            except ProbeError:
+                online = [0]  # a kernel without NUMA: one node
+            nodes = p.nodes if p.nodes is not None else online
+            for n in nodes:
+                if n not in online:
+                    raise TargetError(f"NUMA node {n}: not present on this node (nodes: {format_cpulist(online)})")
+                out.changes.append(sysfs_change(ctx, self.name, hugetlb_knob(n, p.hugetlb_page_size_kb),
+                                                str(p.hugetlb_pages_per_node)))
+            out.notes.append("hugetlb pages serve only programs that ask for them (hugetlbfs, MAP_HUGETLB, "
+                             "e.g. NCCL/UCX registration buffers); they are taken from free memory")
+        return out

@@ -1,0 +1,264 @@
+"""Power: CPU governor, EPP and EPB; the C-state latency cap; GPU power limit and locked clocks.
+
+The latency cap (/dev/cpu_dma_latency) is a PM QoS request that lasts only while the file stays
+open, so it is not a journaled knob: `LatencyHold` keeps it for a long-running process
+(`nodetune tune hold-latency`, e.g. as a systemd service), and closing the fd (exit, crash,
+SIGKILL) lifts it. GPU knobs go through NVML (`GpuControl`); the planner skips them unless the
+node's config allows GPU power changes.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import TracebackType
+
+from nodetune.probes.cpufreq import (
+    epb_path,
+    epp_path,
+    governor_path,
+    online_cpus,
+    probe_cpu_power,
+    read_cpu_dma_latency,
+)
+from nodetune.probes.host import Host, format_cpulist
+
+from .base import (
+    HOLD,
+    SKIP,
+    UNREADABLE,
+    Change,
+    Knob,
+    KnobAbsent,
+    KnobFailed,
+    TargetError,
+    TuneContext,
+    TunerPlan,
+)
+from .gpu_control import GpuControlError
+from .knobs import sysfs_change
+
+DMA_LATENCY = "/dev/cpu_dma_latency"
+GPU_GROUPS = ("gpu_power", "gpu_clocks")
+
+
+@dataclass
+class PowerParams:
+    governor: str | None = None
+    epp: str | None = None
+    epb: int | None = None
+    cpu_dma_latency_us: int | None = None
+
+    def check(self) -> list[str]:
+        out = []
+        if self.epb is not None and not 0 <= self.epb <= 15:
+            out.append(f"epb: {self.epb} is outside 0 (performance) .. 15 (power saving)")
+        if self.cpu_dma_latency_us is not None and not 0 <= self.cpu_dma_latency_us <= 2_000_000_000:
+            out.append(f"cpu_dma_latency_us: {self.cpu_dma_latency_us} must be >= 0")
+        return out
+
+
+@dataclass
+class GpuParams:
+    gpus: list[int] | None = None  # default: every GPU
+    power_limit_w: int | None = None
+    power_limit_pct: int | None = None  # of the GPU's default limit: one profile fits every model
+    locked_clocks_mhz: list[int] | None = None  # [min, max] SM clock
+    allow_lower: bool = False
+
+    def check(self) -> list[str]:
+        out = []
+        if self.power_limit_w is not None and self.power_limit_w <= 0:
+            out.append("power_limit_w: must be > 0")
+        if self.power_limit_pct is not None and not 10 <= self.power_limit_pct <= 100:
+            out.append(f"power_limit_pct: {self.power_limit_pct} is outside 10..100")
+        if self.power_limit_pct is not None and self.power_limit_w is not None:
+            out.append("power_limit_pct: give power_limit_w or power_limit_pct, not both")
+        lc = self.locked_clocks_mhz
+        if lc is not None and (len(lc) != 2 or lc[0] > lc[1] or lc[0] <= 0):
+            out.append("locked_clocks_mhz: expected [min, max] MHz with 0 < min <= max")
+        return out
+
+
+def _cpu_knob(kind: str, cpu: int, path: str, group: str, cpus: str) -> Knob:
+    return Knob(id=f"sysfs:{path}", kind="sysfs", group=group, label=f"{kind} cpu{cpus}", path=path)
+
+
+class PowerTuner:
+    name = "power"
+    params = PowerParams
+
+    def plan(self, ctx: TuneContext, p: PowerParams) -> TunerPlan:
+        out = TunerPlan()
+        cpus = online_cpus(ctx.host)
+        knobs = [probe_cpu_power(ctx.host, c) for c in cpus]
+        # CPUs of one cpufreq policy share its files: one knob per policy, labelled with its CPUs.
+        policies: dict[str, list[int]] = {}
+        for k in knobs:
+            if k.policy is not None:
+                policies.setdefault(k.policy, []).append(k.cpu)
+        first = {cs[0]: format_cpulist(cs) for cs in policies.values()}
+        if p.governor is not None:
+            if not policies:
+                out.changes.append(self._absent("governor", governor_path(cpus[0] if cpus else 0), "governor",
+                                                p.governor, "cpufreq not present (a VM, or no cpufreq driver)"))
+            for k in knobs:
+                if k.cpu not in first:
+                    continue
+                knob = _cpu_knob("governor", k.cpu, governor_path(k.cpu), "governor", first[k.cpu])
+                if k.governors and p.governor not in k.governors:
+                    out.changes.append(Change(self.name, knob, k.governor, p.governor, SKIP,
+                                              f"{p.governor!r} not offered (offers: {', '.join(k.governors)})"))
+                else:
+                    out.changes.append(sysfs_change(ctx, self.name, knob, p.governor))
+        if p.epp is not None:
+            rows = [k for k in knobs if k.cpu in first and k.epp is not None]
+            if not rows:
+                out.changes.append(self._absent("epp", epp_path(cpus[0] if cpus else 0), "epp", p.epp,
+                                                "energy_performance_preference not present (needs intel_pstate "
+                                                "or amd-pstate in active mode)"))
+            for k in rows:
+                knob = _cpu_knob("epp", k.cpu, epp_path(k.cpu), "epp", first[k.cpu])
+                if k.epps and p.epp not in k.epps:
+                    out.changes.append(Change(self.name, knob, k.epp, p.epp, SKIP,
+                                              f"{p.epp!r} not offered (offers: {', '.join(k.epps)})"))
+                else:
+                    out.changes.append(sysfs_change(ctx, self.name, knob, p.epp))
+        if p.epb is not None:
+            rows = [k for k in knobs if k.epb is not None]
+            if not rows:
+                out.changes.append(self._absent("epb", epb_path(cpus[0] if cpus else 0), "epb", str(p.epb),
+                                                "energy_perf_bias not present (common in VMs)"))
+            for k in rows:
+                knob = _cpu_knob("epb", k.cpu, epb_path(k.cpu), "epb", str(k.cpu))
+                out.changes.append(sysfs_change(ctx, self.name, knob, str(p.epb)))
+        if p.cpu_dma_latency_us is not None:
+            out.changes.append(self._latency(ctx.host, p.cpu_dma_latency_us))
+        return out
+
+    def _absent(self, kind: str, path: str, group: str, target: str, reason: str) -> Change:
+        knob = Knob(id=f"sysfs:{path}", kind="sysfs", group=group, label=f"{kind} (all CPUs)", path=path)
+        return Change(self.name, knob, None, target, SKIP, f"not present: {reason}")
+
+    def _latency(self, host: Host, us: int) -> Change:
+        knob = Knob(id="cpu_latency", kind="cpu_latency", group="cpu_latency", label="C-state latency cap",
+                    path=DMA_LATENCY, unit="us")
+        if not host.exists(DMA_LATENCY):
+            return Change(self.name, knob, None, str(us), SKIP, f"not present: {DMA_LATENCY} (kernel without PM QoS)")
+        cur = read_cpu_dma_latency(host)
+        return Change(self.name, knob, str(cur) if cur is not None else None, str(us), HOLD,
+                      f"holds only while a process keeps {DMA_LATENCY} open: run "
+                      f"`nodetune tune hold-latency --us {us}` (e.g. as a systemd service)")
+
+
+def power_limit_knob(gpu: int) -> Knob:
+    return Knob(id=f"gpu_power_limit:{gpu}", kind="gpu_power_limit", group="gpu_power",
+                label=f"GPU{gpu} power limit", floor=True, unit="mW", gpu=gpu)
+
+
+def locked_clocks_knob(gpu: int) -> Knob:
+    return Knob(id=f"gpu_locked_clocks:{gpu}", kind="gpu_locked_clocks", group="gpu_clocks",
+                label=f"GPU{gpu} locked SM clocks", readable=False, unit="MHz", gpu=gpu)
+
+
+class GpuPowerTuner:
+    name = "gpu"
+    params = GpuParams
+
+    def plan(self, ctx: TuneContext, p: GpuParams) -> TunerPlan:
+        out = TunerPlan()
+        why = ctx.gpus.available()
+        if why is not None:
+            if p.power_limit_w is not None or p.power_limit_pct is not None:
+                want = str(p.power_limit_w * 1000) if p.power_limit_w is not None else f"{p.power_limit_pct}%"
+                out.changes.append(Change(self.name, power_limit_knob(0), None, want, SKIP, why))
+            if p.locked_clocks_mhz is not None:
+                out.changes.append(Change(self.name, locked_clocks_knob(0), None, _clocks(p.locked_clocks_mhz), SKIP, why))
+            return out
+        try:
+            count = ctx.gpus.count()
+        except GpuControlError as exc:
+            out.notes.append(exc.reason)
+            return out
+        indices = p.gpus if p.gpus is not None else list(range(count))
+        for i in indices:
+            if not 0 <= i < count:
+                raise TargetError(f"GPU {i}: no such GPU on this node ({count} GPU(s))")
+            if p.power_limit_w is not None:
+                out.changes.append(self._power(ctx, i, p.power_limit_w * 1000, None))
+            elif p.power_limit_pct is not None:
+                out.changes.append(self._power(ctx, i, None, p.power_limit_pct))
+            if p.locked_clocks_mhz is not None:
+                out.changes.append(Change(self.name, locked_clocks_knob(i), UNREADABLE, _clocks(p.locked_clocks_mhz)))
+        if p.locked_clocks_mhz is not None:
+            out.notes.append("NVML cannot read locked clocks back: rollback resets them to the driver default")
+        return out
+
+    def _power(self, ctx: TuneContext, i: int, mw: int | None, pct: int | None) -> Change:
+        knob = power_limit_knob(i)
+        try:
+            cur = ctx.gpus.power_limit_mw(i)
+            lo, hi = ctx.gpus.power_range_mw(i)
+            if mw is None:
+                assert pct is not None
+                mw = ctx.gpus.default_power_limit_mw(i) * pct // 100
+        except GpuControlError as exc:
+            return Change(self.name, knob, None, str(mw) if mw is not None else f"{pct}%", SKIP, exc.reason)
+        if not lo <= mw <= hi:
+            return Change(self.name, knob, str(cur), str(mw), SKIP,
+                          f"{mw // 1000} W is outside this GPU's range {lo // 1000}-{hi // 1000} W")
+        return Change(self.name, knob, str(cur), str(mw))
+
+
+def _clocks(mhz: list[int]) -> str:
+    return f"{mhz[0]}-{mhz[1]}"
+
+
+class LatencyHold:
+    """Hold a C-state exit-latency cap (µs) for as long as this object is open."""
+
+    def __init__(self, host: Host, us: int) -> None:
+        self.host = host
+        self.us = us
+        self._fd: int | None = None
+
+    def __enter__(self) -> LatencyHold:
+        try:
+            self._fd = os.open(self.host.path(DMA_LATENCY), os.O_WRONLY)
+            os.write(self._fd, struct.pack("=i", self.us))
+        except FileNotFoundError:
+            self.close()
+            raise KnobAbsent(f"{DMA_LATENCY}: not present on this node (kernel without PM QoS)") from None
+        except PermissionError:
+            self.close()
+            raise KnobFailed(f"{DMA_LATENCY}: permission denied (needs root)") from None
+        except OSError as exc:
+            self.close()
+            if exc.errno == errno.EINVAL:
+                raise KnobFailed(f"{DMA_LATENCY}: the kernel rejected {self.us} us") from None
+            raise KnobFailed(f"{DMA_LATENCY}: {exc.strerror or exc}") from None
+        return self
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # the kernel drops the request with the last close
+            self._fd = None
+
+    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+
+def hold_latency(host: Host, us: int, ready: Callable[[], None]) -> int:
+    """Hold the cap until SIGTERM or SIGINT; returns the signal number that ended it."""
+    sigs = {signal.SIGTERM, signal.SIGINT}
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, sigs)  # so sigwait, not a handler, receives them
+    try:
+        with LatencyHold(host, us):
+            ready()
+            return signal.sigwait(sigs)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)

@@ -1,0 +1,178 @@
+"""Tuning profiles: TOML files, validated strictly.
+
+A profile is a few top-level keys and one table per tuner ([pinning], [hugepages], [readahead],
+[power], [gpu]); each table's keys are the fields of that tuner's parameter dataclass. A name
+is looked up in /etc/nodetune/profiles/NAME.toml on the node (so a site can add its own or
+override a shipped one), then among the profiles shipped in this package; anything with a "/"
+or ending in ".toml" is a file path. Unknown tables or keys and wrong types fail with one line
+naming the file and the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.resources
+import os
+import re
+import tomllib
+import types
+import typing
+from dataclasses import dataclass
+from typing import Any, get_args, get_origin, get_type_hints
+
+from nodetune.probes.host import Host, ProbeError
+
+from .base import ProfileError
+from .hugepages import HugepagesParams
+from .pinning import PinningParams
+from .power import GpuParams, PowerParams
+from .readahead import ReadaheadParams
+
+USER_DIR = "/etc/nodetune/profiles"
+SECTIONS: dict[str, type] = {
+    "pinning": PinningParams,
+    "hugepages": HugepagesParams,
+    "readahead": ReadaheadParams,
+    "power": PowerParams,
+    "gpu": GpuParams,
+}
+TOP_KEYS: dict[str, type] = {"description": str, "allow_lower": bool}
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+@dataclass
+class Profile:
+    name: str
+    source: str
+    description: str = ""
+    allow_lower: bool = False
+    pinning: PinningParams | None = None
+    hugepages: HugepagesParams | None = None
+    readahead: ReadaheadParams | None = None
+    power: PowerParams | None = None
+    gpu: GpuParams | None = None
+
+
+@dataclass
+class ProfileInfo:
+    name: str
+    source: str
+    description: str
+
+
+def _type_name(tp: Any) -> str:
+    origin = get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in get_args(tp) if a is not type(None))
+    if origin is list:
+        return f"a list of {_type_name(get_args(tp)[0])}s"
+    return {int: "an integer", str: "a string", bool: "true or false", float: "a number"}.get(tp, str(tp))
+
+
+def _fits(value: Any, tp: Any) -> bool:
+    """Does a TOML value fit a field type (TOML has no null: an optional field must be present)?"""
+    origin = get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits(value, a) for a in get_args(tp) if a is not type(None))
+    if origin is list:
+        return isinstance(value, list) and all(_fits(v, get_args(tp)[0]) for v in value)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if tp is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, tp)
+
+
+def _section(cls: type, data: Any, where: str) -> Any:
+    if not isinstance(data, dict):
+        raise ProfileError(f"{where}: expected a table, found {type(data).__name__}")
+    hints = get_type_hints(cls)
+    known = [f.name for f in dataclasses.fields(cls)]
+    for key, value in data.items():
+        if key not in hints:
+            raise ProfileError(f"{where} unknown key {key!r} (known: {', '.join(known)})")
+        if not _fits(value, hints[key]):
+            raise ProfileError(f"{where} {key}: expected {_type_name(hints[key])}, found {value!r:.40}")
+    params = cls(**data)
+    problems = params.check()
+    if problems:
+        raise ProfileError(f"{where} {problems[0]}")
+    return params
+
+
+def profile_from_data(data: dict[str, Any], name: str, source: str) -> Profile:
+    """Validate parsed TOML (or advice turned into tables) into a Profile."""
+    prof = Profile(name=name, source=source)
+    for key, value in data.items():
+        if key in SECTIONS:
+            setattr(prof, key, _section(SECTIONS[key], value, f"{source}: [{key}]"))
+        elif key in TOP_KEYS:
+            if not _fits(value, TOP_KEYS[key]):
+                raise ProfileError(f"{source}: {key}: expected {_type_name(TOP_KEYS[key])}, found {value!r:.40}")
+            setattr(prof, key, value)
+        elif isinstance(value, dict):
+            raise ProfileError(f"{source}: unknown section [{key}] (known: {', '.join(SECTIONS)})")
+        else:
+            raise ProfileError(f"{source}: unknown key {key!r} (known: {', '.join(TOP_KEYS)})")
+    return prof
+
+
+def parse_profile(text: str, name: str, source: str) -> Profile:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ProfileError(f"{source}: not valid TOML: {exc}") from None
+    return profile_from_data(data, name, source)
+
+
+def _shipped(name: str) -> str | None:
+    f = importlib.resources.files("nodetune.tuners").joinpath("profiles", f"{name}.toml")
+    return f.read_text(encoding="utf-8") if f.is_file() else None
+
+
+def _shipped_names() -> list[str]:
+    d = importlib.resources.files("nodetune.tuners").joinpath("profiles")
+    return sorted(p.name[:-5] for p in d.iterdir() if p.name.endswith(".toml")) if d.is_dir() else []
+
+
+def _user_names(host: Host) -> list[str]:
+    try:
+        return [n[:-5] for n in host.listdir(USER_DIR) if n.endswith(".toml")]
+    except ProbeError:
+        return []
+
+
+def list_profiles(host: Host) -> list[ProfileInfo]:
+    """Every profile a name can reach, node profiles first (they override shipped ones)."""
+    out: list[ProfileInfo] = []
+    for name in sorted(set(_user_names(host)) | set(_shipped_names())):
+        try:
+            p = load_profile(host, name)
+            out.append(ProfileInfo(name, p.source, p.description))
+        except ProfileError as exc:
+            out.append(ProfileInfo(name, "?", f"invalid: {exc.reason}"))
+    return out
+
+
+def load_profile(host: Host, ref: str) -> Profile:
+    """A profile by name (node dir, then shipped) or by file path."""
+    if "/" in ref or ref.endswith(".toml"):
+        try:
+            with open(ref, encoding="utf-8") as fh:
+                text = fh.read()
+        except OSError as exc:
+            raise ProfileError(f"{ref}: cannot read profile: {exc.strerror or exc}") from None
+        return parse_profile(text, os.path.basename(ref).removesuffix(".toml"), ref)
+    if not _NAME.match(ref):
+        raise ProfileError(f"profile {ref!r}: not a valid name")
+    user = f"{USER_DIR}/{ref}.toml"
+    if host.exists(user):
+        try:
+            return parse_profile(host.read(user), ref, user)
+        except ProbeError as exc:
+            raise ProfileError(f"{user}: {exc.reason}") from None
+    shipped = _shipped(ref)
+    if shipped is None:
+        names = sorted(set(_user_names(host)) | set(_shipped_names()))
+        raise ProfileError(f"unknown profile {ref!r} (available: {', '.join(names)}; or pass a .toml path)")
+    return parse_profile(shipped, ref, f"shipped:{ref}.toml")
