@@ -57,9 +57,10 @@ class FakeGpu:
     replay: int = 0
     ecc: tuple[int, int] | None = (0, 0)
     remapped: tuple[int, int, int, int] | None = (0, 0, 0, 0)
-    processes: list[tuple[int, int]] = field(default_factory=list)  # (pid, bytes)
+    processes: list[tuple[int, int | None]] = field(default_factory=list)  # (pid, bytes or None/2**64-1: n/a)
     gpm: dict[int, float] | None = field(default_factory=dict)  # metric id -> value; None: unsupported
     nvlinks: list[tuple[str, int]] = field(default_factory=list)  # (remote NVML bus id, remote type)
+    nvlinks_down: set[int] = field(default_factory=set)  # link numbers whose state reads 0 (inactive)
     fail: dict[str, int] = field(default_factory=dict)  # function name -> NVML error code
     lost_after_samples: int | None = None  # GPU falls off the bus after this many utilization reads
     power_limit_set_mw: int | None = None
@@ -300,7 +301,7 @@ class FakeNvml:
         g = self._gpu(h, "nvmlDeviceGetNvLinkState")
         if link >= len(g.nvlinks):
             raise NVMLError(2 if g.nvlinks else 3)
-        return 1
+        return 0 if link in g.nvlinks_down else 1
 
     def nvmlDeviceGetNvLinkRemotePciInfo(self, h: int, link: int) -> Any:
         return _Obj(busId=self._gpu(h, "nvmlDeviceGetNvLinkRemotePciInfo").nvlinks[link][0])
@@ -339,9 +340,31 @@ def hgx_gpus(addresses: list[str], **kw: Any) -> list[FakeGpu]:
     """FakeGpus for sysfs addresses, each with 18 NVLinks to NVSwitches (as on HGX H100)."""
     out = []
     for i, a in enumerate(addresses):
-        bus = "0000" + a.upper()
+        bus = nvml_bus_id(a)
         switch = [(f"00000000:{0x90 + (k % 4):02X}:00.0", 2) for k in range(18)]
+        args: dict[str, Any] = {"nvlinks": switch, "gpm": dict(HOPPER_IDLE_GPM)}
+        args.update(kw)  # a caller's gpm=None (GPM unsupported) or nvlinks=[] wins
         out.append(FakeGpu(bus_id=bus, uuid=f"GPU-{i:08d}-aaaa-bbbb-cccc-dddddddddddd", serial=f"16549220{i:05d}",
-                           nvlinks=switch, gpm={2: 0.0, 3: 0.0, 5: 0.0, 10: 0.0, 12: 0.0, 13: 0.0, 20: 1.0,
-                                                21: 2.0, 60: 0.0, 61: 0.0}, **kw))
+                           **args))
+    return out
+
+
+HOPPER_IDLE_GPM: dict[int, float] = {2: 0.0, 3: 0.0, 5: 0.0, 10: 0.0, 12: 0.0, 13: 0.0, 20: 1.0, 21: 2.0,
+                                     60: 0.0, 61: 0.0}
+
+
+def nvml_bus_id(address: str) -> str:
+    """sysfs "0000:18:00.0" -> NVML "00000000:18:00.0" (8-digit domain, upper-case hex)."""
+    return "0000" + address.upper()
+
+
+def nvlink_pair_gpus(addresses: list[str], links: int = 18, **kw: Any) -> list[FakeGpu]:
+    """Two H200s joined by `links` direct NVLinks (remote type GPU), as on the real 2-GPU machine."""
+    a, b = addresses
+    out = []
+    for i, (mine, other) in enumerate(((a, b), (b, a))):
+        args: dict[str, Any] = {"name": "NVIDIA H200", "mem_total": 143771 * 2**20, "gpm": dict(HOPPER_IDLE_GPM)}
+        args.update(kw)
+        out.append(FakeGpu(bus_id=nvml_bus_id(mine), uuid=f"GPU-{i:08d}-eeee-ffff-0000-111111111111",
+                           serial=f"16549330{i:05d}", nvlinks=[(nvml_bus_id(other), 0)] * links, **args))
     return out

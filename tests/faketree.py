@@ -97,11 +97,17 @@ class FakeNode:
             pkg, core = divmod(idx, cores)
             per_pkg[pkg].append(cpu)
             d = f"/sys/devices/system/cpu/cpu{cpu}"
-            sib = [idx + t * n for t in range(smt)]
-            self.attr(f"{d}/topology/physical_package_id", pkg)
-            self.attr(f"{d}/topology/core_id", core)
-            self.attr(f"{d}/topology/thread_siblings_list", format_cpulist(sib))
-            self.attr(f"{d}/topology/core_cpus_list", format_cpulist(sib))
+            # The kernel removes an offline CPU's topology/ directory and leaves it out of its
+            # siblings' lists (drivers/base/topology.c, CPUHP_TOPOLOGY_PREPARE).
+            sib = [s for s in (idx + t * n for t in range(smt)) if s not in offline]
+            if cpu not in offline:
+                self.attr(f"{d}/topology/physical_package_id", pkg)
+                self.attr(f"{d}/topology/core_id", core)
+                self.attr(f"{d}/topology/thread_siblings_list", format_cpulist(sib))
+                self.attr(f"{d}/topology/thread_siblings", _mask(sib))
+                self.attr(f"{d}/topology/core_cpus_list", format_cpulist(sib))
+            else:
+                self.p(d).mkdir(parents=True, exist_ok=True)
             if cpu != 0:
                 self.attr(f"{d}/online", 0 if cpu in offline else 1)
         online = [c for c in range(total) if c not in offline]
@@ -239,7 +245,11 @@ class FakeNode:
                        if tid == p.pid else "")
         self.p(f"{d}/fd").mkdir(parents=True, exist_ok=True)
         for i, f in enumerate(p.open_files):
-            self.link(f"{d}/fd/{i + 3}", f)
+            # /proc/PID/fd/N are magic links that read as the absolute path the process opened.
+            fd = self.p(f"{d}/fd/{i + 3}")
+            if fd.is_symlink():
+                fd.unlink()
+            os.symlink(f, fd)
         if p.cgroup:
             cg = f"/sys/fs/cgroup{p.cgroup}"
             if not self.p(f"{cg}/cpuset.cpus.effective").exists():
@@ -341,6 +351,13 @@ class FakeNode:
         self.link(f"/sys/block/{disk}", bdir)
         self.link(f"/sys/class/block/{disk}", bdir)
         self.link(f"/sys/dev/block/{major_minor}", bdir)
+
+    def partition(self, disk_dir: str, name: str, number: int, major_minor: str) -> None:
+        """A partition directory inside its disk's sysfs directory, with its class/dev links."""
+        self.attr(f"{disk_dir}/{name}/partition", number)
+        self.attr(f"{disk_dir}/{name}/dev", major_minor)
+        self.link(f"/sys/class/block/{name}", f"{disk_dir}/{name}")
+        self.link(f"/sys/dev/block/{major_minor}", f"{disk_dir}/{name}")
 
     def hwmon(self, idx: int, name: str, temps: list[tuple[str, int, int | None, int | None]]) -> None:
         """temps: (label, milli-C, max milli-C, crit milli-C)."""
@@ -468,3 +485,24 @@ def laptop(root: str | Path) -> Preset:
     fn.attr("/sys/class/thermal/thermal_zone0/temp", 61000)
     fn.cpufreq(list(range(8)))
     return Preset(fn, [], [], [])
+
+
+def h200_pair(root: str | Path) -> Preset:
+    """The 2-GPU machine's shape: a one-socket VM with two H200s on the host bridge, NUMA -1.
+
+    NVML reports 18 NVLinks from each GPU straight to the other (NV18, no NVSwitch); pair this
+    tree with `fakenvml.nvlink_pair_gpus`.
+    """
+    fn = FakeNode(root)
+    fn.system_files("h200-pair", "6.18.44-fc-v236-gpu")
+    pkgs = fn.cpus(packages=1, cores=32, smt=1)
+    fn.numa(pkgs, mem_gib=256)
+    fn.psi()
+    addrs = []
+    for slot in (5, 6):
+        addrs.append(fn.pci_device(["pci0000:00", f"0000:00:{slot:02x}.0"], 0x030200, 0x10DE, H200_DEVICE, -1,
+                                   pkgs[0], driver="nvidia"))
+    fn.block("/sys/devices/pci0000:00/0000:00:04.0/virtio1/block/vda", "vda", "254:0", 128, "[none] mq-deadline")
+    fn.mountinfo([("254:0", "/", "ext4", "/dev/vda")])
+    fn.diskstats([(254, 0, "vda", 3000, 240000, 900)])
+    return Preset(fn, addrs, [-1, -1], [pkgs[0], pkgs[0]])
