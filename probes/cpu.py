@@ -51,22 +51,22 @@ def parse_proc_stat(text: str) -> CpuSample:
         if not parts:
             continue
         key = parts[0]
-        if key.startswith("cpu"):
-            try:
+        try:
+            if key.startswith("cpu"):
                 vals = [int(v) for v in parts[1:9]]
-            except ValueError:
-                raise ProbeError(f"/proc/stat: bad line {line[:40]!r}") from None
-            vals += [0] * (len(_COLUMNS) - len(vals))
-            cpu = -1 if key == "cpu" else int(key[3:])
-            times = CpuTimes(cpu, **dict(zip(_COLUMNS, vals, strict=True)))
-            if cpu == -1:
-                s.total = times
-            else:
-                s.per_cpu.append(times)
-        elif key == "procs_running":
-            s.procs_running = int(parts[1])
-        elif key == "procs_blocked":
-            s.procs_blocked = int(parts[1])
+                vals += [0] * (len(_COLUMNS) - len(vals))
+                cpu = -1 if key == "cpu" else int(key[3:])
+                times = CpuTimes(cpu, **dict(zip(_COLUMNS, vals, strict=True)))
+                if cpu == -1:
+                    s.total = times
+                else:
+                    s.per_cpu.append(times)
+            elif key == "procs_running":
+                s.procs_running = int(parts[1])
+            elif key == "procs_blocked":
+                s.procs_blocked = int(parts[1])
+        except (ValueError, IndexError):
+            raise ProbeError(f"/proc/stat: bad line {line[:40]!r}") from None
     if s.total is None:
         raise ProbeError("/proc/stat: no cpu line")
     return s

@@ -65,7 +65,9 @@ class Host:
         if self.root == "/":
             return real
         base = os.path.realpath(self.root)
-        return "/" + os.path.relpath(real, base).lstrip("./") if real.startswith(base) else real
+        if real == base:
+            return "/"
+        return "/" + os.path.relpath(real, base) if real.startswith(base.rstrip("/") + "/") else real
 
     def read(self, p: str) -> str:
         """Read a text file; raise ProbeError with a person-readable reason."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import partial
 
 from .host import Host, ProbeError, attempt
 
@@ -83,11 +84,15 @@ def parse_diskstats(text: str) -> list[DiskStat]:
     return out
 
 
+def _read_psi(host: Host, p: str) -> Psi:
+    return parse_psi(host.read(p), p)
+
+
 def probe_io(host: Host) -> IoSample:
     s = IoSample()
     for res in PSI_RESOURCES:
         p = f"/proc/pressure/{res}"
-        psi = attempt(s.missing, f"psi.{res}", lambda p=p: parse_psi(host.read(p), p))
+        psi = attempt(s.missing, f"psi.{res}", partial(_read_psi, host, p))
         if psi is not None:
             s.psi[res] = psi
     s.disks = attempt(s.missing, "diskstats", lambda: parse_diskstats(host.read("/proc/diskstats"))) or []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import partial
 
 from .host import Host, ProbeError, attempt
 from .topology import NODE_DIR, HugePagePool, parse_node_meminfo, probe_hugepages
@@ -64,6 +65,10 @@ def parse_selected(text: str, where: str) -> str:
     return m.group(1)
 
 
+def _read_node_meminfo(host: Host, p: str) -> dict[str, int]:
+    return parse_node_meminfo(host.read(p))
+
+
 def probe_memory(host: Host, numa_nodes: list[int] | None = None, detail: bool = True) -> MemorySample:
     """One memory reading; `detail` adds per-node and huge-page state (static within a window)."""
     s = MemorySample()
@@ -77,7 +82,7 @@ def probe_memory(host: Host, numa_nodes: list[int] | None = None, detail: bool =
         return s
     for node in numa_nodes or []:
         d = f"{NODE_DIR}/node{node}/meminfo"
-        nm = attempt(s.missing, f"node{node}", lambda d=d: parse_node_meminfo(host.read(d)))
+        nm = attempt(s.missing, f"node{node}", partial(_read_node_meminfo, host, d))
         if nm is not None:
             s.nodes.append(NodeMemory(node, nm.get("MemTotal"), nm.get("MemFree"), nm.get("FilePages")))
     s.thp_enabled = attempt(s.missing, "thp_enabled", lambda: parse_selected(host.read(f"{THP_DIR}/enabled"), f"{THP_DIR}/enabled"))

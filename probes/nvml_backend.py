@@ -12,7 +12,15 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from .gpu import BackendStatus, GpmMetrics, GpuProcess, GpuSample, GpuStatic, NvLink, decode_clock_events
+from .gpu import (
+    BackendStatus,
+    GpmMetrics,
+    GpuProcess,
+    GpuSample,
+    GpuStatic,
+    NvLink,
+    decode_clock_events,
+)
 from .pci import normalize_bus_id
 
 T = TypeVar("T")

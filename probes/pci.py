@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import partial
 
 from .host import Host, ProbeError, attempt, parse_cpulist
 
@@ -143,7 +144,7 @@ def probe_pci_device(host: Host, address: str, kind: str, cls: int) -> PciDevice
     for base in subdirs:
         for sub in ("net", "infiniband", "nvme"):
             if host.exists(f"{base}/{sub}"):
-                dev.names.extend(attempt(dev.missing, sub, lambda b=base, s=sub: host.listdir(f"{b}/{s}")) or [])
+                dev.names.extend(attempt(dev.missing, sub, partial(host.listdir, f"{base}/{sub}")) or [])
     return dev
 
 
@@ -153,7 +154,7 @@ def probe_pci(host: Host, missing: dict[str, str] | None = None) -> list[PciDevi
     addrs = attempt(missing, "pci", lambda: host.listdir(PCI_DIR)) or []
     devices = []
     for addr in addrs:
-        cls = attempt(missing, f"pci.{addr}.class", lambda addr=addr: host.read_int(f"{PCI_DIR}/{addr}/class", 16))
+        cls = attempt(missing, f"pci.{addr}.class", partial(host.read_int, f"{PCI_DIR}/{addr}/class", 16))
         if cls is None:
             continue
         kind = _kind(cls, None)

@@ -77,6 +77,10 @@ def parse_stat(text: str, where: str) -> tuple[str, list[str]]:
     rest = text[rpar + 1:].split()
     if len(rest) < 20:
         raise ProbeError(f"{where}: {len(rest) + 2} fields, expected >= 22")
+    # Every field after the state is a number; checking here keeps `_field` from raising later.
+    bad = next((x for x in rest[1:] if not x.lstrip("-").isdigit()), None)
+    if bad is not None:
+        raise ProbeError(f"{where}: expected integers after the state, found {bad[:20]!r}")
     return text[lpar + 1:rpar], rest
 
 
@@ -96,19 +100,36 @@ def parse_status(text: str) -> dict[str, str]:
 
 
 def parse_cgroup(text: str) -> str:
-    """The cgroup v2 path ("0::/..."), else the cpuset or first v1 hierarchy's path."""
-    v1 = None
+    """The cgroup path that names the process's job.
+
+    On a pure cgroup v2 node that is the "0::/..." path. On a hybrid node the "0::" line is only
+    systemd's controller-less tree (a Slurm cgroup/v1 step reads "0::/system.slice/slurmd.service"
+    there), so a v1 controller path below the root wins: cpuset's first, else the first other one.
+    """
+    v2 = None
+    v1: list[tuple[list[str], str]] = []
     for line in text.splitlines():
         parts = line.split(":", 2)
         if len(parts) != 3:
             continue
         if parts[0] == "0" and parts[1] == "":
-            return parts[2]
-        if "cpuset" in parts[1].split(",") or v1 is None:
-            v1 = parts[2]
-    if v1 is None:
+            v2 = parts[2]
+        else:
+            v1.append((parts[1].split(","), parts[2]))
+    placed = [(ctrl, path) for ctrl, path in v1 if path != "/"]
+    controllers = [(ctrl, path) for ctrl, path in placed if not ctrl[0].startswith("name=")]
+    for ctrl, path in controllers:
+        if "cpuset" in ctrl:
+            return path
+    if controllers:
+        return controllers[0][1]
+    if v2 is not None:
+        return v2
+    if placed:
+        return placed[0][1]  # name=systemd on a legacy v1 node
+    if not v1:
         raise ProbeError("cgroup: no hierarchy line")
-    return v1
+    return v1[0][1]
 
 
 def job_of(cgroup: str) -> Job:
@@ -163,7 +184,10 @@ def sample_process(host: Host, pid: int, threads: bool = True) -> ProcessSample:
     s.rss_kb = rss_pages * 4 if rss_pages is not None else None
     io = attempt(s.missing, "io", lambda: parse_status(host.read(f"{d}/io")))
     if io and "read_bytes" in io:
-        s.read_bytes = int(io["read_bytes"])
+        if io["read_bytes"].isdigit():
+            s.read_bytes = int(io["read_bytes"])
+        else:
+            s.missing["io"] = f"{d}/io: read_bytes {io['read_bytes'][:20]!r} is not a number"
     if threads:
         for tid_s in attempt(s.missing, "threads", lambda: host.listdir(f"{d}/task")) or []:
             p = f"{d}/task/{tid_s}/stat"
@@ -230,9 +254,12 @@ def process_info(host: Host, pid: int, role: str, gpus: list[int], uid_names: di
         info.cmdline = [a.decode(errors="replace") for a in raw.split(b"\0") if a]
     status = attempt(m, "status", lambda: parse_status(host.read(f"{d}/status")))
     if status:
-        if "Uid" in status:
-            info.uid = int(status["Uid"].split()[0])
+        uid = status.get("Uid", "").split()
+        if uid and uid[0].isdigit():
+            info.uid = int(uid[0])
             info.user = uid_names.get(info.uid)
+        elif "Uid" in status:
+            m["uid"] = f"{d}/status: Uid {status['Uid'][:20]!r} is not a number"
         info.cpus_allowed = attempt(m, "cpus_allowed", lambda: parse_cpulist(status.get("Cpus_allowed_list", ""), f"{d}/status")) or []
         info.mems_allowed = attempt(m, "mems_allowed", lambda: parse_cpulist(status.get("Mems_allowed_list", ""), f"{d}/status")) or []
     cg = attempt(m, "cgroup", lambda: parse_cgroup(host.read(f"{d}/cgroup")))

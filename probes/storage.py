@@ -50,7 +50,7 @@ def probe_block_queue(host: Host, dev: str) -> BlockQueue:
     if text is not None:
         q.schedulers = [s.strip("[]") for s in text.split()]
         if "[" in text:
-            q.scheduler = parse_selected(text, f"{d}/queue/scheduler")
+            q.scheduler = attempt(q.missing, "scheduler", lambda: parse_selected(text, f"{d}/queue/scheduler"))
         elif q.schedulers == ["none"]:
             q.scheduler = "none"
     q.nr_requests = attempt(q.missing, "nr_requests", lambda: host.read_int(f"{d}/queue/nr_requests"))
@@ -82,7 +82,7 @@ def parse_mountinfo(text: str) -> list[tuple[str, str, str, str]]:
         lp, rp = left.split(), right.split()
         if not sep or len(lp) < 5 or len(rp) < 2:
             raise ProbeError(f"mountinfo: bad line {line[:50]!r}")
-        out.append((lp[2], _unescape(lp[4]), rp[0], rp[1]))
+        out.append((lp[2], _unescape(lp[4]), rp[0], _unescape(rp[1])))
     return out
 
 

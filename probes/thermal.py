@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import partial
 
 from .host import Host, attempt
 
@@ -35,21 +36,21 @@ def probe_thermal(host: Host) -> ThermalSample:
     if host.exists("/sys/class/hwmon"):
         for hw in attempt(s.missing, "hwmon", lambda: host.listdir("/sys/class/hwmon")) or []:
             d = f"/sys/class/hwmon/{hw}"
-            chip = attempt(s.missing, f"{hw}.name", lambda d=d: host.read_line(f"{d}/name")) or hw
-            for f in attempt(s.missing, hw, lambda d=d: host.listdir(d)) or []:
+            chip = attempt(s.missing, f"{hw}.name", partial(host.read_line, f"{d}/name")) or hw
+            for f in attempt(s.missing, hw, partial(host.listdir, d)) or []:
                 m = re.fullmatch(r"temp(\d+)_input", f)
                 if not m:
                     continue
                 n = m.group(1)
                 label = f"temp{n}"
                 if host.exists(f"{d}/temp{n}_label"):
-                    label = attempt(s.missing, f"{hw}.temp{n}_label", lambda d=d, n=n: host.read_line(f"{d}/temp{n}_label")) or label
+                    label = attempt(s.missing, f"{hw}.temp{n}_label", partial(host.read_line, f"{d}/temp{n}_label")) or label
                 key = f"{hw}.temp{n}"
                 s.sensors.append(TempSensor(
                     "hwmon", chip, label,
-                    attempt(s.missing, key, lambda d=d, n=n: _milli(host, f"{d}/temp{n}_input")),
-                    attempt(s.missing, key + "_max", lambda d=d, n=n: _milli(host, f"{d}/temp{n}_max")),
-                    attempt(s.missing, key + "_crit", lambda d=d, n=n: _milli(host, f"{d}/temp{n}_crit")),
+                    attempt(s.missing, key, partial(_milli, host, f"{d}/temp{n}_input")),
+                    attempt(s.missing, key + "_max", partial(_milli, host, f"{d}/temp{n}_max")),
+                    attempt(s.missing, key + "_crit", partial(_milli, host, f"{d}/temp{n}_crit")),
                 ))
     else:
         s.missing["hwmon"] = "/sys/class/hwmon: not present (VM or no sensor drivers)"
@@ -58,8 +59,8 @@ def probe_thermal(host: Host) -> ThermalSample:
             if not z.startswith("thermal_zone"):
                 continue
             d = f"/sys/class/thermal/{z}"
-            kind = attempt(s.missing, f"{z}.type", lambda d=d: host.read_line(f"{d}/type")) or z
-            s.sensors.append(TempSensor("thermal_zone", kind, z, attempt(s.missing, z, lambda d=d: _milli(host, f"{d}/temp"))))
+            kind = attempt(s.missing, f"{z}.type", partial(host.read_line, f"{d}/type")) or z
+            s.sensors.append(TempSensor("thermal_zone", kind, z, attempt(s.missing, z, partial(_milli, host, f"{d}/temp"))))
     else:
         s.missing["thermal_zones"] = "/sys/class/thermal: not present"
     return s

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import partial
 
 from .host import Host, ProbeError, attempt, parse_cpulist
 
@@ -73,6 +74,10 @@ def parse_node_meminfo(text: str) -> dict[str, int]:
     return out
 
 
+def _read_cpulist(host: Host, p: str) -> list[int]:
+    return parse_cpulist(host.read(p), p)
+
+
 def _int_list(text: str, where: str) -> list[int]:
     try:
         return [int(x) for x in text.split()]
@@ -92,9 +97,9 @@ def probe_hugepages(host: Host, base: str) -> list[HugePagePool]:
         pools.append(
             HugePagePool(
                 size_kb=int(m.group(1)),
-                total=attempt(missing, "total", lambda d=d: host.read_int(f"{d}/nr_hugepages")),
-                free=attempt(missing, "free", lambda d=d: host.read_int(f"{d}/free_hugepages")),
-                surplus=attempt(missing, "surplus", lambda d=d: host.read_int(f"{d}/surplus_hugepages")),
+                total=attempt(missing, "total", partial(host.read_int, f"{d}/nr_hugepages")),
+                free=attempt(missing, "free", partial(host.read_int, f"{d}/free_hugepages")),
+                surplus=attempt(missing, "surplus", partial(host.read_int, f"{d}/surplus_hugepages")),
             )
         )
     return sorted(pools, key=lambda p: p.size_kb)
@@ -135,12 +140,10 @@ def probe_cpu_topology(host: Host) -> CpuTopology:
         d = f"{CPU_DIR}/cpu{cpu}/topology"
         c = Cpu(cpu=cpu, online=cpu in topo.online, numa_node=cpu_node.get(cpu))
         if c.online:
-            c.package = attempt(c.missing, "package", lambda d=d: host.read_int(f"{d}/physical_package_id"))
-            c.core = attempt(c.missing, "core", lambda d=d: host.read_int(f"{d}/core_id"))
-            c.siblings = attempt(
-                c.missing, "siblings",
-                lambda d=d: parse_cpulist(host.read(f"{d}/thread_siblings_list"), f"{d}/thread_siblings_list"),
-            ) or [cpu]
+            c.package = attempt(c.missing, "package", partial(host.read_int, f"{d}/physical_package_id"))
+            c.core = attempt(c.missing, "core", partial(host.read_int, f"{d}/core_id"))
+            sib = f"{d}/thread_siblings_list"
+            c.siblings = attempt(c.missing, "siblings", partial(_read_cpulist, host, sib)) or [cpu]
         topo.cpus.append(c)
 
     if not topo.numa_nodes and topo.online:
