@@ -66,6 +66,11 @@ REPO = Path(__file__).resolve().parent.parent
 WORKLOAD_DIR = REPO / "bench" / "workloads"
 ORDER = ["compute_bound", "memory_bound", "cpu_starved", "io_starved", "pageable_h2d",
          "launch_bound", "idle_allocated", "healthy_training", "allreduce"]
+# --concurrent on 2 GPUs pairs these: io_starved's node-wide I/O pressure (PSI io, a busy disk) is
+# kept away from cpu_starved's GPU, whose cause it would otherwise blur; raise the pairing on purpose
+# with --only in the order you want.
+CONCURRENT_ORDER = ["compute_bound", "io_starved", "memory_bound", "cpu_starved", "pageable_h2d",
+                    "launch_bound", "idle_allocated", "healthy_training"]
 ALL_GPU_WORKLOADS = {"allreduce"}  # run alone, over every GPU
 # Where nvidia-smi cannot say, the GPU of these is idle most of the time by construction.
 IDLE_BY_CONSTRUCTION = {"cpu_starved", "io_starved", "pageable_h2d", "idle_allocated"}
@@ -740,6 +745,9 @@ class Runner:
             say("--concurrent needs >= 2 GPUs: running one workload at a time")
             concurrent = False
         if concurrent:
+            if not a.only:
+                rank = {n: i for i, n in enumerate(CONCURRENT_ORDER)}
+                single.sort(key=lambda n: rank.get(n, len(rank)))
             for i in range(0, len(single), self.ngpus):
                 group = single[i:i + self.ngpus]
                 self.run_round([(n, found[n][0], found[n][1], f"cuda:{k}", [k])
