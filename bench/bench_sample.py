@@ -34,27 +34,33 @@ GPM_GAP_S = 0.105  # NVML wants GPM samples >= 100 ms apart
 
 
 class Timed:
-    """An NVML module seen through a proxy that adds up the CPU time of chosen functions."""
+    """An NVML module seen through a proxy that adds up the CPU time of chosen functions.
+
+    `timed=("*",)` times every nvml* function, each on its own (`by_call`).
+    """
 
     def __init__(self, nvml: Any, timed: tuple[str, ...] = (), gpm: bool = True) -> None:
         self._nvml = nvml
         self._timed = timed
         self._gpm = gpm
         self.cpu_s = 0.0
+        self.by_call: dict[str, float] = {}
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self._nvml, name)
-        if name in self._timed and callable(attr):
-            return self._wrap(attr)
+        if callable(attr) and (name in self._timed or ("*" in self._timed and name.startswith("nvml"))):
+            return self._wrap(name, attr)
         return attr
 
-    def _wrap(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+    def _wrap(self, name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
         def timed(*args: Any, **kw: Any) -> Any:
             c0 = time.process_time()
             try:
                 return fn(*args, **kw)
             finally:
-                self.cpu_s += time.process_time() - c0
+                dt = time.process_time() - c0
+                self.cpu_s += dt
+                self.by_call[name] = self.by_call.get(name, 0.0) + dt
         return timed
 
     def nvmlGpmQueryDeviceSupport(self, handle: Any) -> Any:
@@ -91,11 +97,16 @@ class CannedBackend:
         return None
 
 
-def _gpu_rounds(nvml: Any, n: int, gpm: bool) -> tuple[float, float, int, Any]:
-    """(CPU s per GPU sample, CPU s per GPU in PCIe-throughput calls, GPUs, last samples)."""
+def _gpu_rounds(nvml: Any, n: int, gpm: bool, breakdown: dict[str, float] | None = None,
+                ) -> tuple[float, float, int, Any]:
+    """(CPU s per GPU sample, CPU s per GPU in PCIe-throughput calls, GPUs, last samples).
+
+    With `breakdown`, every NVML function is timed and its CPU s per GPU sample is filled in.
+    """
     from nodetune.probes.nvml_backend import NvmlBackend
 
-    proxy = Timed(nvml, timed=("nvmlDeviceGetPcieThroughput",), gpm=gpm)
+    timed = ("*",) if breakdown is not None else ("nvmlDeviceGetPcieThroughput",)
+    proxy = Timed(nvml, timed=timed, gpm=gpm)
     b = NvmlBackend(proxy)
     st = b.open()
     if not st.available:
@@ -108,6 +119,7 @@ def _gpu_rounds(nvml: Any, n: int, gpm: bool) -> tuple[float, float, int, Any]:
         total = 0.0
         last: dict[int, Any] = {}
         proxy.cpu_s = 0.0
+        proxy.by_call.clear()
         for _ in range(n):
             time.sleep(GPM_GAP_S)
             c0 = time.process_time()
@@ -119,6 +131,9 @@ def _gpu_rounds(nvml: Any, n: int, gpm: bool) -> tuple[float, float, int, Any]:
             print(f"note: GPM gave no metrics ({'; '.join(sorted(reasons))}); the GPM column is then "
                   "the cost of asking", file=sys.stderr)
         k = max(1, n * len(gpus))
+        if breakdown is not None:
+            breakdown.update({name: cpu / k for name, cpu in proxy.by_call.items()})
+            return total / k, proxy.by_call.get("nvmlDeviceGetPcieThroughput", 0.0) / k, len(gpus), last
         return total / k, proxy.cpu_s / k, len(gpus), last
     finally:
         b.close()
@@ -169,7 +184,7 @@ def _live_nvml() -> Any:
     return pynvml
 
 
-def run(mode: str, n: int) -> int:
+def run(mode: str, n: int, calls: int = 0) -> int:
     from nodetune.probes.host import Host
     from nodetune.probes.node import probe_topology
     from nodetune.probes.nvml_backend import NvmlBackend
@@ -212,6 +227,9 @@ def run(mode: str, n: int) -> int:
         non_gpm_s = off_s - fallback_s
         gpm_s = full_s - non_gpm_s
         host_s = _host_rounds(host, topo, last, n)
+        per_call: dict[str, float] = {}
+        if calls:
+            _gpu_rounds(make_nvml(), n, gpm=True, breakdown=per_call)
     finally:
         if tmp is not None:
             tmp.cleanup()
@@ -220,11 +238,16 @@ def run(mode: str, n: int) -> int:
     verdict = "meets" if non_gpm_s * 1e3 <= GOAL_NON_GPM_MS else "MISSES"
     print(f"\n{n} rounds >= {GPM_GAP_S * 1e3:.0f} ms apart; CPU time (time.process_time). "
           f"non-GPM {ms(non_gpm_s)} ms/GPU {verdict} the goal of <= {GOAL_NON_GPM_MS} ms/GPU.")
+    if per_call:
+        print(f"\nNVML calls of the full sample, by CPU time (top {calls} of {len(per_call)}; "
+              f"all NVML calls {ms(sum(per_call.values()))} ms/GPU):")
+        top = sorted(per_call.items(), key=lambda kv: -kv[1])[:calls]
+        _table([(name, ms(cpu)) for name, cpu in top], head=("NVML function", "ms/GPU/sample"))
     return 0
 
 
-def _table(rows: list[tuple[str, ...]]) -> None:
-    head = ("mode", "GPUs", "non-GPM ms/GPU", "GPM ms/GPU", "host ms/sample", "full ms/GPU", "PCIe fallback ms/GPU")
+def _table(rows: list[tuple[str, ...]], head: tuple[str, ...] = (
+        "mode", "GPUs", "non-GPM ms/GPU", "GPM ms/GPU", "host ms/sample", "full ms/GPU", "PCIe fallback ms/GPU")) -> None:
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]
     print("| " + " | ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)) + " |")
     print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
@@ -239,8 +262,10 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--live", action="store_true", help="real NVML and this node's /proc and /sys")
     g.add_argument("--fake", action="store_true", help="the 8-GPU dgx_h100 fake tree and FakeNvml")
     ap.add_argument("-n", "--iterations", type=int, default=30, help="rounds to average (default 30)")
+    ap.add_argument("--calls", type=int, default=0, metavar="K",
+                    help="also list the K NVML functions that cost the most CPU in a full sample")
     args = ap.parse_args(argv)
-    return run("live" if args.live else "fake", max(1, args.iterations))
+    return run("live" if args.live else "fake", max(1, args.iterations), max(0, args.calls))
 
 
 if __name__ == "__main__":

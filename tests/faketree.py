@@ -445,7 +445,11 @@ def dgx_h100(root: str | Path) -> Preset:
 
 
 def vm_h200(root: str | Path) -> Preset:
-    """The real H200 machine's shape: one socket, 16 vCPUs, GPU `numa_node` -1, no hwmon/cpufreq."""
+    """The real H200 machine's shape: one socket, 16 vCPUs, GPU `numa_node` -1, no hwmon/cpufreq.
+
+    Checked against the real H100/H200 VMs: a virtio NIC without PCIe link files, an empty
+    /sys/class/thermal, no /sys/class/hwmon.
+    """
     fn = FakeNode(root)
     fn.system_files("h200-vm", "6.18.44-fc-v236-gpu")
     pkgs = fn.cpus(packages=1, cores=16, smt=1)
@@ -454,8 +458,12 @@ def vm_h200(root: str | Path) -> Preset:
     gpu = fn.pci_device(["pci0000:00", "0000:00:05.0"], 0x030200, 0x10DE, H200_DEVICE, -1, pkgs[0],
                         driver="nvidia")
     virt = ["pci0000:00", "0000:00:03.0"]
-    fn.pci_device(virt, 0x020000, 0x1AF4, 0x1000, -1, pkgs[0], speed="Unknown", width=0, driver="virtio-pci")
+    fn.pci_device(virt, 0x020000, 0x1AF4, 0x1000, -1, pkgs[0], driver="virtio-pci")
+    # A virtio function has no PCIe capability: sysfs shows no link attributes for it at all.
+    for f in ("current_link_speed", "current_link_width", "max_link_speed", "max_link_width"):
+        fn.remove(f"/sys/devices/pci0000:00/0000:00:03.0/{f}")
     fn.attr("/sys/devices/pci0000:00/0000:00:03.0/virtio0/net/eth0/operstate", "up")
+    fn.p("/sys/class/thermal").mkdir(parents=True, exist_ok=True)  # present and empty, no hwmon
     fn.block("/sys/devices/pci0000:00/0000:00:04.0/virtio1/block/vda", "vda", "254:0", 128, "[none] mq-deadline")
     fn.mountinfo([("254:0", "/", "ext4", "/dev/vda")])
     fn.diskstats([(254, 0, "vda", 3000, 240000, 900)])

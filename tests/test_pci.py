@@ -93,22 +93,32 @@ def test_degraded_gpu_link_and_slot_capability(tmp_path: Path) -> None:
     assert link_bandwidth_gbps(a.link.gen, a.link.width) == pytest.approx(15.75, abs=0.01)
 
 
-def test_unknown_link_speed_in_a_vm(tmp_path: Path) -> None:
+def test_vm_devices(tmp_path: Path) -> None:
     vm_h200(tmp_path)
     devs = _by_addr(tmp_path)
     nic = devs["0000:00:03.0"]
     assert (nic.kind, nic.names, nic.driver) == ("nic", ["eth0"], "virtio-pci")  # netdev under virtio0/
-    assert nic.link.speed_gts is None and nic.link.gen is None and nic.link.width == 0
-    assert nic.link.missing == {
-        "speed": "/sys/bus/pci/devices/0000:00:03.0/current_link_speed: link speed 'Unknown'",
-        "max_speed": "/sys/bus/pci/devices/0000:00:03.0/max_link_speed: link speed 'Unknown'",
-    }
+    # virtio has no PCIe link: each attribute is reported absent, as on the real VMs.
+    assert nic.link.gen is None and nic.link.width is None
+    assert nic.link.missing["speed"] == "/sys/bus/pci/devices/0000:00:03.0/current_link_speed: not present"
+    assert set(nic.link.missing) == {"speed", "width", "max_speed", "max_width"}
     gpu = devs["0000:00:05.0"]
     # Straight on the host bridge: there is no upstream port to read.
     assert gpu.path == ["pci0000:00", "0000:00:05.0"] and gpu.upstream is None and gpu.upstream_link is None
     assert (gpu.numa_node, gpu.numa_node_raw) == (None, -1)
     assert gpu.missing == {"numa_node": "/sys/bus/pci/devices/0000:00:05.0/numa_node reads -1: "
                                         "firmware did not report the device's NUMA node"}
+
+
+def test_unknown_link_speed(tmp_path: Path) -> None:
+    fn = FakeNode(tmp_path)
+    # A port whose link is down reads "Unknown" (PCI_SPEED_UNKNOWN) and width 0.
+    fn.pci_device(["pci0000:00", "0000:00:01.0", "0000:01:00.0"], 0x020000, 0x15B3, 0x1021, 0, [0],
+                  speed="Unknown", width=0, max_speed="16.0 GT/s PCIe", max_width=16)
+    dev = probe_pci(Host(str(tmp_path)))[0]
+    assert dev.link.speed_gts is None and dev.link.gen is None and dev.link.width == 0
+    assert (dev.link.max_gen, dev.link.max_width) == (4, 16)
+    assert dev.link.missing == {"speed": "/sys/bus/pci/devices/0000:01:00.0/current_link_speed: link speed 'Unknown'"}
 
 
 def test_classes(tmp_path: Path) -> None:
