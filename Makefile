@@ -3,7 +3,7 @@
 #   make test       - build .venv with the test tools, then lint, type-check and run every test
 VENV ?= .venv
 PY := $(VENV)/bin/python
-SNAPSHOT ?= examples/h200-dataloader-starved.json
+SNAPSHOT ?= examples/h200-dataloader-starved.json.gz
 
 $(VENV)/.ok: pyproject.toml
 	python3 -m venv $(VENV) || { rm -rf $(VENV) && python3 -m venv --without-pip $(VENV) && \

@@ -20,6 +20,8 @@ app = typer.Typer(
     "and apply reversible tuning.",
     no_args_is_help=True,
     add_completion=False,
+    # Plain help: typer's rich help pulls in rich.markdown (~100 ms of imports) on every --help.
+    rich_markup_mode=None,
     pretty_exceptions_enable=False,
 )
 
@@ -60,7 +62,7 @@ def topo(root: RootOpt = "/", replay: ReplayOpt = None, as_json: JsonOpt = False
 def snapshot(
     output: Annotated[str, typer.Option("-o", "--output", help="Snapshot file to write (JSON).")],
     seconds: Annotated[float, typer.Option("--seconds", min=0, max=3600, help="Length of the sample window; 0 records topology only.")] = 10.0,
-    interval: Annotated[float, typer.Option("--interval", min=0.1, max=60, help="Seconds between samples (GPM needs >= 0.1).")] = 1.0,
+    interval: Annotated[float, typer.Option("--interval", min=0.11, max=60, help="Seconds between samples (GPM needs >= 0.1 s apart).")] = 1.0,
     root: RootOpt = "/",
     keep_ids: Annotated[bool, typer.Option("--keep-ids", help="Keep GPU serial numbers, UUIDs and the hostname.")] = False,
     note: Annotated[str | None, typer.Option("--note", help="Free text stored with the snapshot (what ran).")] = None,

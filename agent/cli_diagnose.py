@@ -20,7 +20,7 @@ class FailOn(StrEnum):
 
 def diagnose(
     seconds: Annotated[float, typer.Option("--seconds", min=1, max=3600, help="Length of the sampling window.")] = 10.0,
-    interval: Annotated[float, typer.Option("--interval", min=0.1, max=10, help="Seconds between samples (GPM needs >= 0.1).")] = 0.5,
+    interval: Annotated[float, typer.Option("--interval", min=0.11, max=10, help="Seconds between samples (GPM needs >= 0.1 s apart).")] = 0.5,
     root: Annotated[str, typer.Option("--root", help="Read /proc and /sys under this root.")] = "/",
     replay: Annotated[str | None, typer.Option("--replay", help="Diagnose a recorded snapshot instead of the node.", metavar="SNAPSHOT")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,

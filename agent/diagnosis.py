@@ -83,7 +83,7 @@ def diagnose(topo: Topology, win: Window, config: Config, source: str = "live",
              taken_at: str | None = None) -> Report:
     """Run every rule over the window and assemble the report."""
     t0 = time.monotonic()
-    stats = window_stats(win, topo)
+    stats = window_stats(win, topo, config.thresholds.idle_util_pct)
     jobs = group_jobs(win)
     stacks: dict[int, StackEvidence] = {s.pid: stack_evidence(s) for s in win.stacks}
     ctx = RuleContext(topo=topo, window=win, stats=stats, th=config.thresholds, jobs=jobs, stacks=stacks)

@@ -37,7 +37,7 @@ class GpuStats:
     lost: bool = False
     lost_reason: str | None = None
     util_mean: float | None = None
-    idle_share: float | None = None  # share of samples with utilization < 5 %
+    idle_share: float | None = None  # share of samples with utilization below the idle threshold
     util_mem_mean: float | None = None
     memory_used_bytes: int | None = None
     memory_total_bytes: int | None = None
@@ -187,7 +187,7 @@ def host_stats(win: Window) -> HostStats:
     return hs
 
 
-def gpu_stats(win: Window, topo: Topology) -> list[GpuStats]:
+def gpu_stats(win: Window, topo: Topology, idle_util_pct: float = 5.0) -> list[GpuStats]:
     out = []
     by_gpu: dict[int, list[GpuSample]] = {}
     for s in win.samples:
@@ -208,7 +208,7 @@ def gpu_stats(win: Window, topo: Topology) -> list[GpuStats]:
         # The first sample primes GPM and rate counters; utilisation is instantaneous and counts.
         util = [g.util_gpu_pct for g in ok if g.util_gpu_pct is not None]
         st.util_mean = _mean(util)
-        st.idle_share = round(sum(1 for u in util if u < 5) / len(util), 3) if util else None
+        st.idle_share = round(sum(1 for u in util if u < idle_util_pct) / len(util), 3) if util else None
         st.util_mem_mean = _mean([g.util_mem_pct for g in ok if g.util_mem_pct is not None])
         if ok:
             last = ok[-1]
@@ -247,18 +247,21 @@ def gpu_stats(win: Window, topo: Topology) -> list[GpuStats]:
         if ok and ok[-1].processes:
             mem = [p.used_memory_bytes for p in ok[-1].processes if p.used_memory_bytes is not None]
             st.process_memory_bytes = sum(mem) if mem else None
-        st.idle_run_s = _idle_run(ok)
+        st.idle_run_s = _idle_run(ok, win.interval_s)
         out.append(st)
     return out
 
 
-def _idle_run(seq: list[GpuSample]) -> float:
-    """Longest stretch (seconds) of samples with no GPU activity while processes hold memory."""
+def _idle_run(seq: list[GpuSample], interval_s: float) -> float:
+    """Longest stretch (seconds) of samples with no GPU activity while processes hold memory.
+
+    Each sample stands for the interval before it, so a run of k idle samples covers k intervals.
+    """
     best, start = 0.0, None
     for g in seq:
         idle = (g.util_gpu_pct or 0) < 2 and bool(g.processes) and (g.gpm is None or (g.gpm.sm_util_pct or 0) < 1)
         if idle:
-            start = g.t if start is None else start
+            start = g.t - interval_s if start is None else start
             best = max(best, g.t - start)
         else:
             start = None
@@ -304,12 +307,12 @@ def process_stats(win: Window, clk_tck: int) -> list[ProcessStats]:
     return out
 
 
-def window_stats(win: Window, topo: Topology) -> WindowStats:
+def window_stats(win: Window, topo: Topology, idle_util_pct: float = 5.0) -> WindowStats:
     """Everything the rules need, computed once."""
     return WindowStats(
         seconds=round(win.samples[-1].t - win.samples[0].t, 3) if len(win.samples) >= 2 else 0.0,
         samples=len(win.samples),
         host=host_stats(win),
-        gpus=gpu_stats(win, topo),
+        gpus=gpu_stats(win, topo, idle_util_pct),
         processes=process_stats(win, topo.node.clk_tck or 100),
     )

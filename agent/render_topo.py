@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from nodetune.probes.host import format_cpulist
-from nodetune.probes.node import Topology
-from nodetune.probes.pci import PciDevice, PciLink
 from rich.console import Console
 from rich.table import Table
 from rich.tree import Tree
+
+from nodetune.probes.host import format_cpulist
+from nodetune.probes.node import Topology
+from nodetune.probes.pci import PciDevice, PciLink
 
 
 def _gib(kb: int | None) -> str:
@@ -88,7 +89,8 @@ def _matrix(topo: Topology) -> Table:
                 row.append(lk.label if lk else "?")
         near = {x.address: x.level for x in a.nearby}
         row += [near.get(n.address, "?") for n in nics]
-        row += [format_cpulist(a.local_cpus) or "?", _numa(a.numa_node) if a.numa_node is not None else "N/A"]
+        aff = str(a.numa_node) if a.numa_node is not None else (format_cpulist(a.numa_affinity) or "N/A")
+        row += [format_cpulist(a.local_cpus) or "?", aff]
         t.add_row(*row)
     return t
 

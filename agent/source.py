@@ -28,7 +28,7 @@ class NoGpuBackend:
     def prime(self, index: int) -> None:
         return None
 
-    def sample(self, index: int) -> GpuSample:
+    def sample(self, index: int, detail: bool = True) -> GpuSample:
         return GpuSample(index=index, t=time.monotonic(), state="error", missing={"*": self.reason})
 
     def nvlinks(self, index: int) -> list[NvLink]:

@@ -621,7 +621,13 @@ class Runner:
             monitor = UtilMonitor(None if a.no_util_monitor else self.nvsmi)
             monitor.start()
             say(f"diagnose: {shlex.join(self.nodetune)} diagnose --json --seconds {self.window:g}")
-            res = run_nodetune(self.nodetune, ["diagnose", "--json", "--seconds", f"{self.window:g}"],
+            extra: list[str] = []
+            if a.save_windows and not a.dry_run:
+                # The diagnosed window itself, for replay tests of the rules on real data.
+                Path(a.save_windows).mkdir(parents=True, exist_ok=True)
+                name = "+".join(w.name for w in ready)
+                extra = ["--save", str(Path(a.save_windows) / f"{self.round_no:02d}-{name}.json.gz")]
+            res = run_nodetune(self.nodetune, ["diagnose", "--json", "--seconds", f"{self.window:g}", *extra],
                                self.window + a.diagnose_timeout, env)
             monitor.stop()
             beyond = res["wall_s"] - self.window
@@ -873,6 +879,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    "bench/results/diagnosis_results.json)")
     p.add_argument("--save-raw", metavar="DIR", help="where to keep each raw diagnose report "
                    "(default: diagnose_raw/ beside --out)")
+    p.add_argument("--save-windows", metavar="DIR", help="pass `--save DIR/NN-workload.json.gz` to each diagnose")
     p.add_argument("--snapshot-during", action="append", metavar="WORKLOAD:PATH",
                    help="while WORKLOAD runs, `nodetune snapshot -o PATH --seconds W` first")
     p.add_argument("--io-data-dir", help="--data-dir for io_starved")

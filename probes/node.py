@@ -39,6 +39,9 @@ class Gpu:
     address: str | None = None  # PCI address in sysfs form
     numa_node: int | None = None
     local_cpus: list[int] = field(default_factory=list)
+    # NUMA nodes whose CPUs the GPU is local to (what nvidia-smi calls NUMA affinity); known even
+    # when the device's numa_node reads -1, as on single-node VMs.
+    numa_affinity: list[int] = field(default_factory=list)
     nvlinks: list[NvLink] = field(default_factory=list)
     nearby: list[Nearby] = field(default_factory=list)
     missing: dict[str, str] = field(default_factory=dict)
@@ -147,6 +150,7 @@ def probe_topology(host: Host, backend: GpuBackend, status: BackendStatus) -> To
             continue
         g.numa_node = dev.numa_node
         g.local_cpus = dev.local_cpus
+        g.numa_affinity = sorted({n for c in dev.local_cpus if (n := topo.cpu.node_of_cpu(c)) is not None})
         if "numa_node" in dev.missing:
             g.missing["numa_node"] = dev.missing["numa_node"]
         for other in topo.pci:

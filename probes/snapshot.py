@@ -90,9 +90,10 @@ class Sampler:
         for i in self.gpu_indices:
             self.backend.prime(i)
 
-    def sample(self) -> Sample:
+    def sample(self, detail: bool = False) -> Sample:
+        """One sample of everything; `detail` (first and last of a window) adds slow GPU counters."""
         c0 = time.process_time()
-        gpus = [self.backend.sample(i) for i in self.gpu_indices]
+        gpus = [self.backend.sample(i, detail or self._first) for i in self.gpu_indices]
         s = Sample(
             t=time.monotonic(),
             wall=now_iso(),
@@ -138,6 +139,7 @@ class Sampler:
 
 
 STACK_SECONDS = 1.0
+MIN_INTERVAL_S = 0.11
 MAX_STACK_PROCESSES = 8
 
 
@@ -148,15 +150,16 @@ def record_window(host: Host, backend: GpuBackend, topo: Topology, seconds: floa
     With `stacks`, py-spy samples each GPU process during the window's last second, so stack
     evidence costs no time after the window.
     """
-    interval_s = max(interval_s, 0.1)  # GPM needs samples >= 100 ms apart
+    # GPM needs samples >= 100 ms apart; 10 ms of margin absorbs scheduling jitter.
+    interval_s = max(interval_s, MIN_INTERVAL_S)
     sampler = Sampler(host, backend, topo)
     win = Window(seconds=seconds, interval_s=interval_s)
     sampler.prime()
-    start = time.monotonic()
     n = max(1, round(seconds / interval_s))
     spies: list[PySpyRun] = []
     # The first sample only primes the counters; rates come from later deltas.
-    time.sleep(min(interval_s, 0.1))
+    time.sleep(MIN_INTERVAL_S)
+    start = time.monotonic()  # schedule from the first sample: the next one is a full interval later
     win.samples.append(sampler.sample())
     for k in range(1, n + 1):
         target = start + k * interval_s
@@ -165,7 +168,7 @@ def record_window(host: Host, backend: GpuBackend, topo: Topology, seconds: floa
         delay = target - time.monotonic()
         if delay > 0:
             time.sleep(delay)
-        win.samples.append(sampler.sample())
+        win.samples.append(sampler.sample(detail=k == n))
         if progress:
             progress(min(1.0, (time.monotonic() - start) / seconds))
     win.processes = sampler.finish()
@@ -208,6 +211,9 @@ def save_snapshot(snap: Snapshot, path: str) -> None:
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide the file from its group
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -265,7 +271,7 @@ class ReplayBackend:
     def prime(self, index: int) -> None:
         return None
 
-    def sample(self, index: int) -> GpuSample:
+    def sample(self, index: int, detail: bool = True) -> GpuSample:
         seq = self._samples.get(index)
         if not seq:
             return GpuSample(index=index, t=time.monotonic(), state="error", missing={"*": "no samples in snapshot"})

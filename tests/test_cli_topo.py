@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 from fakenvml import FakeNvml, nvlink_pair_gpus
 from faketree import Preset, dgx_h100, h200_pair, laptop, vm_h200
+from typer.testing import CliRunner
+
 from nodetune.agent.cli import app
 from nodetune.agent.source import open_source
 from nodetune.probes.host import Host
@@ -17,7 +19,6 @@ from nodetune.probes.node import probe_topology
 from nodetune.probes.nvml_backend import NvmlBackend
 from nodetune.probes.serde import to_jsonable
 from nodetune.probes.snapshot import load_snapshot, save_snapshot, take_snapshot
-from typer.testing import CliRunner
 
 # Wide enough that rich does not elide table cells ("GP…").
 runner = CliRunner(env={"COLUMNS": "220", "NO_COLOR": "1"})
@@ -103,7 +104,7 @@ def test_topo_json_through_open_source_with_nvml(tmp_path: Path) -> None:
 def test_snapshot_command(tmp_path: Path) -> None:
     vm_h200(tmp_path / "vm")
     out = tmp_path / "snap.json"
-    r = runner.invoke(app, ["snapshot", "-o", str(out), "--seconds", "0.3", "--interval", "0.1",
+    r = runner.invoke(app, ["snapshot", "-o", str(out), "--seconds", "0.3", "--interval", "0.11",
                             "--root", str(tmp_path / "vm"), "--note", "idle VM"])
     assert r.exit_code == 0, (r.output, r.exception)
     snap = load_snapshot(str(out))

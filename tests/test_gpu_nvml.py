@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from fakenvml import HOPPER_IDLE_GPM, FakeGpu, FakeNvml, NVMLError, hgx_gpus, nvlink_pair_gpus
+
 from nodetune.probes.gpu import decode_clock_events
 from nodetune.probes.nvml_backend import MIN_GPM_INTERVAL_S, NvmlBackend
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from faketree import FakeNode
+
 from nodetune.probes.host import (
     Host,
     KnobWriteError,

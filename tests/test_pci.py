@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from faketree import FakeNode, dgx_h100, laptop, vm_h200
+
 from nodetune.probes.host import Host, ProbeError
 from nodetune.probes.pci import (
     PciDevice,

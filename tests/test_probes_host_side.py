@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from faketree import FakeNode, FakeProc, dgx_h100, laptop, vm_h200
+
 from nodetune.probes.cpu import parse_proc_stat, probe_cpu
 from nodetune.probes.host import Host, ProbeError
 from nodetune.probes.io import parse_diskstats, parse_psi, probe_io

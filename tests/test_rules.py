@@ -8,12 +8,13 @@ import subprocess
 import sys
 
 import pytest
+from windows import ProcLoad, ThreadLoad, WindowBuilder
+
 from nodetune.agent.config import Config, Thresholds
 from nodetune.agent.diagnosis import diagnose
 from nodetune.agent.findings import Report
 from nodetune.probes.serde import from_jsonable, to_jsonable
 from nodetune.probes.snapshot import SNAPSHOT_VERSION, Snapshot, save_snapshot
-from windows import ProcLoad, ThreadLoad, WindowBuilder
 
 LOADER_STACK = ["<module> (train.py)", "_MultiProcessingDataLoaderIter.__next__ (torch/utils/data/dataloader.py)",
                 "_SingleProcessDataLoaderIter._next_data (torch/utils/data/dataloader.py)",
@@ -281,3 +282,27 @@ def test_power_cap_at_default_limit_is_info_only():
     r = run(WindowBuilder().gpu(0, util=99, sm=96, tensor=93, reasons=["sw_power_cap"], power=692, limit=700).proc(trainer()))
     f = next(f for f in r.findings if f.kind == "throttled")
     assert f.severity == "info" and not any(a.tuner for a in f.advice)
+
+
+def test_launch_bound_with_low_utilization_needs_stack_evidence():
+    # Tiny kernels from a saturated Python thread can leave the GPU mostly idle; without stacks
+    # that looks like cpu_input starvation, with stacks showing dispatch it is launch-bound.
+    b = WindowBuilder().gpu(0, util=8, sm=1).proc(trainer(main_cpu=100))
+    assert run(b).gpus[0].verdict == "data_starved"
+    r = run(b.stack(100, [(STEP_STACK, 97), (LOADER_STACK, 3)]))
+    assert r.gpus[0].verdict == "launch_bound"
+    assert any("dispatch" in n for f in r.findings if f.kind == "launch_bound" for n in f.notes)
+
+
+def test_idle_allocated_in_a_five_second_window():
+    b = WindowBuilder(seconds=5, interval=0.5).gpu(0, util=0, sm=0, mem_used_gib=20).proc(trainer(main_cpu=0.5))
+    assert run(b).gpus[0].verdict == "idle_allocated"
+
+
+def test_readme_threshold_table_matches_the_code():
+    from pathlib import Path
+
+    from nodetune.agent.config import thresholds_table
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    assert thresholds_table() in readme

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from fakenvml import FakeNvml, hgx_gpus, nvlink_pair_gpus
 from faketree import FakeProc, Preset, dgx_h100, h200_pair, laptop, vm_h200
+
 from nodetune.agent.source import NoGpuBackend
 from nodetune.probes.gpu import BackendStatus
 from nodetune.probes.host import Host

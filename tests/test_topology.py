@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from fakenvml import FakeGpu, FakeNvml, hgx_gpus, nvlink_pair_gpus, nvml_bus_id
 from faketree import FakeNode, Preset, dgx_h100, h200_pair, laptop, vm_h200
+
 from nodetune.agent.source import NoGpuBackend
 from nodetune.probes.host import Host
 from nodetune.probes.node import Topology, probe_topology

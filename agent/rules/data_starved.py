@@ -98,6 +98,10 @@ def evaluate(ctx: RuleContext) -> list[Finding]:
             stacks = [ctx.stacks[p] for p in job.pids if p in ctx.stacks]
             loading = _stack_share(stacks)
             notes: list[str] = []
+            if cpu and not io and loading is not None and loading < DISPATCH_SHARE:
+                # py-spy shows the busy thread dispatching GPU work (copies, kernels), not loading
+                # input: the GPU is not waiting for data (transfer/launch rules speak for it).
+                continue
             if len(io) >= 2 or (io and not cpu):
                 cause, signals = "io_input", io
             elif cpu:
@@ -123,6 +127,10 @@ def evaluate(ctx: RuleContext) -> list[Finding]:
                           "stack_data_loading_share": loading, **cpu_ev, **io_ev},
                 advice=_advice(ctx, g, job, cause, cpu_ev, io_ev), notes=notes))
     return out
+
+
+# Below this share of main-thread samples in data loading, a busy thread is doing something else.
+DISPATCH_SHARE = 0.1
 
 
 def _stack_share(stacks: list[StackEvidence]) -> float | None:

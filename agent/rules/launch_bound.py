@@ -13,12 +13,22 @@ def evaluate(ctx: RuleContext) -> list[Finding]:
     for g in ctx.stats.gpus:
         if g.lost or not g.pids:
             continue
+        if max(g.pcie_rx_mibps or 0, g.pcie_tx_mibps or 0) >= th.transfer_min_mibps:
+            continue  # copies, not kernel launches, keep this GPU busy: transfer_bound's case
         util = g.util_mean or 0.0
-        if util < th.launch_util_min_pct:
-            continue
         notes: list[str] = []
         procs = [p for j in ctx.jobs_on(g.index) for p in ctx.job_procs(j)]
         main = max((p.main_thread_pct or 0 for p in procs if p.role == "gpu"), default=0.0)
+        stacks = [ctx.stacks[p] for p in g.pids if p in ctx.stacks]
+        # py-spy can vouch for a saturated thread that dispatches kernels rather than loading data:
+        # then even a GPU that is mostly idle is held back by launch overhead.
+        dispatching = (main >= th.loader_busy_pct and util >= 1 and bool(stacks)
+                       and all(s.ok and s.data_loading_share is not None and s.data_loading_share < 0.1 for s in stacks))
+        if util < th.launch_util_min_pct and not dispatching:
+            continue
+        if dispatching and util < th.launch_util_min_pct:
+            notes.append(f"GPU busy only {util:.0f}% of the time, but the launching thread is saturated and its "
+                         "stack samples show kernel dispatch, not data loading")
         if g.gpm:
             sm = g.sm_mean or 0.0
             if sm >= th.launch_sm_max_pct or sm / max(util, 1e-6) >= th.launch_sm_util_ratio:
@@ -29,7 +39,6 @@ def evaluate(ctx: RuleContext) -> list[Finding]:
             if util >= th.busy_util_pct_no_gpm or (g.util_mem_mean or 0) >= 10 or main < th.loader_busy_pct:
                 continue
             base = 0.55
-        stacks = [ctx.stacks[p] for p in g.pids if p in ctx.stacks]
         if any(s.data_loading_share is not None and s.data_loading_share >= th.stack_loading_share for s in stacks):
             continue  # the thread is busy loading data, not launching kernels: data_starved's case
         out.append(Finding(
