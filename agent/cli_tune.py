@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import typer
+
 from nodetune.probes.host import Host, format_cpulist, parse_cpulist
 
 from .errors import UserError
@@ -48,6 +49,7 @@ class TuneDeps:
     libnuma: Callable[[], Any] | None = None
     execvp: Callable[[str, list[str]], Any] = os.execvp
     ready: Callable[[], None] = field(default=lambda: None)  # hold-latency: called once the cap is held
+    host: Callable[[str], Host] = Host  # how a root becomes a Host (tests inject a failing kernel)
 
 
 @contextmanager
@@ -95,7 +97,7 @@ class _Session:
 
         if not os.path.isdir(root):
             raise UserError(f"--root {root}: not a directory")
-        host = Host(root)
+        host = deps.host(root)
         if deps.nvml is not None:
             gpus = GpuControl(deps.nvml)
         elif host.live:
@@ -312,27 +314,21 @@ def _render_rollback(res: Any, con: Any) -> None:
 # -- diagnosis ------------------------------------------------------------------------------------
 
 def _live_diagnosis(root: str, seconds: float) -> Iterable[Any]:
-    """Advice items from the diagnosis engine (nodetune.agent.diagnosis.diagnose_live)."""
-    import importlib
-
+    """Advice items from a live diagnosis (nodetune.agent.diagnosis.diagnose_live)."""
     try:
-        diagnosis = importlib.import_module("nodetune.agent.diagnosis")
-    except ImportError:
-        raise UserError("the diagnosis engine (nodetune.agent.diagnosis) is not available in this build; "
-                        "use `nodetune tune recommend --advice FILE.json` or `tune plan --profile NAME`") from None
-    fn = getattr(diagnosis, "diagnose_live", None)
-    if fn is None:
-        raise UserError("nodetune.agent.diagnosis has no diagnose_live(); cannot recommend from a live diagnosis")
-    result = fn(root=root, seconds=seconds)
-    findings = getattr(result, "findings", result)
-    out: list[Any] = []
-    for f in findings:
-        advice = f.get("advice") if isinstance(f, dict) else getattr(f, "advice", None)
-        if advice is None:
-            out.append(f)  # already an advice item
-        else:
-            out.extend(advice)
-    return out
+        from .config import load_config
+        from .diagnosis import diagnose_live
+        from .source import open_source
+    except ImportError as exc:
+        raise UserError(f"the diagnosis engine is not available in this build ({exc}); use "
+                        "`nodetune tune recommend --advice FILE.json` or `tune plan --profile NAME`") from None
+    src = open_source(root)
+    try:
+        _, report = diagnose_live(src.host, src.backend, src.status, load_config(src.host), seconds, 1.0,
+                                  stacks=False)
+    finally:
+        src.close()
+    return [a for f in report.findings for a in f.advice]
 
 
 # -- commands -------------------------------------------------------------------------------------
@@ -351,9 +347,8 @@ def build_tune_app(deps: TuneDeps) -> typer.Typer:
         if as_json:
             _print_json(items)
             return
-        con = _console()
         for p in items:
-            con.print(f"{p.name:<22} {p.description}  [dim]({p.source})[/dim]")
+            typer.echo(f"{p.name:<22} {p.description}  ({p.source})")
 
     @tune.command("plan")
     def plan_cmd(profile: ProfileOpt = None, root: RootOpt = "/", journal: JournalOpt = None, pid: PidOpt = None,
@@ -404,7 +399,7 @@ def build_tune_app(deps: TuneDeps) -> typer.Typer:
 
     @tune.command("verify")
     def verify_cmd(root: RootOpt = "/", journal: JournalOpt = None, as_json: JsonOpt = False) -> None:
-        """Per-knob diff of what the journal says nodetune set vs the live node (exit 1 on drift)."""
+        """Per-knob diff of what the journal says nodetune set vs the live node (exit 1 if a held knob moved)."""
         from nodetune.tuners.transaction import Engine
 
         s = _Session(deps, root, journal)
@@ -417,8 +412,8 @@ def build_tune_app(deps: TuneDeps) -> typer.Typer:
             _print_json(rep)
         else:
             _render_verify(rep, _console())
-        if any(r.status in ("drifted", "absent") for r in rep.rows):
-            raise typer.Exit(1)
+        if any(r.status in ("drifted", "absent") or (r.active and r.status == "restored") for r in rep.rows):
+            raise typer.Exit(1)  # what nodetune holds is no longer what it set
 
     @tune.command("rollback")
     def rollback_cmd(root: RootOpt = "/", journal: JournalOpt = None,
@@ -466,6 +461,7 @@ def build_tune_app(deps: TuneDeps) -> typer.Typer:
                       allow_lower: AllowLowerOpt = False, allow_gpu_power: AllowGpuOpt = False,
                       as_json: JsonOpt = False) -> None:
         """Turn the current diagnosis's advice into a plan (nothing is applied)."""
+        from nodetune.tuners.profiles import load_profile
         from nodetune.tuners.recommend import advice_items, profile_from_advice
 
         if advice is not None:
@@ -484,7 +480,7 @@ def build_tune_app(deps: TuneDeps) -> typer.Typer:
         s = _Session(deps, root, journal)
         try:
             with _user_errors():
-                prof, notes = profile_from_advice(items)
+                prof, notes = profile_from_advice(items, lambda name: load_profile(s.ctx.host, name))
                 plan = _make_plan(s, prof, allow_lower, allow_gpu_power)
         finally:
             s.close()

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from nodetune.probes.cpufreq import online_cpus
 from nodetune.probes.host import Host, ProbeError, format_cpulist, parse_cpulist
-from nodetune.probes.processes import descendants, parse_cgroup, parse_stat
+from nodetune.probes.processes import descendants, parse_cgroup, parse_stat, parse_status
 
 from .affinity import thread_ids, thread_starttime
 from .base import (
@@ -103,6 +103,15 @@ def cgroup_cpus(host: Host, pid: int) -> list[int] | None:
         parts.pop()
 
 
+def _tgid(host: Host, pid: int) -> int:
+    """The process (thread group) a pid belongs to; itself for a process or when unknown."""
+    try:
+        tgid = parse_status(host.read(f"/proc/{pid}/status")).get("Tgid", "")
+    except ProbeError:
+        return pid
+    return int(tgid) if tgid.isdigit() else pid
+
+
 def _comm(host: Host, pid: int) -> str:
     try:
         return parse_stat(host.read(f"/proc/{pid}/stat"), f"/proc/{pid}/stat")[0]
@@ -138,6 +147,7 @@ class PinningTuner:
         for pid in named:
             if not ctx.host.exists(f"/proc/{pid}/stat"):
                 raise TargetError(f"pid {pid}: no such process")
+            pid = _tgid(ctx.host, pid)  # a thread id names its whole process
             targets[pid] = set(p.gpus) if p.gpus is not None else set(on_gpu.get(pid, set()))
         if p.gpu_jobs and not targets and why is None:
             notes.append("pinning: no process holds a GPU right now")

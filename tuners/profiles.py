@@ -65,17 +65,17 @@ def _type_name(tp: Any) -> str:
     if origin in (typing.Union, types.UnionType):
         return " or ".join(_type_name(a) for a in get_args(tp) if a is not type(None))
     if origin is list:
-        return f"a list of {_type_name(get_args(tp)[0])}s"
+        return "a list of " + {int: "integers", str: "strings"}.get(get_args(tp)[0], str(get_args(tp)[0]))
     return {int: "an integer", str: "a string", bool: "true or false", float: "a number"}.get(tp, str(tp))
 
 
-def _fits(value: Any, tp: Any) -> bool:
+def fits(value: Any, tp: Any) -> bool:
     """Does a TOML value fit a field type (TOML has no null: an optional field must be present)?"""
     origin = get_origin(tp)
     if origin in (typing.Union, types.UnionType):
-        return any(_fits(value, a) for a in get_args(tp) if a is not type(None))
+        return any(fits(value, a) for a in get_args(tp) if a is not type(None))
     if origin is list:
-        return isinstance(value, list) and all(_fits(v, get_args(tp)[0]) for v in value)
+        return isinstance(value, list) and all(fits(v, get_args(tp)[0]) for v in value)
     if tp is int:
         return isinstance(value, int) and not isinstance(value, bool)
     if tp is float:
@@ -91,7 +91,7 @@ def _section(cls: type, data: Any, where: str) -> Any:
     for key, value in data.items():
         if key not in hints:
             raise ProfileError(f"{where} unknown key {key!r} (known: {', '.join(known)})")
-        if not _fits(value, hints[key]):
+        if not fits(value, hints[key]):
             raise ProfileError(f"{where} {key}: expected {_type_name(hints[key])}, found {value!r:.40}")
     params = cls(**data)
     problems = params.check()
@@ -107,7 +107,7 @@ def profile_from_data(data: dict[str, Any], name: str, source: str) -> Profile:
         if key in SECTIONS:
             setattr(prof, key, _section(SECTIONS[key], value, f"{source}: [{key}]"))
         elif key in TOP_KEYS:
-            if not _fits(value, TOP_KEYS[key]):
+            if not fits(value, TOP_KEYS[key]):
                 raise ProfileError(f"{source}: {key}: expected {_type_name(TOP_KEYS[key])}, found {value!r:.40}")
             setattr(prof, key, value)
         elif isinstance(value, dict):

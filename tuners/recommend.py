@@ -1,18 +1,25 @@
 """Turn diagnosis advice into a profile, so `tune recommend` plans exactly what the findings ask.
 
-Advice items look like {"tuner": "pinning", "params": {"pids": [1234], "gpus": [0]}, "text": "..."};
-items for one tuner merge into its table (lists are joined, the first value of a scalar wins and
-a different later value is reported), then the profile validator checks them like any profile.
+Advice items look like {"tuner": "pinning", "params": {"pids": [1234]}, "text": "..."}. A
+"profile" item ({"profile": "data-loading"}) starts from that profile; items for one tuner merge
+into its table (lists are joined, the first value of a scalar wins and a different later value is
+reported). The power tuner's GPU keys ("gpu", "gpu_power_limit_w") go to the [gpu] table. Advice
+comes from another module, so a key no tuner knows is reported and dropped, not fatal.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import Any
+import dataclasses
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, get_type_hints
 
-from .profiles import SECTIONS, Profile, profile_from_data
+from .base import ProfileError
+from .profiles import SECTIONS, Profile, fits, profile_from_data
 
 SOURCE = "diagnosis advice"
+# power-advice key -> (table, key) in a profile
+_POWER_GPU_KEYS = {"gpu": ("gpu", "gpus"), "gpus": ("gpu", "gpus"), "gpu_power_limit_w": ("gpu", "power_limit_w"),
+                   "gpu_locked_clocks_mhz": ("gpu", "locked_clocks_mhz")}
 
 
 def advice_items(raw: Iterable[Any]) -> list[dict[str, Any]]:
@@ -27,27 +34,53 @@ def advice_items(raw: Iterable[Any]) -> list[dict[str, Any]]:
     return out
 
 
-def profile_from_advice(items: list[dict[str, Any]]) -> tuple[Profile, list[str]]:
-    """A validated profile and notes (advice without a tuner, tuners this build lacks, clashes)."""
+def _merge(tables: dict[str, dict[str, Any]], table: str, key: str, value: Any, notes: list[str]) -> None:
+    t = tables.setdefault(table, {})
+    if key not in t:
+        t[key] = list(value) if isinstance(value, list) else value
+    elif isinstance(value, list) and isinstance(t[key], list):
+        t[key] += [x for x in value if x not in t[key]]
+    elif t[key] != value:
+        notes.append(f"advice asks {table}.{key} = {value!r} and {t[key]!r}; planning {t[key]!r}")
+
+
+def profile_from_advice(items: list[dict[str, Any]],
+                        load: Callable[[str], Profile] | None = None) -> tuple[Profile, list[str]]:
+    """A validated profile and notes (advice without a tuner, unknown tuners or keys, clashes)."""
     tables: dict[str, dict[str, Any]] = {}
     notes: list[str] = []
     for a in items:
-        tuner, text = a["tuner"], a["text"]
+        tuner, text, params = a["tuner"], a["text"], a["params"]
         if not tuner:
             if text:
-                notes.append(f"advice (no tuner can act on it): {text}")
+                notes.append(f"advice (no tuner acts on it): {text}")
+            continue
+        if tuner == "profile" and load is not None and isinstance(params.get("profile"), str):
+            base = load(params["profile"])
+            for name in SECTIONS:
+                sec = getattr(base, name)
+                if sec is not None:
+                    default = type(sec)()
+                    for k, v in dataclasses.asdict(sec).items():
+                        if v != getattr(default, k):  # only what the profile sets
+                            _merge(tables, name, k, v, notes)
+            notes.append(f"profile {params['profile']}: {text}" if text else f"profile {params['profile']}")
             continue
         if tuner not in SECTIONS:
-            notes.append(f"advice names tuner {tuner!r}, which this nodetune does not have: {text}")
+            notes.append(f"advice names tuner {tuner!r}, which nodetune cannot run here: {text}")
             continue
-        t = tables.setdefault(tuner, {})
-        for k, v in a["params"].items():
-            if k not in t:
-                t[k] = list(v) if isinstance(v, list) else v
-            elif isinstance(v, list) and isinstance(t[k], list):
-                t[k] += [x for x in v if x not in t[k]]
-            elif t[k] != v:
-                notes.append(f"advice for {tuner}.{k} asks {v!r} and {t[k]!r}; planning {t[k]!r}")
+        for k, v in params.items():
+            table, key = _POWER_GPU_KEYS.get(k, (tuner, k)) if tuner == "power" else (tuner, k)
+            if key == "gpus" and isinstance(v, int):
+                v = [v]
+            hints = get_type_hints(SECTIONS[table])
+            if key not in hints or not fits(v, hints[key]):
+                notes.append(f"advice for {tuner}: {k} = {v!r:.40} is not a {table} setting; not planned")
+                continue
+            _merge(tables, table, key, v, notes)
         if text:
             notes.append(f"{tuner}: {text}")
-    return profile_from_data(tables, "recommended", SOURCE), notes
+    try:
+        return profile_from_data(tables, "recommended", SOURCE), notes
+    except ProfileError as exc:
+        raise ProfileError(f"the diagnosis's advice does not make a valid plan: {exc.reason}") from None

@@ -100,6 +100,7 @@ class VerifyRow:
     live: str | None
     status: str  # ok | drifted | restored | gone | absent | unreadable
     note: str = ""
+    active: bool = True  # False: rolled back; the row shows whether the original is still there
 
 
 @dataclass
@@ -361,7 +362,8 @@ class Engine:
                 status = "drifted"
             if e.state == INTENT:
                 note = "the apply was interrupted before confirming this change; run rollback"
-            rep.rows.append(VerifyRow(e.txn, e.seq, e.tuner, e.knob, e.original, e.set_value, live, status, note))
+            rep.rows.append(VerifyRow(e.txn, e.seq, e.tuner, e.knob, e.original, e.set_value, live, status, note,
+                                      e.active))
         return rep
 
     def status(self) -> StatusReport:
