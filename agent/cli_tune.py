@@ -118,7 +118,7 @@ def _with_overrides(prof: Any, pids: list[int] | None, cgroups: list[str] | None
     from nodetune.tuners.pinning import PinningParams
     from nodetune.tuners.readahead import ReadaheadParams
 
-    if pids or cgroups or gpu_jobs or gpus is not None and gpus or pin_cpus:
+    if pids or cgroups or gpu_jobs or gpus or pin_cpus:
         pin = prof.pinning or PinningParams()
         pin.pids = sorted(set(pin.pids) | set(pids or []))
         pin.cgroups = list(dict.fromkeys([*pin.cgroups, *(cgroups or [])]))

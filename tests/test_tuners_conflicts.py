@@ -70,3 +70,10 @@ def test_a_knob_another_nodetune_transaction_holds_is_flagged(tmp_path):
     rows = {c.knob.group: c for c in plan(ctx).changes}
     assert any("already set this knob to never" in w for w in rows["thp"].warnings)
     assert rows["governor"].warnings == []
+
+
+def test_a_damaged_tuned_pid_file_is_a_note(tmp_path):
+    fn = laptop_with_job(tmp_path)
+    fn.attr("/run/tuned/tuned.pid", "garbage")
+    owners, notes = detect_owners(Host(str(tmp_path)))
+    assert owners == [] and any("not a pid" in n for n in notes)

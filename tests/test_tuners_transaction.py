@@ -247,3 +247,25 @@ def test_unwritable_journal_is_a_clear_error(tmp_path):
     j = Journal(str(tmp_path / "file" / "journal.jsonl"))  # parent is a file
     with pytest.raises(JournalError, match="cannot open the journal"):
         j.open()
+
+
+def test_results_cross_module_boundaries_as_json(tmp_path):
+    """Plan, ApplyResult, VerifyReport, StatusReport and RollbackResult round-trip through serde."""
+    from nodetune.tuners.transaction import ApplyResult, RollbackResult, StatusReport, VerifyReport
+
+    laptop_with_job(tmp_path)
+    ctx = ctx_for(tmp_path)
+    plan = plan_for(ctx)
+    res = engine_for(ctx).apply(plan.changes, "test")
+    for cls, obj in ((Plan, plan), (ApplyResult, res), (VerifyReport, engine_for(ctx).verify()),
+                     (StatusReport, engine_for(ctx).status()), (RollbackResult, engine_for(ctx).rollback())):
+        data = json.loads(json.dumps(to_jsonable(obj)))
+        assert from_jsonable(cls, data) == obj
+
+
+def test_read_only_sysfs_is_named(tmp_path):
+    laptop_with_job(tmp_path)
+    why = "read-only file system (is /sys mounted ro, e.g. in a container?)"
+    ctx = ctx_for(RejectingHost(str(tmp_path), reject="transparent_hugepage/enabled", why=why))
+    with pytest.raises(TransactionFailed, match="read-only file system"):
+        engine_for(ctx).apply(plan_for(ctx, {"hugepages": {"thp_enabled": "always"}}).changes, "t")

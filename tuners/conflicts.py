@@ -58,16 +58,22 @@ def detect_owners(host: Host) -> tuple[list[Owner], list[str]]:
     comms = _comms(host)
     tuned_pids = [p for p, c in comms.items() if c == "tuned"]
     ev: list[str] = []
-    try:
-        pid = int(host.read_line("/run/tuned/tuned.pid"))
-        if _alive(host, pid):
+    pid_text: str | None = None
+    if host.exists("/run/tuned/tuned.pid"):
+        try:
+            pid_text = host.read_line("/run/tuned/tuned.pid")
+        except ProbeError as exc:
+            notes.append(f"TuneD pid file unreadable: {exc.reason}")
+    if pid_text is not None:
+        if not pid_text.isdigit():
+            notes.append(f"/run/tuned/tuned.pid holds {pid_text[:20]!r}, not a pid")
+        elif _alive(host, int(pid_text)):
+            pid = int(pid_text)
             ev.append(f"/run/tuned/tuned.pid -> {pid}")
             if pid not in tuned_pids:
                 tuned_pids.insert(0, pid)
         else:
-            notes.append(f"/run/tuned/tuned.pid names pid {pid}, which is not running (stale)")
-    except (ProbeError, ValueError):
-        pass  # no pid file: TuneD not running, or never installed
+            notes.append(f"/run/tuned/tuned.pid names pid {pid_text}, which is not running (stale)")
     if tuned_pids:
         try:
             ev.append(f"active profile {host.read_line('/etc/tuned/active_profile')!r}")

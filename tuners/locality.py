@@ -17,13 +17,14 @@ class GpuPlace:
     address: str
     numa_node: int | None  # None: firmware reports -1 (common in VMs)
     local_cpus: list[int] = field(default_factory=list)
-    source: str = "sysfs"  # how the index was matched: nvml (bus id) | pci-order
+    source: str = "pci-order"  # how the index was matched: nvml (bus id) | pci-order (and why)
 
 
 def gpu_places(host: Host, gpus: GpuControl) -> list[GpuPlace]:
     """Every GPU with its local CPUs; NVML gives the index order, else PCI bus order."""
     pci = [d for d in probe_pci(host) if d.kind == "gpu" and d.vendor_id in (VENDOR_NVIDIA, None)]
     by_addr: dict[str, PciDevice] = {d.address: d for d in pci}
+    source = "pci-order"
     if gpus.available() is None:
         try:
             out = []
@@ -32,9 +33,10 @@ def gpu_places(host: Host, gpus: GpuControl) -> list[GpuPlace]:
                 if d is not None:
                     out.append(GpuPlace(i, d.address, d.numa_node, d.local_cpus, "nvml"))
             return out
-        except GpuControlError:
-            pass  # NVML answered count but not bus ids: fall back to bus order, which NVML uses too
-    return [GpuPlace(i, d.address, d.numa_node, d.local_cpus, "pci-order") for i, d in enumerate(pci)]
+        except GpuControlError as exc:
+            # NVML answered but not with bus ids: fall back to bus order (NVML's default order too).
+            source = f"pci-order (NVML: {exc.reason})"
+    return [GpuPlace(i, d.address, d.numa_node, d.local_cpus, source) for i, d in enumerate(pci)]
 
 
 def gpu_place(host: Host, gpus: GpuControl, index: int) -> GpuPlace:
