@@ -90,9 +90,10 @@ def snapshot(
 
 def _register_optional() -> None:
     """Commands that live in their own modules."""
-    from . import cli_diagnose
+    from . import cli_diagnose, cli_tune
 
     cli_diagnose.register(app)
+    cli_tune.register(app)
 
 
 def main() -> None:
