@@ -16,6 +16,7 @@ from nodetune.probes.host import Host, ProbeError
 from .errors import UserError
 
 DEFAULT_CONFIG = "/etc/nodetune/config.toml"
+TUNE_KEYS = ("allow_gpu_power",)
 
 
 def _t(default: float, doc: str) -> Any:
@@ -93,7 +94,17 @@ def parse_config(text: str, where: str) -> Config:
             if not isinstance(table, dict):
                 raise UserError(f"{where}: [diagnosis] must be a table")
             cfg.thresholds = _apply(cfg.thresholds, table, where)
-        elif section not in ("tuning", "agent"):
+        elif section == "tune":
+            # Read by nodetune.tuners.config; checked here too so that no command runs on a
+            # config with a key nobody reads.
+            if not isinstance(table, dict):
+                raise UserError(f"{where}: [tune] must be a table")
+            for key in table:
+                if key not in TUNE_KEYS:
+                    raise UserError(f"{where}: unknown key [tune].{key}")
+        elif section in TUNE_KEYS:
+            continue  # top-level form of a [tune] key
+        else:
             raise UserError(f"{where}: unknown section [{section}]")
     return cfg
 

@@ -31,13 +31,21 @@ def _command(info: ProcessInfo) -> str:
 
 
 def group_jobs(win: Window) -> list[JobGroup]:
+    """Jobs from cgroups where a job manager named them; elsewhere (a login session, where one
+    cgroup holds everything a user runs) GPU processes of one process group form a job, as the
+    ranks a torchrun or mp.spawn launcher starts do, and any other GPU process is a job alone."""
     groups: dict[str, JobGroup] = {}
     owner: dict[int, str] = {}
-    for info in win.processes:
-        if info.role != "gpu":
-            continue
+    gpu_procs = [i for i in win.processes if i.role == "gpu"]
+    per_pgid: dict[int, int] = {}
+    for info in gpu_procs:
+        if info.pgid is not None:
+            per_pgid[info.pgid] = per_pgid.get(info.pgid, 0) + 1
+    for info in gpu_procs:
         if info.job and info.job.kind in _GROUPED:
             key, kind = f"{info.job.kind}:{info.job.id}", info.job.kind
+        elif info.pgid is not None and per_pgid[info.pgid] > 1:
+            key, kind = f"pgid:{info.pgid}", "process-group"
         else:
             key, kind = f"pid:{info.pid}", "process"
         g = groups.get(key)

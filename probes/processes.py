@@ -54,6 +54,7 @@ class ProcessInfo:
     gpus: list[int] = field(default_factory=list)
     parent_gpu_pid: int | None = None
     ppid: int | None = None
+    pgid: int | None = None  # process group: a launcher and the ranks it spawned share one
     starttime: int | None = None  # ticks since boot; with the pid, identifies the process
     comm: str | None = None
     cmdline: list[str] = field(default_factory=list)
@@ -248,7 +249,7 @@ def process_info(host: Host, pid: int, role: str, gpus: list[int], uid_names: di
     st = attempt(m, "stat", lambda: parse_stat(host.read(f"{d}/stat"), f"{d}/stat"))
     if st is not None:
         info.comm, rest = st
-        info.ppid, info.starttime = _field(rest, 4), _field(rest, 22)
+        info.ppid, info.pgid, info.starttime = _field(rest, 4), _field(rest, 5), _field(rest, 22)
     raw = attempt(m, "cmdline", lambda: host.read_bytes(f"{d}/cmdline", 8192))
     if raw is not None:
         info.cmdline = [a.decode(errors="replace") for a in raw.split(b"\0") if a]

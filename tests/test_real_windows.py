@@ -63,3 +63,30 @@ def test_example_snapshot_replays():
     f = next(f for f in r.findings if f.kind == "data_starved")
     assert f.cause == "cpu_input" and f.evidence["stack_data_loading_share"] >= 0.5
     assert snap.topology.gpus[0].static.uuid == "GPU-redacted-0"
+
+
+PAIRS = {  # windows recorded on 2x H200 with a different workload on each GPU at once
+    "compute_bound+io_starved": [("compute_bound", None), ("data_starved", "io_input")],
+    "memory_bound+cpu_starved": [("memory_bound", None), ("data_starved", "cpu_input")],
+    "pageable_h2d+launch_bound": [("transfer_bound", None), ("launch_bound", None)],
+    "idle_allocated+healthy_training": [("idle_allocated", None), ("compute_bound", None)],
+    "allreduce": [("communication_bound", None), ("communication_bound", None)],
+}
+
+
+@pytest.mark.parametrize("name", sorted(PAIRS))
+def test_two_gpu_window_verdicts(name: str) -> None:
+    snap = load_snapshot(str(Path(__file__).parent / "data" / "h200x2" / f"{name}.json.gz"))
+    assert snap.window is not None
+    r = diagnose(snap.topology, snap.window, Config())
+    assert [(g.verdict, g.cause) for g in r.gpus] == PAIRS[name]
+    assert snap.topology.link(0, 1) is not None and snap.topology.link(0, 1).label == "NV18"
+
+
+def test_allreduce_example_is_communication_bound():
+    snap = load_snapshot(str(Path(__file__).parent.parent / "examples" / "h200x2-allreduce.json.gz"))
+    assert snap.window is not None
+    r = diagnose(snap.topology, snap.window, Config())
+    comm = [f for f in r.findings if f.kind == "communication_bound"]
+    assert {g for f in comm for g in f.gpus} == {0, 1}
+    assert all(f.evidence["nvlink_rx_mibps"] > 100_000 for f in comm)

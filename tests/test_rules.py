@@ -306,3 +306,23 @@ def test_readme_threshold_table_matches_the_code():
 
     readme = (Path(__file__).parent.parent / "README.md").read_text()
     assert thresholds_table() in readme
+
+
+def test_config_errors_name_file_and_key(tmp_path):
+    from nodetune.agent.config import load_config
+    from nodetune.agent.errors import UserError
+    from nodetune.probes.host import Host
+
+    good = tmp_path / "good.toml"
+    good.write_text("allow_gpu_power = false\n[diagnosis]\nbusy_sm_pct = 40\n[tune]\nallow_gpu_power = true\n")
+    assert load_config(Host("/"), str(good)).thresholds.busy_sm_pct == 40
+    for text, needle in (("[diagnosis]\nbusy_sm = 1\n", "unknown key [diagnosis].busy_sm"),
+                         ("[diagnosis]\nbusy_sm_pct = 'x'\n", "must be a number"),
+                         ("[tune]\nallow_everything = true\n", "unknown key [tune].allow_everything"),
+                         ("[nonsense]\n", "unknown section [nonsense]"),
+                         ("busy_sm_pct = [\n", "not valid TOML")):
+        bad = tmp_path / "bad.toml"
+        bad.write_text(text)
+        with pytest.raises(UserError) as e:
+            load_config(Host("/"), str(bad))
+        assert needle in str(e.value) and str(bad) in str(e.value)
