@@ -397,17 +397,21 @@ def build_tune_app(deps: TuneDeps) -> typer.Typer:
         else:
             _render_apply(res, plan, _console())
 
-    @tune.command("verify")
-    def verify_cmd(root: RootOpt = "/", journal: JournalOpt = None, as_json: JsonOpt = False) -> None:
-        """Per-knob diff of what the journal says nodetune set vs the live node (exit 1 if a held knob moved)."""
+    def with_engine(root: str, journal: str | None, op: Callable[[Any], Any]) -> Any:
+        """Run one journal operation in a session; tuner errors become one-line user errors."""
         from nodetune.tuners.transaction import Engine
 
         s = _Session(deps, root, journal)
         try:
             with _user_errors():
-                rep = Engine(s.ctx, s.journal).verify()
+                return op(Engine(s.ctx, s.journal))
         finally:
             s.close()
+
+    @tune.command("verify")
+    def verify_cmd(root: RootOpt = "/", journal: JournalOpt = None, as_json: JsonOpt = False) -> None:
+        """Per-knob diff of what the journal says nodetune set vs the live node (exit 1 if a held knob moved)."""
+        rep = with_engine(root, journal, lambda e: e.verify())
         if as_json:
             _print_json(rep)
         else:
@@ -420,14 +424,7 @@ def build_tune_app(deps: TuneDeps) -> typer.Typer:
                      txn: Annotated[str | None, typer.Option("--txn", help="Roll back only this transaction (id or prefix).")] = None,
                      as_json: JsonOpt = False) -> None:
         """Restore every original value nodetune changed, newest first (safe to re-run)."""
-        from nodetune.tuners.transaction import Engine
-
-        s = _Session(deps, root, journal)
-        try:
-            with _user_errors():
-                res = Engine(s.ctx, s.journal).rollback(txn)
-        finally:
-            s.close()
+        res = with_engine(root, journal, lambda e: e.rollback(txn))
         if as_json:
             _print_json(res)
         else:
@@ -441,14 +438,7 @@ def build_tune_app(deps: TuneDeps) -> typer.Typer:
     @tune.command("status")
     def status_cmd(root: RootOpt = "/", journal: JournalOpt = None, as_json: JsonOpt = False) -> None:
         """What nodetune changed on this node, and when."""
-        from nodetune.tuners.transaction import Engine
-
-        s = _Session(deps, root, journal)
-        try:
-            with _user_errors():
-                rep = Engine(s.ctx, s.journal).status()
-        finally:
-            s.close()
+        rep = with_engine(root, journal, lambda e: e.status())
         if as_json:
             _print_json(rep)
         else:
@@ -553,20 +543,3 @@ def register(app: typer.Typer, deps: TuneDeps | None = None) -> None:
                   help="Plan, apply, verify and roll back journaled tuning (pinning, huge pages, readahead, power).")
     app.command("exec", context_settings={"allow_interspersed_args": False})(build_exec(deps))
 
-
-def main() -> None:
-    """Run the tune commands on their own (before, or without, the main CLI wiring)."""
-    app = typer.Typer(name="nodetune", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
-    register(app)
-    try:
-        app()
-    except UserError as exc:
-        typer.echo(f"nodetune: error: {exc}", err=True)
-        raise SystemExit(exc.exit_code) from None
-    except KeyboardInterrupt:
-        typer.echo("nodetune: interrupted", err=True)
-        raise SystemExit(130) from None
-
-
-if __name__ == "__main__":
-    main()

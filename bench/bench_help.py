@@ -19,6 +19,8 @@ import sys
 import time
 from pathlib import Path
 
+from tables import print_table
+
 GOAL_MS = 300.0
 ENTRY = "from nodetune.agent.cli import main; main()"
 _IMPORTTIME = re.compile(r"^import time:\s+(\d+)\s+\|\s+(\d+)\s+\|(\s*)(\S+)\s*$")
@@ -61,15 +63,6 @@ def import_breakdown(top: int = 5) -> tuple[float, list[tuple[str, int, float, f
     return total, sorted(rows, key=lambda x: -x[3])[:top]
 
 
-def _table(head: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]
-    print("| " + " | ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)) + " |")
-    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    for r in rows:
-        print("| " + " | ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
-              + " |")
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("-n", "--runs", type=int, default=10, help="timed runs of each command (default 10)")
@@ -81,11 +74,11 @@ def main(argv: list[str] | None = None) -> int:
         med = statistics.median(runs)
         rows.append((label, str(n), f"{med:.1f}", f"{min(runs):.1f}", f"{max(runs):.1f}",
                      "yes" if med < GOAL_MS else "NO"))
-    _table(("command", "runs", "median ms", "min ms", "max ms", f"< {GOAL_MS:.0f} ms"), rows)
+    print_table(("command", "runs", "median ms", "min ms", "max ms", f"< {GOAL_MS:.0f} ms"), rows)
 
     total, top = import_breakdown()
     print(f"\nslowest imports under `-X importtime` (all imports: {total:.1f} ms):")
-    _table(("module", "depth", "self ms", "cumulative ms"),
+    print_table(("module", "depth", "self ms", "cumulative ms"),
            [(mod, str(depth), f"{s:.1f}", f"{c:.1f}") for mod, depth, s, c in top])
     return 0
 

@@ -28,6 +28,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tables import print_table
+
 REPO = Path(__file__).resolve().parent.parent
 GOAL_NON_GPM_MS = 2.0
 GPM_GAP_S = 0.105  # NVML wants GPM samples >= 100 ms apart
@@ -253,12 +255,7 @@ def run(mode: str, n: int, calls: int = 0) -> int:
 def _table(rows: list[tuple[str, ...]], head: tuple[str, ...] = (
         "mode", "GPUs", "non-GPM ms/GPU", "GPM ms/GPU", "host ms/sample", "full ms/GPU", "PCIe fallback ms/GPU",
         "first/last-sample extra ms/GPU")) -> None:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]
-    print("| " + " | ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)) + " |")
-    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    for r in rows:
-        print("| " + " | ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
-              + " |")
+    print_table(head, rows)
 
 
 def main(argv: list[str] | None = None) -> int:
