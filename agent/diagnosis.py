@@ -18,7 +18,7 @@ from nodetune.probes.snapshot import SNAPSHOT_VERSION, Snapshot, Window, now_iso
 from .config import Config
 from .findings import SEVERITY_ORDER, Finding, GpuVerdict, JobReport, Report, StackEvidence
 from .jobs import group_jobs
-from .metrics import GpuStats, window_stats
+from .metrics import GpuStats, HostStats, window_stats
 from .rules import (
     communication_bound,
     compute_bound,
@@ -114,6 +114,7 @@ def diagnose(topo: Topology, win: Window, config: Config, source: str = "live",
                    "mem_available_pct": h.mem_available_pct,
                    "busy_disks": [{"device": d.device, "util_pct": d.util_pct, "read_mbps": d.read_mbps}
                                   for d in h.disks if d.util_pct >= 10]}
+    report.host["node"] = _node_summary(topo, win, h)
     if not topo.backend.available:
         report.notes.append(f"no GPU telemetry: {topo.backend.reason}; host-side findings only")
     report.notes += [f"{k}: {v}" for k, v in h.missing.items()]
@@ -121,6 +122,26 @@ def diagnose(topo: Topology, win: Window, config: Config, source: str = "live",
     report.host["nodetune_cpu_ms_per_sample"] = round(cost * 1000, 2)
     report.elapsed_s = round(time.monotonic() - t0, 4)
     return report
+
+
+def _node_summary(topo: Topology, win: Window, hs: HostStats) -> dict[str, object]:
+    """What a person wants to know about the node even when no GPU job runs: its shape and the
+    state of the knobs nodetune tunes, with each disk's load over the window."""
+    first = win.samples[0].memory if win.samples else None
+    queues = {q.device: q for q in topo.block_devices}
+    disk_load = {d.device: d for d in hs.disks}
+    disks = []
+    for name, q in sorted(queues.items()):
+        if q.kind in ("loop", "other"):
+            continue
+        d = disk_load.get(name)
+        disks.append({"device": name, "kind": q.kind, "read_ahead_kb": q.read_ahead_kb, "scheduler": q.scheduler,
+                      "util_pct": d.util_pct if d else None, "read_mbps": d.read_mbps if d else None})
+    return {"cpus": len(topo.cpu.online), "sockets": topo.cpu.packages, "numa_nodes": len(topo.cpu.numa_nodes),
+            "gpus": len(topo.gpus), "thp_enabled": first.thp_enabled if first else None,
+            "thp_defrag": first.thp_defrag if first else None,
+            "mem_total_gib": round(first.meminfo_kb["MemTotal"] / 2**20, 1) if first and "MemTotal" in first.meminfo_kb else None,
+            "disks": disks}
 
 
 def diagnose_live(host: Host, backend: GpuBackend, status: BackendStatus, config: Config, seconds: float,

@@ -67,6 +67,14 @@ def render_report(r: Report, console: Console, verbose: bool = False) -> None:
     if not r.findings:
         console.print("\nNo findings: nothing holds the node back in this window.")
     h = r.host
+    node = h.get("node") or {}
+    if node:
+        console.print(f"\n[bold]Node[/] {node.get('cpus')} CPUs, {node.get('sockets')} socket(s), "
+                      f"{node.get('numa_nodes')} NUMA node(s), {node.get('mem_total_gib')} GiB, {node.get('gpus')} GPU(s); "
+                      f"THP {node.get('thp_enabled')}/{node.get('thp_defrag')}")
+        for d in node.get("disks", []):
+            console.print(f"  {escape(str(d['device']))} ({d['kind']}): read-ahead {d['read_ahead_kb']} kB, scheduler "
+                          f"{d['scheduler']}, busy {_n(d['util_pct'])}% reading {_n(d['read_mbps'])} MB/s")
     psi = h.get("psi_pct", {})
     console.print(f"\n[dim]host: CPU busy {_n(h.get('cpu_busy_pct'))}%, iowait {_n(h.get('iowait_pct'))}%, "
                   f"steal {_n(h.get('steal_pct'))}%, PSI cpu/io/mem some {_n(psi.get('cpu.some'))}/{_n(psi.get('io.some'))}/"

@@ -326,3 +326,18 @@ def test_config_errors_name_file_and_key(tmp_path):
         with pytest.raises(UserError) as e:
             load_config(Host("/"), str(bad))
         assert needle in str(e.value) and str(bad) in str(e.value)
+
+
+def test_no_gpu_node_still_gets_a_node_summary(tmp_path):
+    # The laptop fake: no GPU, no NVML. diagnose must still report the host side.
+    from faketree import laptop
+
+    laptop(tmp_path)
+    out = subprocess.run([sys.executable, "-c", "from nodetune.agent.cli import main; main()", "diagnose",
+                          "--root", str(tmp_path), "--seconds", "1", "--interval", "0.25", "--json"],
+                         capture_output=True, text=True, check=True)
+    rep = json.loads(out.stdout)
+    assert rep["gpus"] == [] and rep["gpu_backend"].startswith("none")
+    node = rep["host"]["node"]
+    assert node["cpus"] == 8 and node["thp_enabled"] == "madvise"
+    assert {d["device"] for d in node["disks"]} >= {"sda", "dm-0"}
