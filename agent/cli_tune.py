@@ -110,6 +110,12 @@ class _Session:
     def close(self) -> None:
         self.ctx.gpus.close()
 
+    def __enter__(self) -> _Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
 
 def _with_overrides(prof: Any, pids: list[int] | None, cgroups: list[str] | None, gpu_jobs: bool,
                     gpus: list[int] | None, pin_cpus: str | None, data_paths: list[str] | None) -> Any:
@@ -356,14 +362,10 @@ def build_tune_app(deps: TuneDeps) -> typer.Typer:
                  data_path: DataPathOpt = None, allow_lower: AllowLowerOpt = False,
                  allow_gpu_power: AllowGpuOpt = False, as_json: JsonOpt = False) -> None:
         """Show each knob's current value, the profile's target and what apply would do."""
-        s = _Session(deps, root, journal)
-        try:
-            with _user_errors():
-                prof = _load(s, profile, dict(pids=pid, cgroups=cgroup, gpu_jobs=gpu_jobs, gpus=gpu,
-                                              pin_cpus=pin_cpus, data_paths=data_path))
-                plan = _make_plan(s, prof, allow_lower, allow_gpu_power)
-        finally:
-            s.close()
+        with _Session(deps, root, journal) as s, _user_errors():
+            prof = _load(s, profile, dict(pids=pid, cgroups=cgroup, gpu_jobs=gpu_jobs, gpus=gpu,
+                                          pin_cpus=pin_cpus, data_paths=data_path))
+            plan = _make_plan(s, prof, allow_lower, allow_gpu_power)
         if as_json:
             _print_json(plan)
         else:
@@ -380,18 +382,14 @@ def build_tune_app(deps: TuneDeps) -> typer.Typer:
         from nodetune.tuners.base import ConflictError
         from nodetune.tuners.transaction import Engine
 
-        s = _Session(deps, root, journal)
-        try:
-            with _user_errors():
-                prof = _load(s, profile, dict(pids=pid, cgroups=cgroup, gpu_jobs=gpu_jobs, gpus=gpu,
-                                              pin_cpus=pin_cpus, data_paths=data_path))
-                plan = _make_plan(s, prof, allow_lower, allow_gpu_power)
-                clash = plan.conflicting()
-                if clash and not force:
-                    raise ConflictError(f"{plan.warnings[-1] if plan.warnings else clash[0].who}; nothing changed")
-                res = Engine(s.ctx, s.journal).apply(plan.changes, prof.name)
-        finally:
-            s.close()
+        with _Session(deps, root, journal) as s, _user_errors():
+            prof = _load(s, profile, dict(pids=pid, cgroups=cgroup, gpu_jobs=gpu_jobs, gpus=gpu,
+                                          pin_cpus=pin_cpus, data_paths=data_path))
+            plan = _make_plan(s, prof, allow_lower, allow_gpu_power)
+            clash = plan.conflicting()
+            if clash and not force:
+                raise ConflictError(f"{plan.warnings[-1] if plan.warnings else clash[0].who}; nothing changed")
+            res = Engine(s.ctx, s.journal).apply(plan.changes, prof.name)
         if as_json:
             _print_json({"plan": plan, "result": res})
         else:
@@ -401,12 +399,8 @@ def build_tune_app(deps: TuneDeps) -> typer.Typer:
         """Run one journal operation in a session; tuner errors become one-line user errors."""
         from nodetune.tuners.transaction import Engine
 
-        s = _Session(deps, root, journal)
-        try:
-            with _user_errors():
-                return op(Engine(s.ctx, s.journal))
-        finally:
-            s.close()
+        with _Session(deps, root, journal) as s, _user_errors():
+            return op(Engine(s.ctx, s.journal))
 
     @tune.command("verify")
     def verify_cmd(root: RootOpt = "/", journal: JournalOpt = None, as_json: JsonOpt = False) -> None:
@@ -467,13 +461,9 @@ def build_tune_app(deps: TuneDeps) -> typer.Typer:
             items = advice_items(raw)
         else:
             items = advice_items((deps.diagnose or _live_diagnosis)(root, seconds))
-        s = _Session(deps, root, journal)
-        try:
-            with _user_errors():
-                prof, notes = profile_from_advice(items, lambda name: load_profile(s.ctx.host, name))
-                plan = _make_plan(s, prof, allow_lower, allow_gpu_power)
-        finally:
-            s.close()
+        with _Session(deps, root, journal) as s, _user_errors():
+            prof, notes = profile_from_advice(items, lambda name: load_profile(s.ctx.host, name))
+            plan = _make_plan(s, prof, allow_lower, allow_gpu_power)
         plan.notes[:0] = notes
         if as_json:
             _print_json(plan)
@@ -515,13 +505,9 @@ def build_exec(deps: TuneDeps) -> Callable[..., None]:
         from nodetune.probes.cpufreq import online_cpus
         from nodetune.tuners.exec_numa import bind, binding_for_gpu, load_libnuma, run
 
-        s = _Session(deps, root, None)
-        try:
-            with _user_errors():
-                allowed = sorted(os.sched_getaffinity(0)) if s.ctx.host.live else online_cpus(s.ctx.host)
-                b = binding_for_gpu(s.ctx.host, s.ctx.gpus, gpu, allowed)
-        finally:
-            s.close()
+        with _Session(deps, root, None) as s, _user_errors():
+            allowed = sorted(os.sched_getaffinity(0)) if s.ctx.host.live else online_cpus(s.ctx.host)
+            b = binding_for_gpu(s.ctx.host, s.ctx.gpus, gpu, allowed)
         if dry_run:
             typer.echo(f"GPU {b.gpu} ({b.address}): CPUs {format_cpulist(b.cpus)}, NUMA node "
                        f"{b.numa_node if b.numa_node is not None else 'unknown'}; would run: {' '.join(cmd)}")

@@ -12,11 +12,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nodetune.probes.host import Host, ProbeError
+from nodetune.tuners.config import TuneConfig
 
 from .errors import UserError
 
 DEFAULT_CONFIG = "/etc/nodetune/config.toml"
-TUNE_KEYS = ("allow_gpu_power",)
+# The [tune] keys are the tuning policy's fields; they are read by nodetune.tuners.config.
+TUNE_KEYS = tuple(f.name for f in dataclasses.fields(TuneConfig) if f.name != "source")
 
 
 def _t(default: float, doc: str) -> Any:

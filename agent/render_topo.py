@@ -8,7 +8,7 @@ from rich.tree import Tree
 
 from nodetune.probes.host import format_cpulist
 from nodetune.probes.node import Topology
-from nodetune.probes.pci import PciDevice, PciLink
+from nodetune.probes.pci import LEVEL_ORDER, PciDevice, PciLink
 
 
 def _gib(kb: int | None) -> str:
@@ -107,15 +107,11 @@ def _devices(topo: Topology, devs: list[PciDevice]) -> Table:
         best = None
         for g in topo.gpus:
             for n in g.nearby:
-                if n.address == d.address and (best is None or _rank(n.level) < _rank(best[1])):
+                if n.address == d.address and (best is None or LEVEL_ORDER.get(n.level, 9) < LEVEL_ORDER.get(best[1], 9)):
                     best = (g.index, n.level)
         t.add_row(", ".join(d.names) or "-", d.kind, d.address, _numa(d.numa_node), _link(d.link),
                   _link(d.upstream_link), f"GPU{best[0]} ({best[1]})" if best else "-")
     return t
-
-
-def _rank(level: str) -> int:
-    return {"X": 0, "PIX": 1, "PXB": 2, "PHB": 3, "NODE": 4, "SYS": 5}.get(level, 9)
 
 
 def _notes(topo: Topology) -> list[str]:

@@ -240,6 +240,12 @@ def parse_numa_maps(text: str) -> dict[str, int]:
     return out
 
 
+def numa_placement(host: Host, pid: int, missing: dict[str, str]) -> dict[str, int]:
+    """Resident kB per NUMA node from /proc/PID/numa_maps (costly on large processes: read once)."""
+    p = f"/proc/{pid}/numa_maps"
+    return attempt(missing, "numa_maps", lambda: parse_numa_maps(host.read(p))) or {}
+
+
 def process_info(host: Host, pid: int, role: str, gpus: list[int], uid_names: dict[int, str],
                  parent_gpu_pid: int | None = None, numa: bool = True) -> ProcessInfo:
     """Static facts about a process; each unreadable one is recorded with its reason."""
@@ -278,9 +284,7 @@ def process_info(host: Host, pid: int, role: str, gpus: list[int], uid_names: di
         if cpus != info.cpus_allowed:
             info.thread_cpus[tid] = cpus
     if numa:
-        nm = attempt(m, "numa_maps", lambda: parse_numa_maps(host.read(f"{d}/numa_maps")))
-        if nm is not None:
-            info.numa_pages_kb = nm
+        info.numa_pages_kb = numa_placement(host, pid, m)
     info.open_files = _open_files(host, pid, m)
     return info
 

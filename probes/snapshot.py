@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 from .cpu import CpuSample, probe_cpu
 from .gpu import BackendStatus, GpuBackend, GpuSample, GpuStatic, NvLink
-from .host import Host, ProbeError
+from .host import Host
 from .io import IoSample, probe_io
 from .memory import MemorySample, probe_memory
 from .node import Topology, probe_topology
@@ -21,7 +21,7 @@ from .processes import (
     ProcessInfo,
     ProcessSample,
     descendants,
-    parse_numa_maps,
+    numa_placement,
     process_info,
     sample_process,
     users,
@@ -129,12 +129,8 @@ class Sampler:
     def finish(self) -> list[ProcessInfo]:
         """Read NUMA placement once at the end (numa_maps is costly on large processes)."""
         for pid, info in self.infos.items():
-            if info.role != "gpu":
-                continue
-            try:
-                info.numa_pages_kb = parse_numa_maps(self.host.read(f"/proc/{pid}/numa_maps"))
-            except ProbeError as exc:
-                info.missing["numa_maps"] = exc.reason
+            if info.role == "gpu":
+                info.numa_pages_kb = numa_placement(self.host, pid, info.missing)
         return list(self.infos.values())
 
 
