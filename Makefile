@@ -6,8 +6,7 @@ PY := $(VENV)/bin/python
 SNAPSHOT ?= examples/h200-dataloader-starved.json.gz
 
 $(VENV)/.ok: pyproject.toml
-	python3 -m venv $(VENV) || { rm -rf $(VENV) && python3 -m venv --without-pip $(VENV) && \
-	  $(PY) -c "import urllib.request as u; exec(u.urlopen('https://bootstrap.pypa.io/get-pip.py').read())"; }
+	python3 -m venv $(VENV) || { rm -rf $(VENV); echo "python3 -m venv failed: on Debian/Ubuntu install python3-venv (apt-get install python3-venv)" >&2; exit 1; }
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'
 	touch $@
@@ -18,10 +17,10 @@ diagnose: $(VENV)/.ok
 	$(VENV)/bin/nodetune diagnose --replay $(SNAPSHOT)
 
 lint: $(VENV)/.ok
-	$(VENV)/bin/ruff check agent probes tuners tests bench
+	$(VENV)/bin/ruff check agent cli config diagnosis probes tuners tests bench
 
 typecheck: $(VENV)/.ok
-	$(VENV)/bin/mypy agent probes tuners
+	$(VENV)/bin/mypy agent cli config diagnosis probes tuners
 
 unit: $(VENV)/.ok
 	$(PY) -m pytest -q

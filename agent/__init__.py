@@ -1,1 +1,1 @@
-"""nodetune's surfaces: the CLI, diagnosis and configuration."""
+"""The nodetune agent: the long-running daemon (sampling loop, exporter, history, systemd)."""

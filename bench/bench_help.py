@@ -22,7 +22,7 @@ from pathlib import Path
 from tables import print_table
 
 GOAL_MS = 300.0
-ENTRY = "from nodetune.agent.cli import main; main()"
+ENTRY = "from nodetune.cli.app import main; main()"
 _IMPORTTIME = re.compile(r"^import time:\s+(\d+)\s+\|\s+(\d+)\s+\|(\s*)(\S+)\s*$")
 
 

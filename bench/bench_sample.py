@@ -144,7 +144,7 @@ def _gpu_rounds(nvml: Any, n: int, gpm: bool, breakdown: dict[str, float] | None
 
 
 def _host_rounds(host: Any, topo: Any, samples: dict[int, Any], n: int) -> float:
-    from nodetune.probes.snapshot import Sampler
+    from nodetune.probes.sampler import Sampler
 
     sampler = Sampler(host, CannedBackend(samples), topo)  # type: ignore[arg-type]
     sampler.sample()  # the first sample reads per-window facts and finds the processes
@@ -216,7 +216,7 @@ def run(mode: str, n: int, calls: int = 0) -> int:
         if nvml_mod is None or not status.available:
             print(f"bench_sample: --{mode}: NVML is unavailable ({reason}); GPU columns are n/a, "
                   "the host side is measured alone", file=sys.stderr)
-            from nodetune.agent.source import NoGpuBackend
+            from nodetune.probes.source import NoGpuBackend
 
             nb = NoGpuBackend(reason)
             topo = probe_topology(host, nb, nb.open())

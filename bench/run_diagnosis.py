@@ -328,7 +328,7 @@ def wait_gpus_idle(nvsmi: str | None, baseline: dict[int, tuple[float, float]] |
 def default_nodetune_cmd() -> list[str]:
     if shutil.which("nodetune"):
         return ["nodetune"]
-    return [sys.executable, "-c", "from nodetune.agent.cli import main; main()"]
+    return [sys.executable, "-c", "from nodetune.cli.app import main; main()"]
 
 
 def run_nodetune(cmd: list[str], extra: list[str], timeout: float,
@@ -863,7 +863,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="one different workload per GPU at once, one diagnose per group")
     p.add_argument("--gpu", type=int, default=0, help="GPU for sequential mode (default 0)")
     p.add_argument("--nodetune-cmd", help="how to run nodetune, shlex-split (default: `nodetune` on "
-                   "PATH, else python -c 'from nodetune.agent.cli import main; main()')")
+                   "PATH, else python -c 'from nodetune.cli.app import main; main()')")
     p.add_argument("--python", default=sys.executable, help="interpreter for the workloads")
     p.add_argument("--workload-seconds", type=float, default=0.0,
                    help="--seconds passed to workloads (default: W + settle + 60; they are stopped anyway)")

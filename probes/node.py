@@ -7,7 +7,7 @@ import platform
 from dataclasses import dataclass, field
 
 from .gpu import BackendStatus, GpuBackend, GpuStatic, NvLink
-from .host import Host, attempt
+from .host import Host, ProbeError, attempt
 from .pci import LEVEL_ORDER, PciDevice, common_level, probe_pci
 from .storage import BlockQueue, Mount, probe_block_devices, probe_mounts
 from .topology import CpuTopology, probe_cpu_topology
@@ -20,6 +20,7 @@ class NodeInfo:
     os: str | None = None
     machine: str | None = None
     clk_tck: int = 100
+    page_kb: int = 4  # the node's page size: 64 on some aarch64 GPU nodes (GH200), 4 on x86
 
 
 @dataclass
@@ -101,7 +102,27 @@ def _node_info(host: Host, missing: dict[str, str]) -> NodeInfo:
         info.clk_tck = os.sysconf("SC_CLK_TCK")
     except (ValueError, OSError):
         missing["clk_tck"] = "sysconf(SC_CLK_TCK) unavailable; assuming 100"
+    info.page_kb = _page_kb(host, missing)
     return info
+
+
+def _page_kb(host: Host, missing: dict[str, str]) -> int:
+    """The node's base page size: sysconf on the live node; under a root, init's smaps says it."""
+    if host.live:
+        try:
+            return max(1, os.sysconf("SC_PAGE_SIZE") // 1024)
+        except (ValueError, OSError):
+            pass
+    try:
+        for line in host.read("/proc/1/smaps").splitlines()[:40]:
+            if line.startswith("KernelPageSize:"):
+                kb = line.split()[1]
+                if kb.isdigit() and 0 < int(kb) <= 1 << 20:
+                    return int(kb)
+    except ProbeError:
+        pass
+    missing["page_kb"] = "page size unknown (no sysconf, no /proc/1/smaps KernelPageSize); assuming 4 kB"
+    return 4
 
 
 def _pair_nvlinks(gpus: list[Gpu], a: Gpu, b: Gpu) -> int:

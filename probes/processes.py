@@ -41,6 +41,8 @@ class ProcessSample:
     num_threads: int | None = None
     rss_kb: int | None = None
     read_bytes: int | None = None
+    write_bytes: int | None = None  # bytes this process caused to be written to storage (checkpoints)
+    starttime: int | None = None  # ticks since boot; with the pid, tells a reused pid from the same process
     threads: list[ThreadSample] = field(default_factory=list)
     missing: dict[str, str] = field(default_factory=dict)
 
@@ -167,8 +169,11 @@ def users(host: Host) -> dict[int, str]:
     return out
 
 
-def sample_process(host: Host, pid: int, threads: bool = True) -> ProcessSample:
-    """Counters of `pid` and (optionally) each of its threads; a gone process is `alive=False`."""
+def sample_process(host: Host, pid: int, threads: bool = True, page_kb: int = 4) -> ProcessSample:
+    """Counters of `pid` and (optionally) each of its threads; a gone process is `alive=False`.
+
+    `page_kb` is the node's page size (4 on x86, 64 on some aarch64 GPU nodes such as GH200).
+    """
     s = ProcessSample(pid=pid)
     d = f"/proc/{pid}"
     try:
@@ -181,14 +186,16 @@ def sample_process(host: Host, pid: int, threads: bool = True) -> ProcessSample:
     s.utime, s.stime = _field(rest, 14), _field(rest, 15)
     s.num_threads = _field(rest, 20)
     s.blkio_ticks = _field(rest, 42)
+    s.starttime = _field(rest, 22)
     rss_pages = _field(rest, 24)
-    s.rss_kb = rss_pages * 4 if rss_pages is not None else None
+    s.rss_kb = rss_pages * page_kb if rss_pages is not None else None
     io = attempt(s.missing, "io", lambda: parse_status(host.read(f"{d}/io")))
-    if io and "read_bytes" in io:
-        if io["read_bytes"].isdigit():
-            s.read_bytes = int(io["read_bytes"])
-        else:
-            s.missing["io"] = f"{d}/io: read_bytes {io['read_bytes'][:20]!r} is not a number"
+    for key in ("read_bytes", "write_bytes"):
+        if io and key in io:
+            if io[key].isdigit():
+                setattr(s, key, int(io[key]))
+            else:
+                s.missing["io"] = f"{d}/io: {key} {io[key][:20]!r} is not a number"
     if threads:
         for tid_s in attempt(s.missing, "threads", lambda: host.listdir(f"{d}/task")) or []:
             p = f"{d}/task/{tid_s}/stat"

@@ -7,28 +7,21 @@ import json
 import os
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from .cpu import CpuSample, probe_cpu
-from .gpu import BackendStatus, GpuBackend, GpuSample, GpuStatic, NvLink
-from .host import Host
-from .io import IoSample, probe_io
-from .memory import MemorySample, probe_memory
-from .node import Topology, probe_topology
+from .cpu import CpuSample
+from .gpu import BackendStatus, GpuSample, GpuStatic, NvLink
+from .io import IoSample
+from .memory import MemorySample
+from .node import Topology
 from .processes import (
     ProcessInfo,
     ProcessSample,
-    descendants,
-    numa_placement,
-    process_info,
-    sample_process,
-    users,
 )
-from .pystacks import PySpyRun, StackSample
+from .pystacks import StackSample
 from .serde import SchemaError, from_jsonable, to_jsonable
-from .thermal import ThermalSample, probe_thermal
+from .thermal import ThermalSample
 
 SNAPSHOT_VERSION = 1
 
@@ -70,120 +63,6 @@ class Snapshot:
 
 def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-class Sampler:
-    """Takes samples of the whole node and follows GPU processes and their workers."""
-
-    def __init__(self, host: Host, backend: GpuBackend, topo: Topology, thread_detail: bool = True) -> None:
-        self.host = host
-        self.backend = backend
-        self.topo = topo
-        self.thread_detail = thread_detail
-        self.gpu_indices = [g.index for g in topo.gpus] if topo.backend.available else []
-        self.infos: dict[int, ProcessInfo] = {}
-        self._users = users(host)
-        self._nodes = [n.node for n in topo.cpu.numa_nodes]
-        self._first = True  # THP, huge pages and per-node memory: read once per window
-
-    def prime(self) -> None:
-        for i in self.gpu_indices:
-            self.backend.prime(i)
-
-    def sample(self, detail: bool = False) -> Sample:
-        """One sample of everything; `detail` (first and last of a window) adds slow GPU counters."""
-        c0 = time.process_time()
-        gpus = [self.backend.sample(i, detail or self._first) for i in self.gpu_indices]
-        s = Sample(
-            t=time.monotonic(),
-            wall=now_iso(),
-            cpu=probe_cpu(self.host),
-            memory=probe_memory(self.host, self._nodes, detail=self._first),
-            io=probe_io(self.host),
-            thermal=probe_thermal(self.host),
-            gpus=gpus,
-        )
-        self._first = False
-        self._follow(gpus)
-        s.processes = [sample_process(self.host, pid, self.thread_detail) for pid in self.infos]
-        s.cost_s = round(time.process_time() - c0, 6)
-        return s
-
-    def _follow(self, gpus: list[GpuSample]) -> None:
-        owners: dict[int, list[int]] = {}
-        for g in gpus:
-            for p in g.processes:
-                owners.setdefault(p.pid, []).append(g.index)
-        for pid, idx in owners.items():
-            info = self.infos.get(pid)
-            if info is None:
-                self.infos[pid] = process_info(self.host, pid, "gpu", sorted(idx), self._users, numa=False)
-            elif info.role == "gpu":
-                info.gpus = sorted(set(info.gpus) | set(idx))
-        for pid in [p for p, i in self.infos.items() if i.role == "gpu"]:
-            for child in descendants(self.host, pid):
-                if child not in self.infos:
-                    self.infos[child] = process_info(self.host, child, "worker", self.infos[pid].gpus,
-                                                     self._users, parent_gpu_pid=pid, numa=False)
-
-    def finish(self) -> list[ProcessInfo]:
-        """Read NUMA placement once at the end (numa_maps is costly on large processes)."""
-        for pid, info in self.infos.items():
-            if info.role == "gpu":
-                info.numa_pages_kb = numa_placement(self.host, pid, info.missing)
-        return list(self.infos.values())
-
-
-STACK_SECONDS = 1.0
-MIN_INTERVAL_S = 0.11
-MAX_STACK_PROCESSES = 8
-
-
-def record_window(host: Host, backend: GpuBackend, topo: Topology, seconds: float, interval_s: float = 1.0,
-                  progress: Callable[[float], None] | None = None, stacks: bool = True) -> Window:
-    """Sample the node every `interval_s` for `seconds` (one sample more than intervals).
-
-    With `stacks`, py-spy samples each GPU process during the window's last second, so stack
-    evidence costs no time after the window.
-    """
-    # GPM needs samples >= 100 ms apart; 10 ms of margin absorbs scheduling jitter.
-    interval_s = max(interval_s, MIN_INTERVAL_S)
-    sampler = Sampler(host, backend, topo)
-    win = Window(seconds=seconds, interval_s=interval_s)
-    sampler.prime()
-    n = max(1, round(seconds / interval_s))
-    spies: list[PySpyRun] = []
-    # The first sample only primes the counters; rates come from later deltas.
-    time.sleep(MIN_INTERVAL_S)
-    start = time.monotonic()  # schedule from the first sample: the next one is a full interval later
-    win.samples.append(sampler.sample())
-    for k in range(1, n + 1):
-        target = start + k * interval_s
-        if stacks and not spies and host.live and target + interval_s >= start + seconds - STACK_SECONDS:
-            spies = _start_spies(sampler, start + seconds - time.monotonic())
-        delay = target - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)
-        win.samples.append(sampler.sample(detail=k == n))
-        if progress:
-            progress(min(1.0, (time.monotonic() - start) / seconds))
-    win.processes = sampler.finish()
-    win.stacks = [spy.collect() for spy in spies]
-    return win
-
-
-def _start_spies(sampler: Sampler, left_s: float) -> list[PySpyRun]:
-    pids = [pid for pid, info in sampler.infos.items() if info.role == "gpu"][:MAX_STACK_PROCESSES]
-    return [PySpyRun(pid, duration_s=max(STACK_SECONDS, min(left_s, 2.0))) for pid in pids]
-
-
-def take_snapshot(host: Host, backend: GpuBackend, status: BackendStatus, seconds: float,
-                  interval_s: float = 1.0, progress: Callable[[float], None] | None = None,
-                  anonymize: bool = True) -> Snapshot:
-    topo = probe_topology(host, backend, status)
-    win = record_window(host, backend, topo, seconds, interval_s, progress) if seconds > 0 else None
-    snap = Snapshot(version=SNAPSHOT_VERSION, taken_at=now_iso(), topology=topo, window=win)
-    return strip_identifiers(snap) if anonymize else snap
 
 
 def strip_identifiers(snap: Snapshot) -> Snapshot:

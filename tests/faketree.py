@@ -211,6 +211,13 @@ class FakeNode:
         self.write("/etc/os-release", 'PRETTY_NAME="Ubuntu 22.04.4 LTS"\nID=ubuntu\n')
         self.write("/etc/passwd", "root:x:0:0:root:/root:/bin/bash\nalice:x:1000:1000::/home/alice:/bin/bash\n")
         self.thp("madvise", "madvise")
+        self.page_size(4)
+
+    def page_size(self, kb: int) -> None:
+        """init's first mapping, as /proc/1/smaps shows it: where the page size of a root is read."""
+        self.write("/proc/1/smaps", "55d0c0a00000-55d0c0a2c000 r--p 00000000 fd:00 1835043    /usr/lib/systemd/systemd\n"
+                                    f"Size:                176 kB\nKernelPageSize:     {kb:>4} kB\nMMUPageSize:        {kb:>4} kB\n"
+                                    "Rss:                 176 kB\n")
 
     def thp(self, enabled: str, defrag: str) -> None:
         d = "/sys/kernel/mm/transparent_hugepage"

@@ -12,13 +12,14 @@ from fakenvml import FakeNvml, nvlink_pair_gpus
 from faketree import Preset, dgx_h100, h200_pair, laptop, vm_h200
 from typer.testing import CliRunner
 
-from nodetune.agent.cli import app
-from nodetune.agent.source import open_source
+from nodetune.cli.app import app
 from nodetune.probes.host import Host
 from nodetune.probes.node import probe_topology
 from nodetune.probes.nvml_backend import NvmlBackend
+from nodetune.probes.sampler import take_snapshot
 from nodetune.probes.serde import to_jsonable
-from nodetune.probes.snapshot import load_snapshot, save_snapshot, take_snapshot
+from nodetune.probes.snapshot import load_snapshot, save_snapshot
+from nodetune.probes.source import open_source
 
 # Wide enough that rich does not elide table cells ("GP…").
 runner = CliRunner(env={"COLUMNS": "220", "NO_COLOR": "1"})
@@ -39,7 +40,7 @@ def _ok(args: list[str]) -> str:
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     """The real entry point in a fresh interpreter: what a person's shell runs."""
-    return subprocess.run([sys.executable, "-c", "from nodetune.agent.cli import main; main()", *args],
+    return subprocess.run([sys.executable, "-c", "from nodetune.cli.app import main; main()", *args],
                           capture_output=True, text=True, timeout=120, check=False)
 
 

@@ -12,8 +12,8 @@ from faketree import FakeProc, laptop
 from test_tuners_support import RejectingHost, changed, dgx_copy, knob_values, laptop_with_job
 from typer.testing import CliRunner
 
-from nodetune.agent.cli_tune import TuneDeps, register
-from nodetune.agent.errors import UserError
+from nodetune.cli.errors import UserError
+from nodetune.cli.tune import TuneDeps, register
 from nodetune.probes.host import Host
 from nodetune.tuners.affinity import NEEDS_CAP, TreeAffinity
 from nodetune.tuners.base import KnobFailed
@@ -251,9 +251,10 @@ def test_gpu_jobs_pinning_through_nvml(tmp_path):
 def test_recommend_from_an_advice_file(tmp_path):
     laptop_with_job(tmp_path / "root")
     f = tmp_path / "advice.json"
-    f.write_text(json.dumps({"advice": [
+    # the shape `nodetune diagnose --json` writes: advice sits in each finding
+    f.write_text(json.dumps({"version": 1, "gpus": [], "findings": [{"kind": "numa_misplaced", "advice": [
         {"tuner": "pinning", "params": {"pids": [4242], "cpus": "0-1"}, "text": "pin it"},
-        {"tuner": "hugepages", "params": {"thp_enabled": "always"}, "text": "THP"}]}))
+        {"tuner": "hugepages", "params": {"thp_enabled": "always"}, "text": "THP"}]}]}))
     before = knob_values(tmp_path / "root")
     r = run(["tune", "recommend", "--advice", str(f)], root=tmp_path / "root")
     assert r.exit_code == 0, r.output

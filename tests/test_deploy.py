@@ -32,7 +32,7 @@ ANSIBLE = REPO / "ansible"
 ROLE = ANSIBLE / "roles" / "nodetune"
 UNITS = ["nodetune-tune.service", "nodetune-latency.service"]
 BIN = "/usr/local/bin/nodetune"
-MAIN = "from nodetune.agent.cli import main; main()"
+MAIN = "from nodetune.cli.app import main; main()"
 
 
 # -- reading units and environment files ------------------------------------------------------
@@ -135,7 +135,7 @@ def split_command(argv: list[str]) -> tuple[list[str], list[str]]:
 # -- units -------------------------------------------------------------------------------------
 
 def test_console_script_has_the_units_commands():
-    """The units run /usr/local/bin/nodetune, i.e. nodetune.agent.cli:main: it must have `tune`."""
+    """The units run /usr/local/bin/nodetune, i.e. nodetune.cli.app:main: it must have `tune`."""
     r = subprocess.run([sys.executable, "-c", MAIN, "tune", "--help"], capture_output=True, text=True,
                        timeout=120)
     assert r.returncode == 0, (

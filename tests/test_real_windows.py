@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from nodetune.agent.config import Config
-from nodetune.agent.diagnosis import diagnose
+from nodetune.config.diagnosis import Thresholds
+from nodetune.diagnosis.engine import diagnose
 from nodetune.probes.snapshot import load_snapshot
 
 DATA = Path(__file__).parent / "data" / "h200"
@@ -31,7 +31,7 @@ EXPECTED = {
 def test_recorded_window_verdict(name: str) -> None:
     snap = load_snapshot(str(DATA / f"{name}.json.gz"))
     assert snap.window is not None
-    r = diagnose(snap.topology, snap.window, Config(), f"replay:{name}")
+    r = diagnose(snap.topology, snap.window, Thresholds(), f"replay:{name}")
     g = r.gpus[0]
     assert (g.verdict, g.cause) == EXPECTED[name]
     assert r.jobs and r.jobs[0].verdict == EXPECTED[name][0]
@@ -44,7 +44,7 @@ def test_healthy_only_when_tensor_pipes_work():
     for name in ("compute_bound", "healthy_training"):
         snap = load_snapshot(str(DATA / f"{name}.json.gz"))
         assert snap.window is not None
-        assert diagnose(snap.topology, snap.window, Config()).gpus[0].healthy
+        assert diagnose(snap.topology, snap.window, Thresholds()).gpus[0].healthy
 
 
 @pytest.mark.parametrize("name", ["pageable_h2d", "launch_bound"])
@@ -52,14 +52,14 @@ def test_busy_dispatch_thread_is_not_called_starved(name: str) -> None:
     # The thread is saturated, but py-spy shows it issuing copies/kernels, not loading input.
     snap = load_snapshot(str(DATA / f"{name}.json.gz"))
     assert snap.window is not None
-    kinds = {f.kind for f in diagnose(snap.topology, snap.window, Config()).findings}
+    kinds = {f.kind for f in diagnose(snap.topology, snap.window, Thresholds()).findings}
     assert "data_starved" not in kinds
 
 
 def test_example_snapshot_replays():
     snap = load_snapshot(str(Path(__file__).parent.parent / "examples" / "h200-dataloader-starved.json.gz"))
     assert snap.window is not None and snap.note
-    r = diagnose(snap.topology, snap.window, Config())
+    r = diagnose(snap.topology, snap.window, Thresholds())
     f = next(f for f in r.findings if f.kind == "data_starved")
     assert f.cause == "cpu_input" and f.evidence["stack_data_loading_share"] >= 0.5
     assert snap.topology.gpus[0].static.uuid == "GPU-redacted-0"
@@ -78,7 +78,7 @@ PAIRS = {  # windows recorded on 2x H200 with a different workload on each GPU a
 def test_two_gpu_window_verdicts(name: str) -> None:
     snap = load_snapshot(str(Path(__file__).parent / "data" / "h200x2" / f"{name}.json.gz"))
     assert snap.window is not None
-    r = diagnose(snap.topology, snap.window, Config())
+    r = diagnose(snap.topology, snap.window, Thresholds())
     assert [(g.verdict, g.cause) for g in r.gpus] == PAIRS[name]
     assert snap.topology.link(0, 1) is not None and snap.topology.link(0, 1).label == "NV18"
 
@@ -86,7 +86,7 @@ def test_two_gpu_window_verdicts(name: str) -> None:
 def test_allreduce_example_is_communication_bound():
     snap = load_snapshot(str(Path(__file__).parent.parent / "examples" / "h200x2-allreduce.json.gz"))
     assert snap.window is not None
-    r = diagnose(snap.topology, snap.window, Config())
+    r = diagnose(snap.topology, snap.window, Thresholds())
     comm = [f for f in r.findings if f.kind == "communication_bound"]
     assert {g for f in comm for g in f.gpus} == {0, 1}
     assert all(f.evidence["nvlink_rx_mibps"] > 100_000 for f in comm)

@@ -10,9 +10,9 @@ import sys
 import pytest
 from windows import ProcLoad, ThreadLoad, WindowBuilder
 
-from nodetune.agent.config import Config, Thresholds
-from nodetune.agent.diagnosis import diagnose
-from nodetune.agent.findings import Report
+from nodetune.config.diagnosis import Thresholds
+from nodetune.diagnosis.engine import diagnose
+from nodetune.diagnosis.findings import Report
 from nodetune.probes.serde import from_jsonable, to_jsonable
 from nodetune.probes.snapshot import SNAPSHOT_VERSION, Snapshot, save_snapshot
 
@@ -24,7 +24,7 @@ STEP_STACK = ["<module> (train.py)", "Module._call_impl (torch/nn/modules/module
 
 def run(b: WindowBuilder) -> Report:
     topo, win = b.build()
-    return diagnose(topo, win, Config())
+    return diagnose(topo, win, Thresholds())
 
 
 def kinds(r: Report) -> set[str]:
@@ -252,8 +252,8 @@ def test_gpu_lost_mid_window():
 def test_thresholds_come_from_config():
     b = WindowBuilder().gpu(0, util=100, sm=99, tensor=0, dram=55).proc(trainer())
     topo, win = b.build()
-    assert diagnose(topo, win, Config()).gpus[0].verdict == "compute_bound"
-    lower = Config(thresholds=Thresholds(memory_bound_dram_pct=50))
+    assert diagnose(topo, win, Thresholds()).gpus[0].verdict == "compute_bound"
+    lower = Thresholds(memory_bound_dram_pct=50)
     assert diagnose(topo, win, lower).gpus[0].verdict == "memory_bound"
 
 
@@ -267,12 +267,12 @@ def test_replay_cli_gives_the_same_verdict(tmp_path):
     topo, win = WindowBuilder().gpu(0, util=100, sm=99, tensor=0, dram=89).proc(trainer()).build()
     path = tmp_path / "snap.json.gz"
     save_snapshot(Snapshot(SNAPSHOT_VERSION, "2026-11-22T00:00:00+00:00", topo, win), str(path))
-    out = subprocess.run([sys.executable, "-c", "from nodetune.agent.cli import main; main()", "diagnose",
+    out = subprocess.run([sys.executable, "-c", "from nodetune.cli.app import main; main()", "diagnose",
                           "--replay", str(path), "--json"], capture_output=True, text=True, check=True)
     rep = json.loads(out.stdout)
     assert rep["gpus"][0]["verdict"] == "memory_bound"
     assert rep["source"].startswith("replay:")
-    failing = subprocess.run([sys.executable, "-c", "from nodetune.agent.cli import main; main()", "diagnose",
+    failing = subprocess.run([sys.executable, "-c", "from nodetune.cli.app import main; main()", "diagnose",
                               "--replay", str(path), "--fail-on", "warning"], capture_output=True, text=True)
     assert failing.returncode == 0  # memory_bound is info only
 
@@ -299,41 +299,12 @@ def test_idle_allocated_in_a_five_second_window():
     assert run(b).gpus[0].verdict == "idle_allocated"
 
 
-def test_readme_threshold_table_matches_the_code():
-    from pathlib import Path
-
-    from nodetune.agent.config import thresholds_table
-
-    readme = (Path(__file__).parent.parent / "README.md").read_text()
-    assert thresholds_table() in readme
-
-
-def test_config_errors_name_file_and_key(tmp_path):
-    from nodetune.agent.config import load_config
-    from nodetune.agent.errors import UserError
-    from nodetune.probes.host import Host
-
-    good = tmp_path / "good.toml"
-    good.write_text("allow_gpu_power = false\n[diagnosis]\nbusy_sm_pct = 40\n[tune]\nallow_gpu_power = true\n")
-    assert load_config(Host("/"), str(good)).thresholds.busy_sm_pct == 40
-    for text, needle in (("[diagnosis]\nbusy_sm = 1\n", "unknown key [diagnosis].busy_sm"),
-                         ("[diagnosis]\nbusy_sm_pct = 'x'\n", "must be a number"),
-                         ("[tune]\nallow_everything = true\n", "unknown key [tune].allow_everything"),
-                         ("[nonsense]\n", "unknown section [nonsense]"),
-                         ("busy_sm_pct = [\n", "not valid TOML")):
-        bad = tmp_path / "bad.toml"
-        bad.write_text(text)
-        with pytest.raises(UserError) as e:
-            load_config(Host("/"), str(bad))
-        assert needle in str(e.value) and str(bad) in str(e.value)
-
-
 def test_no_gpu_node_still_gets_a_node_summary(tmp_path):
     # The laptop fake: no GPU, no NVML. diagnose must still report the host side.
     from faketree import laptop
 
     laptop(tmp_path)
-    out = subprocess.run([sys.executable, "-c", "from nodetune.agent.cli import main; main()", "diagnose",
+    out = subprocess.run([sys.executable, "-c", "from nodetune.cli.app import main; main()", "diagnose",
                           "--root", str(tmp_path), "--seconds", "1", "--interval", "0.25", "--json"],
                          capture_output=True, text=True, check=True)
     rep = json.loads(out.stdout)

@@ -10,24 +10,22 @@ import pytest
 from fakenvml import FakeNvml, hgx_gpus, nvlink_pair_gpus
 from faketree import FakeProc, Preset, dgx_h100, h200_pair, laptop, vm_h200
 
-from nodetune.agent.source import NoGpuBackend
 from nodetune.probes.gpu import BackendStatus
 from nodetune.probes.host import Host
 from nodetune.probes.node import Topology, probe_topology
 from nodetune.probes.nvml_backend import NvmlBackend
+from nodetune.probes.sampler import Sampler, record_window, take_snapshot
 from nodetune.probes.serde import SchemaError, from_jsonable, to_jsonable
 from nodetune.probes.snapshot import (
     SNAPSHOT_VERSION,
     ReplayBackend,
-    Sampler,
     Snapshot,
     SnapshotError,
     load_snapshot,
-    record_window,
     save_snapshot,
     strip_identifiers,
-    take_snapshot,
 )
+from nodetune.probes.source import NoGpuBackend
 
 TRAIN = "/system.slice/slurmstepd.scope/job_4242/step_0/user/task_0"
 

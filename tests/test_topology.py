@@ -8,10 +8,10 @@ import pytest
 from fakenvml import FakeGpu, FakeNvml, hgx_gpus, nvlink_pair_gpus, nvml_bus_id
 from faketree import FakeNode, Preset, dgx_h100, h200_pair, laptop, vm_h200
 
-from nodetune.agent.source import NoGpuBackend
 from nodetune.probes.host import Host
 from nodetune.probes.node import Topology, probe_topology
 from nodetune.probes.nvml_backend import NvmlBackend
+from nodetune.probes.source import NoGpuBackend
 from nodetune.probes.topology import probe_cpu_topology
 
 NO_NVML_REASON = "NVML library (libnvidia-ml.so.1) not found: no NVIDIA driver on this node"

@@ -43,7 +43,7 @@ def nodetune(root: Path, *args: str, crash: str | None = None) -> subprocess.Com
     env = {k: v for k, v in os.environ.items() if k != ENV}
     if crash:
         env[ENV] = crash
-    return subprocess.run([sys.executable, "-m", "nodetune.agent", *args, "--root", str(root)],
+    return subprocess.run([sys.executable, "-m", "nodetune.cli", *args, "--root", str(root)],
                           capture_output=True, text=True, env=env, timeout=120, check=False)
 
 

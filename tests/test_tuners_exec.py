@@ -105,7 +105,7 @@ def test_real_libnuma_loads_here():
 def test_exec_command_runs_the_program(tmp_path):
     """The real thing, in a subprocess: bind (to the fake VM's CPUs, clipped by the kernel) and exec."""
     vm_h200(tmp_path)
-    r = subprocess.run([sys.executable, "-m", "nodetune.agent", "exec", "--gpu", "0", "--root", str(tmp_path),
+    r = subprocess.run([sys.executable, "-m", "nodetune.cli", "exec", "--gpu", "0", "--root", str(tmp_path),
                         "--", sys.executable, "-c", "import os; print('ran', len(os.sched_getaffinity(0)) > 0)"],
                        capture_output=True, text=True, timeout=60, check=False)
     assert r.returncode == 0, r.stderr

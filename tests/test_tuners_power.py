@@ -105,7 +105,7 @@ def test_hold_latency_command_holds_until_sigterm(tmp_path):
     fn.p("/dev").mkdir(exist_ok=True)
     dev = fn.p("/dev/cpu_dma_latency")
     dev.write_bytes(struct.pack("=i", 2000000000))
-    proc = subprocess.Popen([sys.executable, "-m", "nodetune.agent", "tune", "hold-latency", "--us", "5",
+    proc = subprocess.Popen([sys.executable, "-m", "nodetune.cli", "tune", "hold-latency", "--us", "5",
                              "--root", str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 30
     while dev.read_bytes() != struct.pack("=i", 5) and time.time() < deadline:

@@ -87,8 +87,12 @@ def test_tune_config_allows_gpu_power(tmp_path):
     fn = laptop(tmp_path).node
     host = Host(str(tmp_path))
     assert load_tune_config(host).allow_gpu_power is False
-    fn.write("/etc/nodetune/config.toml", "[tune]\nallow_gpu_power = true\n[thresholds]\nanything = 1\n")
+    fn.write("/etc/nodetune/config.toml", "[tune]\nallow_gpu_power = true\n[diagnosis]\nbusy_sm_pct = 40\n")
     assert load_tune_config(host).allow_gpu_power is True
-    fn.write("/etc/nodetune/config.toml", 'allow_gpu_power = "yes"\n')
-    with pytest.raises(ProfileError, match="/etc/nodetune/config.toml: allow_gpu_power: expected true or false"):
+    # one loader for every command: a key of another section that is wrong is an error here too
+    fn.write("/etc/nodetune/config.toml", "[tune]\nallow_gpu_power = true\n[thresholds]\nanything = 1\n")
+    with pytest.raises(ProfileError, match=r"config.toml:3: unknown section \[thresholds\]"):
+        load_tune_config(host)
+    fn.write("/etc/nodetune/config.toml", '[tune]\nallow_gpu_power = "yes"\n')
+    with pytest.raises(ProfileError, match=r"config.toml:2: \[tune\].allow_gpu_power: expected true or false"):
         load_tune_config(host)

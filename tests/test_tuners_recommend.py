@@ -12,7 +12,7 @@ from nodetune.tuners.profiles import load_profile
 from nodetune.tuners.recommend import advice_items, profile_from_advice
 
 
-class AdviceObj:  # shaped like nodetune.agent.findings.Advice
+class AdviceObj:  # shaped like nodetune.diagnosis.findings.Advice
     def __init__(self, text, tuner=None, params=None):
         self.text, self.tuner, self.params = text, tuner, params or {}
 

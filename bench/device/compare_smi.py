@@ -48,7 +48,7 @@ def topo_matrix() -> dict[tuple[str, str], str]:
 
 
 def main() -> None:
-    topo = json.loads(subprocess.run([sys.executable, "-m", "nodetune.agent", "topo", "--json"],
+    topo = json.loads(subprocess.run([sys.executable, "-m", "nodetune.cli", "topo", "--json"],
                                      capture_output=True, text=True, check=True).stdout)
     root = smi_xml()
     gpus = root.findall("gpu")

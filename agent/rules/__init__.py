@@ -1,1 +1,0 @@
-"""Diagnosis rules: one module per verdict."""

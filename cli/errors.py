@@ -1,0 +1,34 @@
+"""The one error path: every bad input becomes `nodetune: error: <one line>` and exit 2."""
+
+from __future__ import annotations
+
+import sys
+
+
+class UserError(Exception):
+    """Bad input or an unusable node state; `str(exc)` is the whole message."""
+
+    exit_code = 2
+
+
+# The error types of the layers below the CLI, by module, so that `--help` imports none of them:
+# an exception can only be of a type whose module has been imported.
+_LAYER_ERRORS = (
+    ("nodetune.config.loader", "ConfigError"),
+    ("nodetune.probes.host", "ProbeError"),
+    ("nodetune.probes.snapshot", "SnapshotError"),
+    ("nodetune.tuners.base", "TuneError"),
+)
+
+
+def user_message(exc: BaseException) -> str | None:
+    """The one-line message of an error a person caused (or can fix); None for a bug."""
+    if isinstance(exc, UserError):
+        return str(exc)
+    for module, name in _LAYER_ERRORS:
+        mod = sys.modules.get(module)
+        cls = getattr(mod, name, None) if mod is not None else None
+        if isinstance(cls, type) and isinstance(exc, cls):
+            text = getattr(exc, "reason", None) or str(exc)
+            return " ".join(str(text).split())
+    return None

@@ -1,0 +1,175 @@
+"""What a `tune` command acts through: the node, its journal, GPU access, the loaded profile and plan.
+
+Everything a test needs to replace (NVML, thread affinity, the diagnosis, exec) comes in through
+`TuneDeps`, so tests run the real commands against fake node trees.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from nodetune.probes.host import Host
+
+from .errors import UserError
+
+
+@dataclass
+class TuneDeps:
+    """What the tune commands act through; the defaults are the real node's."""
+
+    nvml: Any = None  # a pynvml-shaped module; None: pynvml on the live root, no NVML under a fake root
+    affinity: Any = None  # tuners.affinity.Affinity; None: the kernel's (live) or the tree's (fake root)
+    diagnose: Callable[[str, float], Iterable[Any]] | None = None  # (root, seconds) -> advice items
+    set_affinity: Callable[[int, Sequence[int]], None] = os.sched_setaffinity
+    libnuma: Callable[[], Any] | None = None
+    execvp: Callable[[str, list[str]], Any] = os.execvp
+    ready: Callable[[], None] = field(default=lambda: None)  # hold-latency: called once the cap is held
+    host: Callable[[str], Host] = Host  # how a root becomes a Host (tests inject a failing kernel)
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Tuner errors as one-line user errors."""
+    from nodetune.tuners.base import TuneError
+
+    try:
+        yield
+    except TuneError as exc:
+        raise UserError(exc.reason) from None
+
+
+class Session:
+    """One command's node, journal and GPU access."""
+
+    def __init__(self, deps: TuneDeps, root: str, journal: str | None) -> None:
+        from nodetune.tuners.affinity import affinity_for
+        from nodetune.tuners.base import TuneContext
+        from nodetune.tuners.gpu_control import GpuControl
+        from nodetune.tuners.journal import DEFAULT_JOURNAL, Journal
+
+        if not os.path.isdir(root):
+            raise UserError(f"--root {root}: not a directory")
+        host = deps.host(root)
+        if deps.nvml is not None:
+            gpus = GpuControl(deps.nvml)
+        elif host.live:
+            gpus = GpuControl(None)  # pynvml, loaded only if a tuner asks a GPU question
+        else:
+            gpus = GpuControl.disabled(f"--root {root}: NVML describes the live node only")
+        self.ctx = TuneContext(host, deps.affinity or affinity_for(host), gpus)
+        self.journal = Journal(journal or host.path(DEFAULT_JOURNAL))
+
+    def close(self) -> None:
+        self.ctx.gpus.close()
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def with_overrides(prof: Any, pids: list[int] | None, cgroups: list[str] | None, gpu_jobs: bool,
+                    gpus: list[int] | None, pin_cpus: str | None, data_paths: list[str] | None) -> Any:
+    """The profile with the command line's targets added (pids, cgroups, data paths)."""
+    from nodetune.tuners.base import ProfileError
+    from nodetune.tuners.pinning import PinningParams
+    from nodetune.tuners.readahead import ReadaheadParams
+
+    if pids or cgroups or gpu_jobs or gpus or pin_cpus:
+        pin = prof.pinning or PinningParams()
+        pin.pids = sorted(set(pin.pids) | set(pids or []))
+        pin.cgroups = list(dict.fromkeys([*pin.cgroups, *(cgroups or [])]))
+        pin.gpu_jobs = pin.gpu_jobs or gpu_jobs
+        if gpus:
+            pin.gpus = list(gpus)
+        if pin_cpus:
+            pin.cpus = pin_cpus
+        prof.pinning = pin
+    if data_paths:
+        ra = prof.readahead or ReadaheadParams()
+        ra.paths = list(dict.fromkeys([*ra.paths, *data_paths]))
+        prof.readahead = ra
+    for name in ("pinning", "readahead"):
+        params = getattr(prof, name)
+        problems = params.check() if params is not None else []
+        if problems:
+            raise ProfileError(f"command line: [{name}] {problems[0]}")
+    return prof
+
+
+def load_target_profile(s: Session, profile: str | None, overrides: dict[str, Any]) -> Any:
+    from nodetune.tuners.profiles import Profile, list_profiles, load_profile
+
+    if profile is None:
+        if not any(v for v in overrides.values()):
+            names = ", ".join(p.name for p in list_profiles(s.ctx.host))
+            raise UserError(f"give --profile NAME (available: {names}) or targets such as --pid")
+        prof = Profile(name="command-line", source="command line")
+    else:
+        prof = load_profile(s.ctx.host, profile)
+    return with_overrides(prof, **overrides)
+
+
+def make_tune_plan(s: Session, prof: Any, allow_lower: bool, allow_gpu_power: bool) -> Any:
+    from nodetune.tuners.config import load_tune_config
+    from nodetune.tuners.plan import make_plan
+
+    cfg = load_tune_config(s.ctx.host)
+    state = s.journal.load()
+    plan = make_plan(s.ctx, prof, state, allow_lower=allow_lower,
+                     allow_gpu_power=allow_gpu_power or cfg.allow_gpu_power)
+    plan.warnings[:0] = state.warnings
+    return plan
+
+
+def live_advice(root: str, seconds: float) -> Iterable[Any]:
+    """Advice items from a live diagnosis of the node under `root`."""
+    from nodetune.config.diagnosis import Thresholds
+    from nodetune.config.loader import load_config
+    from nodetune.probes.source import open_source
+
+    from .diagnose import sample_and_diagnose
+
+    src = open_source(root)
+    try:
+        _, report = sample_and_diagnose(src, load_config(src.host).get(Thresholds), seconds, 1.0, stacks=False)
+    finally:
+        src.close()
+    return [a for f in report.findings for a in f.advice]
+
+
+def read_report_advice(path: str) -> list[dict[str, Any]]:
+    """The advice items of a report written by `nodetune diagnose --json`; anything else is an error."""
+    import json
+
+    limit = 64 << 20  # a report is kilobytes; refuse to load anything absurd into memory
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(limit + 1)
+    except OSError as exc:
+        raise UserError(f"--advice {path}: cannot read: {exc.strerror or exc}") from None
+    if len(data) > limit:
+        raise UserError(f"--advice {path}: larger than {limit >> 20} MiB; not a diagnosis report")
+    try:
+        raw = json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise UserError(f"--advice {path}: not UTF-8 JSON text (gzip or binary?)") from None
+    except json.JSONDecodeError as exc:
+        raise UserError(f"--advice {path}: not JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
+    except (RecursionError, ValueError) as exc:
+        raise UserError(f"--advice {path}: JSON nested too deep or numbers too large ({type(exc).__name__})") from None
+    if not isinstance(raw, dict) or not isinstance(raw.get("findings"), list) or "gpus" not in raw:
+        shape = type(raw).__name__ if not isinstance(raw, dict) else f"keys {', '.join(sorted(raw)[:5]) or 'none'}"
+        raise UserError(f"--advice {path}: not a report from `nodetune diagnose --json` (found a JSON {shape})")
+    items: list[dict[str, Any]] = []
+    for n, f in enumerate(raw["findings"]):
+        advice = f.get("advice", []) if isinstance(f, dict) else None
+        if not isinstance(advice, list) or not all(isinstance(a, dict) for a in advice):
+            raise UserError(f"--advice {path}: findings[{n}].advice is not a list of advice objects")
+        items += advice
+    return items

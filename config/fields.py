@@ -1,0 +1,50 @@
+"""Declaring a section's keys: type, default, documented meaning and the range a value may take."""
+
+from __future__ import annotations
+
+from dataclasses import field
+from typing import Any
+
+# Every section dataclass registered by `section()`: name -> class. Filled as modules import.
+SECTIONS: dict[str, type] = {}
+
+
+def section(name: str) -> Any:
+    """Class decorator: the dataclass is the `[name]` table of the config file."""
+
+    def register(cls: type) -> type:
+        if name in SECTIONS and SECTIONS[name] is not cls:
+            raise RuntimeError(f"config section [{name}] declared twice: {SECTIONS[name].__module__}, {cls.__module__}")
+        SECTIONS[name] = cls
+        cls.__config_section__ = name  # type: ignore[attr-defined]
+        return cls
+
+    return register
+
+
+def number(default: float, doc: str, *, lo: float = 0.0, hi: float | None = None) -> Any:
+    """A finite number in [lo, hi]; `hi=None` leaves it unbounded above (but finite)."""
+    return field(default=default, metadata={"doc": doc, "lo": lo, "hi": hi})
+
+
+def share(default: float, doc: str) -> Any:
+    """A fraction in [0, 1]."""
+    return field(default=default, metadata={"doc": doc, "lo": 0.0, "hi": 1.0})
+
+
+def percent(default: float, doc: str) -> Any:
+    """A percentage in [0, 100]."""
+    return field(default=default, metadata={"doc": doc, "lo": 0.0, "hi": 100.0})
+
+
+def flag(default: bool, doc: str) -> Any:
+    return field(default=default, metadata={"doc": doc})
+
+
+def text(default: str, doc: str) -> Any:
+    return field(default=default, metadata={"doc": doc})
+
+
+def names(default: list[str], doc: str, choices: tuple[str, ...] | None = None) -> Any:
+    """A list of strings, optionally from a fixed set."""
+    return field(default_factory=lambda: list(default), metadata={"doc": doc, "choices": choices})

@@ -1,0 +1,116 @@
+"""Diagnosis: a window of samples in, findings and a verdict per GPU and per job out.
+
+Pure: it reads a Topology and a Window (live or replayed) and touches nothing else, so a recorded
+snapshot gives the same report anywhere.
+"""
+
+from __future__ import annotations
+
+import time
+
+from nodetune.config.diagnosis import Thresholds
+from nodetune.probes.node import Topology
+from nodetune.probes.snapshot import Window, now_iso
+
+from .findings import SEVERITY_ORDER, Finding, GpuVerdict, JobReport, Report, StackEvidence
+from .jobs import group_jobs
+from .rules import all_rules, primary_order
+from .rules.base import RuleContext
+from .stacks import stack_evidence
+from .window_stats import GpuStats, HostStats, window_stats
+
+REPORT_VERSION = 1
+# A healthy GPU is hardly ever idle: a training loop keeps it fed between steps.
+HEALTHY_MAX_IDLE_SHARE = 0.2
+
+def _metrics(g: GpuStats) -> dict[str, object]:
+    return {"util_pct": g.util_mean, "idle_share": g.idle_share, "sm_active_pct": g.sm_mean,
+            "sm_occupancy_pct": g.occupancy_mean, "tensor_active_pct": g.tensor_mean, "dram_bw_pct": g.dram_mean,
+            "fp32_active_pct": g.fp32_mean, "pcie_rx_mibps": g.pcie_rx_mibps, "pcie_tx_mibps": g.pcie_tx_mibps,
+            "nvlink_rx_mibps": g.nvlink_rx_mibps, "nvlink_tx_mibps": g.nvlink_tx_mibps,
+            "power_w": g.power_mean_w, "power_limit_w": g.power_limit_w, "temp_max_c": g.temp_max_c,
+            "memory_used_gib": round(g.memory_used_bytes / 2**30, 2) if g.memory_used_bytes is not None else None,
+            "gpm": g.gpm, "samples": g.samples}
+
+
+def _gpu_verdict(g: GpuStats, findings: list[Finding]) -> GpuVerdict:
+    mine = [f for f in findings if g.index in f.gpus]
+    primary = next((f for kind in primary_order() for f in mine if f.kind == kind), None)
+    if primary is None:
+        if not g.pids and (g.util_mean or 0) < 5:
+            verdict, summary, conf = "idle", "idle: no GPU processes", 0.9
+        else:
+            verdict, conf = "unclassified", 0.5
+            summary = (f"no single bottleneck: busy {g.util_mean or 0:.0f}% of the time, SMs "
+                       f"{'?' if g.sm_mean is None else f'{g.sm_mean:.0f}%'} active")
+        return GpuVerdict(g.index, g.name, verdict, None, False, conf, summary, _metrics(g), [f.kind for f in mine])
+    healthy = (primary.kind == "compute_bound" and primary.severity == "info" and g.gpm
+               and (g.tensor_mean or 0) > 0 and (g.idle_share or 0) < HEALTHY_MAX_IDLE_SHARE)
+    return GpuVerdict(g.index, g.name, primary.kind, primary.cause, bool(healthy), primary.confidence,
+                      primary.summary, _metrics(g), [f.kind for f in mine])
+
+
+def diagnose(topo: Topology, win: Window, th: Thresholds | None = None, source: str = "live",
+             taken_at: str | None = None) -> Report:
+    """Run every rule over the window and assemble the report."""
+    t0 = time.monotonic()
+    th = th or Thresholds()
+    stats = window_stats(win, topo, th.idle_util_pct)
+    jobs = group_jobs(win)
+    stacks: dict[int, StackEvidence] = {s.pid: stack_evidence(s) for s in win.stacks}
+    ctx = RuleContext(topo=topo, window=win, stats=stats, th=th, jobs=jobs, stacks=stacks)
+    findings: list[Finding] = []
+    for rule in all_rules():
+        findings.extend(rule.evaluate(ctx))
+    findings.sort(key=lambda f: (-SEVERITY_ORDER[f.severity], f.gpus[:1] or [99], f.kind))
+
+    report = Report(version=REPORT_VERSION, source=source, taken_at=taken_at or now_iso(), window_s=stats.seconds,
+                    elapsed_s=0.0, hostname=topo.node.hostname,
+                    gpu_backend=topo.backend.source if topo.backend.available else f"none: {topo.backend.reason}",
+                    findings=findings)
+    report.gpus = [_gpu_verdict(g, findings) for g in stats.gpus]
+    by_gpu = {v.index: v for v in report.gpus}
+    for job in jobs:
+        jf = [f for f in findings if f.job == job.id or set(f.pids) & set(job.all_pids)]
+        verdicts = [by_gpu[i] for i in job.gpus if i in by_gpu]
+        primary = next((f for kind in primary_order() for f in jf if f.kind == kind and f.job in (None, job.id)), None)
+        verdict = primary.kind if primary else (verdicts[0].verdict if verdicts else "unclassified")
+        cause = primary.cause if primary else None
+        healthy = bool(verdicts) and all(v.healthy for v in verdicts) and not any(f.severity != "info" for f in jf)
+        report.jobs.append(JobReport(job.id, job.kind, job.user, job.command, job.all_pids, job.gpus, verdict, cause,
+                                     healthy, sorted({f.kind for f in jf}),
+                                     [stacks[p] for p in job.pids if p in stacks]))
+    h = stats.host
+    report.host = {"psi_pct": h.psi_pct, "cpu_busy_pct": h.cpu_busy_pct, "iowait_pct": h.iowait_pct,
+                   "steal_pct": h.steal_pct, "swap_in_pps": h.swap_in_pps, "swap_out_pps": h.swap_out_pps,
+                   "mem_available_pct": h.mem_available_pct,
+                   "busy_disks": [{"device": d.device, "util_pct": d.util_pct, "read_mbps": d.read_mbps}
+                                  for d in h.disks if d.util_pct >= 10]}
+    report.host["node"] = _node_summary(topo, win, h)
+    if not topo.backend.available:
+        report.notes.append(f"no GPU telemetry: {topo.backend.reason}; host-side findings only")
+    report.notes += [f"{k}: {v}" for k, v in h.missing.items()]
+    cost = sum(s.cost_s for s in win.samples) / max(len(win.samples), 1)
+    report.host["nodetune_cpu_ms_per_sample"] = round(cost * 1000, 2)
+    report.elapsed_s = round(time.monotonic() - t0, 4)
+    return report
+
+
+def _node_summary(topo: Topology, win: Window, hs: HostStats) -> dict[str, object]:
+    """What a person wants to know about the node even when no GPU job runs: its shape and the
+    state of the knobs nodetune tunes, with each disk's load over the window."""
+    first = win.samples[0].memory if win.samples else None
+    queues = {q.device: q for q in topo.block_devices}
+    disk_load = {d.device: d for d in hs.disks}
+    disks = []
+    for name, q in sorted(queues.items()):
+        if q.kind in ("loop", "other"):
+            continue
+        d = disk_load.get(name)
+        disks.append({"device": name, "kind": q.kind, "read_ahead_kb": q.read_ahead_kb, "scheduler": q.scheduler,
+                      "util_pct": d.util_pct if d else None, "read_mbps": d.read_mbps if d else None})
+    return {"cpus": len(topo.cpu.online), "sockets": topo.cpu.packages, "numa_nodes": len(topo.cpu.numa_nodes),
+            "gpus": len(topo.gpus), "thp_enabled": first.thp_enabled if first else None,
+            "thp_defrag": first.thp_defrag if first else None,
+            "mem_total_gib": round(first.meminfo_kb["MemTotal"] / 2**20, 1) if first and "MemTotal" in first.meminfo_kb else None,
+            "disks": disks}
