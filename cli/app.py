@@ -44,9 +44,9 @@ def _root(version: Annotated[bool, typer.Option("--version", is_eager=True, call
 
 
 def _mount_builtin() -> None:
-    from . import config_cmd, diagnose, topo, tune
+    from . import config_cmd, diagnose, prefetch, topo, tune
 
-    for mod in (topo, diagnose, tune, config_cmd):
+    for mod in (topo, diagnose, tune, config_cmd, prefetch):
         mod.register(app)
 
 
@@ -66,7 +66,11 @@ def register_commands() -> None:
     from importlib.metadata import entry_points
 
     for ep in entry_points(group="nodetune.commands"):
-        ep.load()(app)
+        try:
+            ep.load()(app)
+        except Exception as exc:  # a broken plugin must not take the other commands down with it
+            typer.echo(f"nodetune: warning: the '{ep.name}' commands are unavailable: "
+                       f"{type(exc).__name__}: {exc}", err=True)
     _plugins_loaded = True
 
 
