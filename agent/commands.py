@@ -1,10 +1,60 @@
-"""The agent's commands on the `nodetune` CLI (mounted through the nodetune.commands entry point)."""
+"""`nodetune agent` on the CLI (mounted through the nodetune.commands entry point: the CLI never
+imports the agent by name, and the agent imports nothing of the CLI)."""
 
 from __future__ import annotations
+
+import logging
+import sys
+from typing import Annotated
 
 import typer
 
 
+def _listen(value: str | None) -> str | None:
+    if value is None:
+        return None
+    from nodetune.agent.http import parse_listen
+
+    try:
+        parse_listen(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    return value
+
+
+def agent(
+    config: Annotated[str | None, typer.Option("--config", help="Config file (default: /etc/nodetune/config.toml under --root).")] = None,
+    root: Annotated[str, typer.Option("--root", help="Read /proc, /sys, /dev and /etc under this root (a fake tree).")] = "/",
+    listen: Annotated[str | None, typer.Option("--listen", parser=_listen, metavar="ADDR:PORT",
+                                               help="Exporter address (default: [agent].listen, 0.0.0.0:9847).")] = None,
+    once: Annotated[bool, typer.Option("--once", help="Sample one short window, diagnose it, print the exposition "
+                                       "and exit (no HTTP).")] = False,
+    verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Log at debug level.")] = False,
+) -> None:
+    """Run the node agent: sample, diagnose every N seconds, serve Prometheus metrics (systemd: Type=notify)."""
+    logging.basicConfig(stream=sys.stderr, level=logging.DEBUG if verbose else logging.INFO,
+                        format="nodetune agent: %(levelname)s: %(message)s")
+    from nodetune.agent.daemon import Agent
+
+    a = Agent(root=root, config_path=config, listen=listen)
+    if once:
+        from prometheus_client.exposition import generate_latest
+
+        try:
+            a.start(http=False)
+            a.run(max_samples=3)
+            a.diagnose_now(a.window_job())
+            sys.stdout.write(generate_latest(a.registry()).decode())
+        finally:
+            a.stop()
+        return
+    a.install_signals()
+    try:
+        a.start()
+        a.run()
+    finally:
+        a.stop()
+
+
 def register(app: typer.Typer) -> None:
-    """Nothing yet: `nodetune agent` lands with the daemon."""
-    del app
+    app.command("agent")(agent)
