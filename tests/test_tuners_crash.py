@@ -114,13 +114,17 @@ def test_sigkill_during_rollback_then_rollback_again_finishes(node, point):
 
 
 def test_sigkill_after_two_stacked_transactions(node, tmp_path):
-    """A second apply on the same knobs dies mid-way; rollback unwinds both to the first originals."""
+    """A second apply on the same knobs dies mid-way; rollback unwinds both to the first originals.
+
+    The second apply is of the same profile (edited): another profile over an open transaction
+    needs --force, which the engine checks (tests/test_journal_faults.py)."""
     root, profile = node
     before = knob_values(root)
     assert nodetune(root, "tune", "apply", "--profile", profile).returncode == 0
-    second = tmp_path / "second.toml"
+    second = tmp_path / "edited" / "crash.toml"
+    second.parent.mkdir()
     second.write_text('[hugepages]\nthp_enabled = "never"\nthp_defrag = "always"\n[power]\ngovernor = "powersave"\n')
     r = nodetune(root, "tune", "apply", "--profile", str(second), crash="after_write:3")
-    assert r.returncode == -signal.SIGKILL
+    assert r.returncode == -signal.SIGKILL, r.stderr
     assert nodetune(root, "tune", "rollback").returncode == 0
     assert changed(before, knob_values(root)) == {}

@@ -17,7 +17,14 @@ from test_tuners_support import (
 )
 
 from nodetune.probes.serde import from_jsonable, to_jsonable
-from nodetune.tuners.base import CHANGE, KEEP, JournalError, KnobFailed, TransactionFailed
+from nodetune.tuners.base import (
+    CHANGE,
+    KEEP,
+    ConflictError,
+    JournalError,
+    KnobFailed,
+    TransactionFailed,
+)
 from nodetune.tuners.journal import Journal, Record, parse_lines
 from nodetune.tuners.plan import Plan, make_plan
 from nodetune.tuners.profiles import profile_from_data
@@ -163,7 +170,9 @@ def test_rollback_undoes_stacked_transactions_newest_first(tmp_path):
     engine_for(ctx).apply(plan_for(ctx, {"hugepages": {"thp_enabled": "always"}}).changes, "a")
     p2 = plan_for(ctx, {"hugepages": {"thp_enabled": "never"}})
     assert any("already set this knob to always" in w for w in p2.changes[0].warnings)
-    engine_for(ctx).apply(p2.changes, "b")
+    with pytest.raises(ConflictError, match="profile a .* is still applied .* apply with --force"):
+        engine_for(ctx).apply(p2.changes, "b")  # a second profile over an open one needs --force
+    engine_for(ctx).apply(p2.changes, "b", force=True)
     st = engine_for(ctx).status()
     first = st.txns[0].txn
     with pytest.raises(Exception, match="changed again by transaction"):
@@ -206,7 +215,9 @@ def test_journal_records_round_trip_and_carry_the_transaction(tmp_path):
     assert from_jsonable(Record, json.loads(json.dumps(to_jsonable(intent)))) == intent
 
 
-def test_garbage_journal_lines_are_skipped_with_a_warning_and_the_rest_restores(tmp_path):
+def test_garbage_journal_lines_are_named_and_never_pass_for_a_clean_rollback(tmp_path):
+    """A torn tail is cut off (its knob was never written); garbage lines are reported as changes
+    that may be lost: the rest restores, the rollback fails naming them, --force gives up on them."""
     laptop_with_job(tmp_path)
     ctx = ctx_for(tmp_path)
     before = knob_values(tmp_path)
@@ -214,15 +225,20 @@ def test_garbage_journal_lines_are_skipped_with_a_warning_and_the_rest_restores(
     path = journal_for(tmp_path).path
     with open(path, "a") as fh:
         fh.write('{"txn": "x", "state": "intent", "se')  # torn by a crash, no newline
-    engine_for(ctx).apply(plan_for(ctx, {"hugepages": {"thp_defrag": "never"}}).changes, "b")
+    assert "torn write" in journal_for(tmp_path).load().warnings[0]
+    res = engine_for(ctx).apply(plan_for(ctx, {"hugepages": {"thp_enabled": "always", "thp_defrag": "never"}}).changes, "a")
+    assert any("cut off a torn write" in w for w in res.warnings)
     with open(path, "a") as fh:
         fh.write("\x00\x00garbage\n[1, 2]\n")
     state = journal_for(tmp_path).load()
-    assert len(state.warnings) == 3 and "torn write" in state.warnings[0]
-    assert len(state.active()) == 2  # the sealed torn line did not swallow the next transaction
+    assert len(state.active()) == 2 and [x.line for x in state.lost] == [9, 10]
     rb = engine_for(ctx).rollback()
-    assert len(rb.warnings) == 3 and len(rb.rows) == 2
+    assert [(r.knob.label, r.outcome) for r in rb.rows] == [
+        ("THP defrag", "restored"), ("THP enabled", "restored"), ("journal line 9", "lost"), ("journal line 10", "lost")]
     assert knob_values(tmp_path) == before
+    assert len(engine_for(ctx).rollback().failed) == 2  # still loud on the next run
+    assert {r.outcome for r in engine_for(ctx).rollback(force=True).rows} == {"abandoned"}
+    assert engine_for(ctx).rollback().rows == [] and engine_for(ctx).status().unknown == 0
 
 
 def test_journal_is_locked_against_a_second_writer(tmp_path):

@@ -124,10 +124,17 @@ class JournalError(TuneError):
 
 
 class TransactionFailed(TuneError):
-    """An apply failed part-way; what it had applied was rolled back."""
+    """An apply failed part-way (or was interrupted by `signum`); what it had applied was rolled back."""
 
-    def __init__(self, reason: str, knob: str, rolled_back: list[str], not_restored: list[str]) -> None:
+    def __init__(self, reason: str, knob: str, rolled_back: list[str], not_restored: list[str],
+                 signum: int | None = None) -> None:
         super().__init__(reason)
         self.knob = knob
         self.rolled_back = rolled_back
         self.not_restored = not_restored
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        """128 + the signal for an interrupted apply (130 SIGINT, 143 SIGTERM), else 2."""
+        return 128 + self.signum if self.signum else 2
