@@ -10,6 +10,7 @@ comes from another module, so a key no tuner knows is reported and dropped, not 
 from __future__ import annotations
 
 import dataclasses
+import shlex
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, get_type_hints
 
@@ -32,6 +33,19 @@ def advice_items(raw: Iterable[Any]) -> list[dict[str, Any]]:
             tuner, params, text = (getattr(a, k, None) for k in ("tuner", "params", "text"))
         out.append({"tuner": tuner, "params": dict(params or {}), "text": str(text or "")})
     return out
+
+
+def prefetch_notes(params: dict[str, Any]) -> list[str]:
+    """Read-ahead advice names the directories a job reads: warming them is `nodetune prefetch`'s job.
+
+    A note, not a planned change: the prefetcher reads user data, so it is run by a person (or the
+    job), never applied by a tune transaction or the agent's autotune.
+    """
+    paths = [p for p in params.get("paths") or [] if isinstance(p, str) and p != "/"]
+    if not paths:
+        return []
+    return [f"prefetch: warm the job's data before it reads it: nodetune prefetch --budget 8GiB "
+            f"{' '.join(shlex.quote(p) for p in paths)}  (or nodetune.tuners.prefetch.Prefetcher in the loader)"]
 
 
 def _merge(tables: dict[str, dict[str, Any]], table: str, key: str, value: Any, notes: list[str]) -> None:
@@ -66,6 +80,8 @@ def profile_from_advice(items: list[dict[str, Any]],
                             _merge(tables, name, k, v, notes)
             notes.append(f"profile {params['profile']}: {text}" if text else f"profile {params['profile']}")
             continue
+        if tuner == "readahead":
+            notes.extend(prefetch_notes(params))
         if tuner not in SECTIONS:
             notes.append(f"advice names tuner {tuner!r}, which nodetune cannot run here: {text}")
             continue
