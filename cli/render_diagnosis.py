@@ -45,6 +45,12 @@ def render_report(r: Report, console: Console, verbose: bool = False) -> None:
                 f"{_n(m.get('power_w'))}/{_n(m.get('power_limit_w'))} W")
         console.print(line)
         console.print(f"       {escape(g.summary)}", style="dim")
+        if g.strip:
+            marks = "  ".join(f"{p.kind} {p.start_s:.0f}-{p.end_s:.0f}s" for p in g.phases) if len(g.phases) > 1 else ""
+            console.print(f"       SM |{escape(g.strip)}| {r.window_s:.0f} s" + (f"  {escape(marks)}" if marks else ""))
+        a = g.attribution
+        if a is not None and a.idle_share >= 0.05 and a.text not in g.summary:
+            console.print(f"       {escape(a.text)}" + "".join(f"\n       [dim]note: {escape(n)}[/]" for n in a.notes))
     if r.jobs:
         console.print("\n[bold]Jobs[/]")
     for j in r.jobs:
@@ -69,6 +75,9 @@ def render_report(r: Report, console: Console, verbose: bool = False) -> None:
             _finding(console, f, verbose)
     if not r.findings:
         console.print("\nNo findings: nothing holds the node back in this window.")
+    if r.healthy is not None:
+        console.print(f"\n[bold]Overall[/]: {'[green]healthy[/]' if r.healthy else '[yellow]not healthy[/]'}"
+                      + ("" if r.healthy else f" (worst finding: {r.worst_severity() or 'none'})"))
     h = r.host
     node = h.get("node") or {}
     if node:

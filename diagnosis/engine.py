@@ -6,22 +6,37 @@ snapshot gives the same report anywhere.
 
 from __future__ import annotations
 
+import dataclasses
 import time
+from dataclasses import dataclass
 
 from nodetune.config.diagnosis import Thresholds
 from nodetune.probes.node import Topology
 from nodetune.probes.snapshot import Window, now_iso
 
-from .findings import SEVERITY_ORDER, Finding, GpuVerdict, JobReport, Report, StackEvidence
-from .jobs import group_jobs
+from .attribution import attribute, describe
+from .findings import (
+    SEVERITY_ORDER,
+    Finding,
+    GpuVerdict,
+    IdleAttribution,
+    JobReport,
+    Phase,
+    Report,
+    StackEvidence,
+)
+from .jobs import JobGroup, group_jobs
+from .phases import PhasePlan, find_phases, strip, trim
 from .rules import all_rules, primary_order
 from .rules.base import RuleContext
 from .stacks import stack_evidence
-from .window_stats import GpuStats, HostStats, window_stats
+from .window_stats import GpuStats, HostStats, WindowStats, window_stats
 
 REPORT_VERSION = 1
 # A healthy GPU is hardly ever idle: a training loop keeps it fed between steps.
 HEALTHY_MAX_IDLE_SHARE = 0.2
+# A borderline verdict is a coin toss between neighbours: its confidence says so.
+BORDERLINE_CONFIDENCE = 0.6
 
 def _metrics(g: GpuStats) -> dict[str, object]:
     return {"util_pct": g.util_mean, "idle_share": g.idle_share, "sm_active_pct": g.sm_mean,
@@ -33,9 +48,14 @@ def _metrics(g: GpuStats) -> dict[str, object]:
             "gpm": g.gpm, "samples": g.samples}
 
 
-def _gpu_verdict(g: GpuStats, findings: list[Finding]) -> GpuVerdict:
+def _primary(index: int, findings: list[Finding]) -> Finding | None:
+    mine = [f for f in findings if index in f.gpus]
+    return next((f for kind in primary_order() for f in mine if f.kind == kind), None)
+
+
+def _gpu_verdict(g: GpuStats, findings: list[Finding], att: IdleAttribution | None, th: Thresholds) -> GpuVerdict:
     mine = [f for f in findings if g.index in f.gpus]
-    primary = next((f for kind in primary_order() for f in mine if f.kind == kind), None)
+    primary = _primary(g.index, findings)
     if primary is None:
         if not g.pids and (g.util_mean or 0) < 5:
             verdict, summary, conf = "idle", "idle: no GPU processes", 0.9
@@ -43,32 +63,125 @@ def _gpu_verdict(g: GpuStats, findings: list[Finding]) -> GpuVerdict:
             verdict, conf = "unclassified", 0.5
             summary = (f"no single bottleneck: busy {g.util_mean or 0:.0f}% of the time, SMs "
                        f"{'?' if g.sm_mean is None else f'{g.sm_mean:.0f}%'} active")
-        return GpuVerdict(g.index, g.name, verdict, None, False, conf, summary, _metrics(g), [f.kind for f in mine])
-    healthy = (primary.kind == "compute_bound" and primary.severity == "info" and g.gpm
-               and (g.tensor_mean or 0) > 0 and (g.idle_share or 0) < HEALTHY_MAX_IDLE_SHARE)
-    return GpuVerdict(g.index, g.name, primary.kind, primary.cause, bool(healthy), primary.confidence,
-                      primary.summary, _metrics(g), [f.kind for f in mine])
+        v = GpuVerdict(g.index, g.name, verdict, None, False, conf, summary, _metrics(g), [f.kind for f in mine])
+    else:
+        # Healthy: compute-bound on tensor pipes, hardly idle, and nothing on this GPU that asks for
+        # action. Info-level notes (a power cap at the default limit) never count against it.
+        healthy = bool(primary.kind == "compute_bound" and primary.severity == "info" and g.gpm
+                       and (g.tensor_mean or 0) > 0 and (g.idle_share or 0) < HEALTHY_MAX_IDLE_SHARE
+                       and not any(f.severity != "info" for f in mine))
+        summary = primary.summary
+        if not healthy and "and healthy" in summary:
+            worse = sorted({f.kind for f in mine if f.severity != "info"})
+            summary = summary.replace(" and healthy", "") + (f"; not healthy: {', '.join(worse)}" if worse else "")
+        v = GpuVerdict(g.index, g.name, primary.kind, primary.cause, healthy, primary.confidence, summary,
+                       _metrics(g), [f.kind for f in mine])
+    if att is not None:
+        if v.verdict in ("launch_bound", "transfer_bound"):
+            # The host code a launch- or transfer-bound GPU waits on is the dispatch of its work.
+            for c in att.causes:
+                if c.cause == "host_other":
+                    c.cause = "dispatch"
+            att.text = describe(att)
+        v.attribution = att
+        if att.idle_share >= th.cause_min_share and att.text not in v.summary:
+            v.summary += f" [{att.text}]"
+    return v
+
+
+@dataclass
+class _Pass:
+    stats: WindowStats
+    attribution: dict[int, IdleAttribution]
+    findings: list[Finding]
+
+
+def _evaluate(topo: Topology, win: Window, th: Thresholds, jobs: list[JobGroup], stacks: dict[int, StackEvidence],
+              plan: PhasePlan) -> _Pass:
+    """Statistics, attribution and every rule over (the diagnosed part of) a window."""
+    clk = topo.node.clk_tck or 100
+    stats = window_stats(win, topo, th.idle_util_pct)
+    att: dict[int, IdleAttribution] = {}
+    for g in stats.gpus:
+        if g.lost or not g.pids:
+            continue
+        mine = [j for j in jobs if g.index in j.gpus]
+        a = attribute(win, g.index, mine, [stacks[p] for j in mine for p in j.pids if p in stacks], th, clk)
+        if a is not None:
+            att[g.index] = a
+    ctx = RuleContext(topo=topo, window=win, stats=stats, th=th, jobs=jobs, stacks=stacks, attribution=att,
+                      phases=plan)
+    findings: list[Finding] = []
+    for rule in all_rules():
+        findings.extend(rule.evaluate(ctx))
+    for f in findings:
+        # No alarm without evidence: a cause nothing showed is never critical.
+        if f.severity == "critical" and f.cause == "unknown":
+            f.severity = "warning"
+            f.notes.append("warning, not critical: no counter or stack shows the cause")
+    findings.sort(key=lambda f: (-SEVERITY_ORDER[f.severity], f.gpus[:1] or [99], f.kind))
+    return _Pass(stats, att, findings)
+
+
+def _scaled(th: Thresholds, factor: float) -> Thresholds:
+    """Every numeric threshold moved by `factor`, kept inside its documented range."""
+    out = dataclasses.replace(th)
+    for f in dataclasses.fields(th):
+        v = getattr(th, f.name)
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and f.name != "borderline_margin":
+            hi = f.metadata.get("hi")
+            setattr(out, f.name, min(v * factor, hi) if hi is not None else v * factor)
+    return out
+
+
+def _phase_words(phases: list[Phase], steady: tuple[float, float] | None) -> str:
+    if steady is None:
+        return ""
+    said = []
+    for p in phases:
+        if p.kind == "startup" and p.end_s <= steady[0] + 1e-6:
+            said.append(f"first {p.end_s:.1f} s: start-up" + (f" ({p.note})" if p.note else ""))
+        elif p.kind == "ended":
+            said.append(f"after {p.start_s:.1f} s: job ended")
+    return "; ".join(said)
 
 
 def diagnose(topo: Topology, win: Window, th: Thresholds | None = None, source: str = "live",
              taken_at: str | None = None) -> Report:
-    """Run every rule over the window and assemble the report."""
+    """Find the window's phases, run every rule over its steady part and assemble the report."""
     t0 = time.monotonic()
     th = th or Thresholds()
-    stats = window_stats(win, topo, th.idle_util_pct)
     jobs = group_jobs(win)
     stacks: dict[int, StackEvidence] = {s.pid: stack_evidence(s) for s in win.stacks}
-    ctx = RuleContext(topo=topo, window=win, stats=stats, th=th, jobs=jobs, stacks=stacks)
-    findings: list[Finding] = []
-    for rule in all_rules():
-        findings.extend(rule.evaluate(ctx))
-    findings.sort(key=lambda f: (-SEVERITY_ORDER[f.severity], f.gpus[:1] or [99], f.kind))
+    full = window_stats(win, topo, th.idle_util_pct)
+    plan = find_phases(win, full.gpus, jobs, th, topo.node.clk_tck or 100)
+    dwin = trim(win, plan)
+    base = _evaluate(topo, dwin, th, jobs, stacks, plan)
+    stats, findings = base.stats, base.findings
 
-    report = Report(version=REPORT_VERSION, source=source, taken_at=taken_at or now_iso(), window_s=stats.seconds,
+    report = Report(version=REPORT_VERSION, source=source, taken_at=taken_at or now_iso(), window_s=full.seconds,
                     elapsed_s=0.0, hostname=topo.node.hostname,
                     gpu_backend=topo.backend.source if topo.backend.available else f"none: {topo.backend.reason}",
                     findings=findings)
-    report.gpus = [_gpu_verdict(g, findings) for g in stats.gpus]
+    report.gpus = [_gpu_verdict(g, findings, base.attribution.get(g.index), th) for g in stats.gpus]
+    steady = None
+    if plan.trims and dwin.samples:
+        steady = (round(dwin.samples[0].t - win.samples[0].t, 2), round(dwin.samples[-1].t - win.samples[0].t, 2))
+    # Stable verdicts: a verdict that a small move of the thresholds would change is borderline.
+    alt = [_evaluate(topo, dwin, _scaled(th, 1 + k * th.borderline_margin), jobs, stacks, plan)
+           for k in (-1, 1)] if th.borderline_margin > 0 else []
+    for v, g in zip(report.gpus, full.gpus, strict=True):
+        v.phases = plan.phases.get(g.index, [])
+        v.strip = strip(g, v.phases)
+        v.diagnosed_s = steady
+        words = _phase_words(v.phases, steady)
+        if words:
+            v.summary = f"{words}; then {v.verdict}: {v.summary}"
+        others = sorted({p.kind for a in alt if (p := _primary(v.index, a.findings)) is not None} - {v.verdict})
+        if others and v.verdict not in ("idle", "gpu_lost"):
+            v.borderline, v.leans = others, v.verdict
+            v.confidence = min(v.confidence, BORDERLINE_CONFIDENCE)
+            v.summary += f" (borderline: leans {v.verdict}, could read as {' or '.join(others)})"
     by_gpu = {v.index: v for v in report.gpus}
     for job in jobs:
         jf = [f for f in findings if f.job == job.id or set(f.pids) & set(job.all_pids)]
@@ -80,12 +193,18 @@ def diagnose(topo: Topology, win: Window, th: Thresholds | None = None, source: 
         report.jobs.append(JobReport(job.id, job.kind, job.user, job.command, job.all_pids, job.gpus, verdict, cause,
                                      healthy, sorted({f.kind for f in jf}),
                                      [stacks[p] for p in job.pids if p in stacks]))
+    worst = report.worst_severity()
+    report.healthy = (all(j.healthy for j in report.jobs) and worst in (None, "info")) if report.jobs else None
+    if plan.trimmed:
+        report.notes.append("diagnosed the steady part; left out: " + "; ".join(plan.trimmed))
     h = stats.host
     report.host = {"psi_pct": h.psi_pct, "cpu_busy_pct": h.cpu_busy_pct, "iowait_pct": h.iowait_pct,
                    "steal_pct": h.steal_pct, "swap_in_pps": h.swap_in_pps, "swap_out_pps": h.swap_out_pps,
                    "mem_available_pct": h.mem_available_pct,
                    "busy_disks": [{"device": d.device, "util_pct": d.util_pct, "read_mbps": d.read_mbps}
                                   for d in h.disks if d.util_pct >= 10]}
+    if h.nics:
+        report.host["nics"] = [dataclasses.asdict(n) for n in h.nics if n.rx_mibps + n.tx_mibps >= 1]
     report.host["node"] = _node_summary(topo, win, h)
     if not topo.backend.available:
         report.notes.append(f"no GPU telemetry: {topo.backend.reason}; host-side findings only")

@@ -71,6 +71,13 @@ class GpuStats:
     pids: list[int] = field(default_factory=list)
     process_memory_bytes: int | None = None
     missing: dict[str, str] = field(default_factory=dict)
+    # Per-sample series (samples in state ok): seconds from the window's first sample, utilization,
+    # GPM SM activity (None without GPM or in the priming sample).
+    times: list[float] = field(default_factory=list)
+    utils: list[float | None] = field(default_factory=list)
+    sms: list[float | None] = field(default_factory=list)
+    idle_time_share: float | None = None  # mean of (1 - utilization): the time no kernel ran
+    nics: list[str] = field(default_factory=list)  # NIC ports nearest this GPU (PIX/PXB/PHB), nearest first
 
 
 @dataclass
@@ -108,6 +115,18 @@ class DiskStats:
 
 
 @dataclass
+class NicStats:
+    device: str  # mlx5_0/1 for an InfiniBand port, the interface name for Ethernet
+    kind: str
+    rx_mibps: float
+    tx_mibps: float
+    rate_gbps: float | None
+    link_share: float | None  # max(rx, tx) against the link rate, one direction
+    xmit_wait_share: float | None = None  # IB port_xmit_wait ticks as a share of the window (congestion)
+    errors: dict[str, int] = field(default_factory=dict)  # counters that grew during the window
+
+
+@dataclass
 class HostStats:
     seconds: float
     psi_pct: dict[str, float | None] = field(default_factory=dict)  # "io.some" -> % of wall time
@@ -119,7 +138,11 @@ class HostStats:
     swap_out_pps: float | None = None
     disks: list[DiskStats] = field(default_factory=list)
     mem_available_pct: float | None = None
+    nics: list[NicStats] = field(default_factory=list)
     missing: dict[str, str] = field(default_factory=dict)
+
+    def nic(self, device: str) -> NicStats | None:
+        return next((n for n in self.nics if n.device == device), None)
 
 
 @dataclass
@@ -184,7 +207,41 @@ def host_stats(win: Window) -> HostStats:
         hs.disks.append(DiskStats(d.device, round(min(100.0, 100.0 * (d.ms_io - p.ms_io) / (dt * 1000)), 1),
                                   round((d.sectors_read - p.sectors_read) * 512 / dt / 1e6, 2),
                                   round(reads / dt, 1), await_ms))
+    hs.nics = nic_stats(s)
     return hs
+
+
+# IB port_xmit_wait ticks: the IBTA sampling tick, nominally 1 us on current HCAs (mlx5).
+XMIT_WAIT_TICK_S = 1e-6
+
+
+def nic_stats(samples: list[Sample]) -> list[NicStats]:
+    """NIC rates from the first and last samples that carry NIC counters."""
+    with_nics = [s for s in samples if s.nics is not None]
+    if len(with_nics) < 2:
+        return []
+    a, b = with_nics[0], with_nics[-1]
+    assert a.nics is not None and b.nics is not None
+    dt = _span(a, b)
+    first = {(p.device, p.port): p for p in a.nics.ports}
+    out = []
+    for p in b.nics.ports:
+        q = first.get((p.device, p.port))
+        if q is None or p.rx_bytes is None or q.rx_bytes is None or p.tx_bytes is None or q.tx_bytes is None:
+            continue
+        rx = max(0, p.rx_bytes - q.rx_bytes) / dt / 2**20
+        tx = max(0, p.tx_bytes - q.tx_bytes) / dt / 2**20
+        rate = p.rate_gbps
+        share = max(rx, tx) * 2**20 * 8 / (rate * 1e9) if rate else None
+        name = f"{p.device}/{p.port}" if p.kind == "infiniband" and p.port is not None else p.device
+        wait = None
+        if "port_xmit_wait" in p.counters and "port_xmit_wait" in q.counters:
+            wait = round(min(1.0, (p.counters["port_xmit_wait"] - q.counters["port_xmit_wait"]) * XMIT_WAIT_TICK_S / dt), 3)
+        grew = {k: v - q.counters[k] for k, v in p.counters.items()
+                if k != "port_xmit_wait" and k in q.counters and v > q.counters[k]}
+        out.append(NicStats(name, p.kind, round(rx, 1), round(tx, 1), rate,
+                            round(share, 3) if share is not None else None, wait, grew))
+    return out
 
 
 def gpu_stats(win: Window, topo: Topology, idle_util_pct: float = 5.0) -> list[GpuStats]:
@@ -248,7 +305,27 @@ def gpu_stats(win: Window, topo: Topology, idle_util_pct: float = 5.0) -> list[G
             mem = [p.used_memory_bytes for p in ok[-1].processes if p.used_memory_bytes is not None]
             st.process_memory_bytes = sum(mem) if mem else None
         st.idle_run_s = _idle_run(ok, win.interval_s)
+        t0 = win.samples[0].t if win.samples else 0.0
+        st.times = [round(g.t - t0, 3) for g in ok]
+        st.utils = [g.util_gpu_pct for g in ok]
+        st.sms = [g.gpm.sm_util_pct if g.gpm else None for g in ok]
+        st.idle_time_share = _mean([max(0.0, 1 - u / 100) for u in util])
+        st.nics = _near_nics(topo, gpu.index)
         out.append(st)
+    return out
+
+
+# Levels at which a NIC counts as this GPU's: on its PCIe switch or host bridge (NCCL's GPUDirect
+# RDMA reach); a NIC across the CPU interconnect serves this GPU only through host memory.
+_NEAR_LEVELS = ("PIX", "PXB", "PHB")
+
+
+def _near_nics(topo: Topology, index: int) -> list[str]:
+    gpu = topo.gpu(index)
+    out: list[str] = []
+    for n in gpu.nearby if gpu else []:
+        if n.kind in ("nic", "infiniband") and n.level in _NEAR_LEVELS:
+            out.extend(n.names)
     return out
 
 

@@ -12,7 +12,7 @@ import pytest
 from faketree import laptop
 
 REPO = Path(__file__).resolve().parent.parent
-GOLDEN = REPO / "tests" / "data" / "golden" / "diagnose_replay_v1.json"
+GOLDEN = REPO / "tests" / "data" / "golden" / "diagnose_replay_v2.json"
 
 
 def nodetune(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -198,7 +198,10 @@ def test_recommend_reads_the_diagnose_json_report(tmp_path):
     r = nodetune("tune", "recommend", "--advice", str(f), "--root", str(tmp_path / "root"), "--json")
     assert r.returncode == 0, r.stderr
     plan = json.loads(r.stdout)
-    assert plan["profile"] == "recommended" and any(c["tuner"] == "pinning" for c in plan["changes"])
+    # The example's node has one NUMA node: pinning would change nothing, so the plan is the
+    # data-loading profile the advice asks for (issue 12, item 4).
+    assert plan["profile"] == "recommended" and any(c["tuner"] == "hugepages" for c in plan["changes"])
+    assert not any(c["tuner"] == "pinning" for c in plan["changes"])
 
 
 @pytest.mark.parametrize("content,needle", [
@@ -218,7 +221,7 @@ def test_recommend_refuses_anything_else(tmp_path, content, needle):
 def test_text_advice_is_a_command_to_paste():
     r = nodetune("diagnose", "--replay", str(REPO / "examples/h200-dataloader-starved.json.gz"))
     assert r.returncode == 0
-    assert "$ nodetune tune apply --pid 567" in r.stdout and "{'pids'" not in r.stdout
+    assert "$ nodetune tune apply --profile data-loading" in r.stdout and "{'p" not in r.stdout
 
 
 # -- a sampler for long runs ------------------------------------------------------------------------

@@ -13,7 +13,8 @@ from nodetune.probes.cpu import CpuSample, CpuTimes
 from nodetune.probes.gpu import BackendStatus, GpmMetrics, GpuProcess, GpuSample, GpuStatic
 from nodetune.probes.io import DiskStat, IoSample, Psi, PsiLine
 from nodetune.probes.memory import MemorySample
-from nodetune.probes.node import Gpu, GpuLink, NodeInfo, Topology
+from nodetune.probes.nic import NicPort, NicSample
+from nodetune.probes.node import Gpu, GpuLink, Nearby, NodeInfo, Topology
 from nodetune.probes.pci import PciDevice, PciLink
 from nodetune.probes.processes import Job, ProcessInfo, ProcessSample, ThreadSample
 from nodetune.probes.pystacks import FoldedStack, StackSample
@@ -70,6 +71,23 @@ class ProcLoad:
     open_files: list[str] = field(default_factory=list)
     exits_at: int | None = None  # sample index from which the process is gone
     cmd: str = "python train.py"
+    age_s: float = 950.0  # how long the process had run at the window's first sample
+    write_mibps: float | list[float] = 0.0  # storage writes (/proc/PID/io); a list is per sample
+    read_mibps: float | list[float] = 0.0
+    cpu_pattern: list[float] | None = None  # main-thread CPU % per sample, overrides threads[0].cpu_pct
+    state_pattern: list[str] | None = None  # main-thread state per sample
+    pgid: int | None = None
+
+
+@dataclass
+class NicLoad:
+    device: str  # mlx5_0 or eth0
+    kind: str = "infiniband"
+    rate_gbps: float = 400.0
+    rx_mibps: float = 0.0
+    tx_mibps: float = 0.0
+    near_gpus: list[int] = field(default_factory=list)
+    xmit_wait_share: float = 0.0
 
 
 @dataclass
@@ -100,6 +118,11 @@ class WindowBuilder:
         self.mounts = [Mount("/", "/dev/nvme0n1p1", "ext4", "259:1", "nvme0n1p1", ["nvme0n1"]),
                        Mount("/data", "/dev/nvme1n1", "xfs", "259:4", "nvme1n1", ["nvme1n1"])]
         self.static = {"power_limit_default_w": 700.0}
+        self.nics: list[NicLoad] = []
+
+    def nic(self, n: NicLoad) -> WindowBuilder:
+        self.nics.append(n)
+        return self
 
     def gpu(self, index: int, **kw: object) -> WindowBuilder:
         for k, v in kw.items():
@@ -146,7 +169,9 @@ class WindowBuilder:
                            memory_total_bytes=141 * 2**30, power_limit_default_w=self.static["power_limit_default_w"],
                            sm_clock_max_mhz=1980, mem_clock_max_mhz=3201, temp_slowdown_c=87, pcie_max_gen=5,
                            pcie_max_width=16, gpm_supported=self.gpm)
-            gpus.append(Gpu(index=i, static=st, address=addr, numa_node=node, local_cpus=local))
+            near = [Nearby(n.kind if n.kind == "infiniband" else "nic", f"0000:{0x40 + j:02x}:00.0", [n.device], "PIX")
+                    for j, n in enumerate(self.nics) if i in n.near_gpus]
+            gpus.append(Gpu(index=i, static=st, address=addr, numa_node=node, local_cpus=local, nearby=near))
         links = [GpuLink(a, b, 18, "SYS", "nvml") for a in range(self.n_gpus) for b in range(a + 1, self.n_gpus)]
         return Topology(node=NodeInfo(hostname="test", kernel="6.8", clk_tck=HZ), cpu=cpu, pci=pci,
                         backend=BackendStatus(True, "replay", device_count=self.n_gpus), gpus=gpus,
@@ -160,7 +185,8 @@ class WindowBuilder:
             win.samples.append(self._sample(k, t))
         for p in self.procs:
             win.processes.append(ProcessInfo(
-                pid=p.pid, role=p.role, gpus=p.gpus, parent_gpu_pid=p.parent, ppid=p.parent or 1, starttime=5000,
+                pid=p.pid, role=p.role, gpus=p.gpus, parent_gpu_pid=p.parent, ppid=p.parent or 1,
+                pgid=p.pgid, starttime=int(round((1000.0 - p.age_s) * HZ)),
                 comm=p.cmd.split()[0], cmdline=p.cmd.split(), uid=1000, user="alice",
                 job=Job("none", p.cgroup, p.cgroup) if "slurm" not in p.cgroup else Job("slurm", "42", p.cgroup),
                 cpus_allowed=p.cpus_allowed or list(range(self.cpus)), mems_allowed=[0],
@@ -192,13 +218,39 @@ class WindowBuilder:
             if p.exits_at is not None and k >= p.exits_at:
                 procs.append(ProcessSample(pid=p.pid, alive=False, missing={"*": f"/proc/{p.pid}/stat: not present"}))
                 continue
-            threads = [ThreadSample(th.tid, th.name, th.state, ticks(th.cpu_pct), 0, th.processor,
-                                    ticks(p.blkio_pct) if th.tid == p.pid else 0) for th in p.threads]
+            if p.age_s < -el:
+                continue  # not started yet
+            threads = []
+            for th in p.threads:
+                main = th.tid == p.pid
+                cpu_ticks = (self._cum(p.cpu_pattern, k) * HZ / 100 if main and p.cpu_pattern is not None
+                             else ticks(th.cpu_pct))
+                state = p.state_pattern[k % len(p.state_pattern)] if main and p.state_pattern else th.state
+                threads.append(ThreadSample(th.tid, th.name, state, int(round(cpu_ticks)), 0, th.processor,
+                                            ticks(p.blkio_pct) if main else 0))
             procs.append(ProcessSample(pid=p.pid, state=threads[0].state if threads else "S",
                                        utime=sum(th.utime for th in threads), stime=0,
-                                       blkio_ticks=ticks(p.blkio_pct), num_threads=len(threads), threads=threads))
+                                       blkio_ticks=ticks(p.blkio_pct), num_threads=len(threads), threads=threads,
+                                       write_bytes=int(self._cum(p.write_mibps, k) * 2**20),
+                                       read_bytes=int(self._cum(p.read_mibps, k) * 2**20),
+                                       starttime=int(round((1000.0 - p.age_s) * HZ))))
+        nics = None
+        if self.nics:
+            nics = NicSample([NicPort(n.device, n.kind, port=1 if n.kind == "infiniband" else None,
+                                      link_layer="InfiniBand" if n.kind == "infiniband" else None, state="ACTIVE",
+                                      rate_gbps=n.rate_gbps, rx_bytes=int(n.rx_mibps * 2**20 * el),
+                                      tx_bytes=int(n.tx_mibps * 2**20 * el),
+                                      counters={"port_xmit_wait": int(n.xmit_wait_share * el * 1e6)}
+                                      if n.kind == "infiniband" else {})
+                              for n in self.nics])
         return Sample(t=t, wall="2026-11-22T00:00:00+00:00", cpu=cpu, memory=mem, io=IoSample(psi=psi, disks=disks),
-                      thermal=ThermalSample(), gpus=gpus, processes=procs)
+                      thermal=ThermalSample(), gpus=gpus, processes=procs, nics=nics)
+
+    def _cum(self, rate: float | list[float], k: int) -> float:
+        """A rate per second (or a per-sample list of them) summed up to sample k: the counter."""
+        if isinstance(rate, list):
+            return sum(rate[j % len(rate)] * self.interval for j in range(1, k + 1))
+        return rate * self.interval * k
 
     def _gpu_sample(self, i: int, k: int, t: float) -> GpuSample:
         ld = self.loads[i]

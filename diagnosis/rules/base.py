@@ -8,8 +8,9 @@ from nodetune.config.diagnosis import Thresholds
 from nodetune.probes.node import Topology
 from nodetune.probes.snapshot import Window
 
-from ..findings import StackEvidence
+from ..findings import IdleAttribution, StackEvidence
 from ..jobs import JobGroup
+from ..phases import PhasePlan
 from ..window_stats import GpuStats, ProcessStats, WindowStats
 
 NO_GPM_NOTE = ("no GPM counters (pre-Hopper GPU or unsupported): judged from NVML utilization, memory "
@@ -24,6 +25,11 @@ class RuleContext:
     th: Thresholds
     jobs: list[JobGroup]
     stacks: dict[int, StackEvidence] = field(default_factory=dict)
+    attribution: dict[int, IdleAttribution] = field(default_factory=dict)  # gpu -> its idle time by cause
+    phases: PhasePlan = field(default_factory=PhasePlan)
+
+    def gpu_stacks(self, gpu: int) -> list[StackEvidence]:
+        return [self.stacks[p] for j in self.jobs_on(gpu) for p in j.pids if p in self.stacks]
 
     def gpu(self, index: int) -> GpuStats | None:
         return next((g for g in self.stats.gpus if g.index == index), None)
@@ -75,3 +81,33 @@ def active(procs: list[ProcessStats], th: Thresholds) -> bool:
     """Is a job doing anything on the host (CPU work or waiting on I/O)?"""
     return any((p.cpu_pct or 0) >= th.active_cpu_pct or p.d_threads_mean >= 0.5 or (p.blkio_pct or 0) >= th.io_blkio_pct
                for p in procs)
+
+
+def pinning_helps(ctx: RuleContext, pids: list[int], gpus: list[int]) -> bool:
+    """Pinning changes something only on a node with several NUMA nodes where the job's threads last
+    ran on CPUs outside its GPUs' local CPUs."""
+    if len(ctx.topo.cpu.numa_nodes) < 2:
+        return False
+    local = {c for i in gpus if (g := ctx.topo.gpu(i)) is not None and g.numa_node is not None for c in g.local_cpus}
+    if not local:
+        return False
+    last = {p.pid: p for s in ctx.window.samples for p in s.processes if p.alive}
+    return any(t.processor is not None and t.processor not in local
+               for pid in pids if (p := last.get(pid)) for t in p.threads)
+
+
+def free_cpus(ctx: RuleContext, gpu: int) -> float | None:
+    """CPUs near `gpu` left idle over the window (from per-CPU busy time); None without per-CPU data."""
+    g = ctx.topo.gpu(gpu)
+    cpus = g.local_cpus if g and g.local_cpus else ctx.topo.cpu.online
+    busy = ctx.stats.host.cpu_busy_by_cpu
+    if not busy or not cpus:
+        return None
+    return round(sum(max(0.0, 100 - busy.get(c, 100)) / 100 for c in cpus), 1)
+
+
+def cause_share(f: object) -> float:
+    """The share of the window an idle-cause finding explains (for choosing between them)."""
+    ev = getattr(f, "evidence", {})
+    v = ev.get("cause_share") if isinstance(ev, dict) else None
+    return float(v) if isinstance(v, (int, float)) else 0.0

@@ -9,7 +9,7 @@ from nodetune.probes.storage import mount_for_path
 from ..findings import Advice, Finding, StackEvidence
 from ..jobs import JobGroup
 from ..window_stats import GpuStats, ProcessStats
-from .base import RuleContext, active, confidence, pct, scale, sm_busy
+from .base import RuleContext, active, confidence, free_cpus, pct, pinning_helps, scale, sm_busy
 
 # Rank among primary verdicts: a GPU's verdict is its lowest-ranked finding.
 PRIMARY_RANK: int | None = 80
@@ -76,11 +76,16 @@ def _cpu_signals(ctx: RuleContext, job: JobGroup, procs: list[ProcessStats]) -> 
     return signals, ev
 
 
-def _free_cpus(ctx: RuleContext, g: GpuStats) -> int:
+def _workers_to_add(ctx: RuleContext, g: GpuStats, workers: int) -> int:
+    """Workers the CPUs near the GPU can take: the idle CPU time there (less one CPU for the
+    training thread); without per-CPU counters, an even share of the local CPUs per GPU."""
+    free = free_cpus(ctx, g.index)
+    if free is not None:
+        return max(0, int(free) - 1)
     gpu = ctx.topo.gpu(g.index)
     cpus = gpu.local_cpus if gpu and gpu.local_cpus else ctx.topo.cpu.online
     ngpu = max(1, sum(1 for x in ctx.topo.gpus if not gpu or x.numa_node == gpu.numa_node))
-    return max(1, len(cpus) // ngpu - 1)
+    return max(1, len(cpus) // ngpu - 1 - workers)
 
 
 def evaluate(ctx: RuleContext) -> list[Finding]:
@@ -105,6 +110,18 @@ def evaluate(ctx: RuleContext) -> list[Finding]:
                 # py-spy shows the busy thread dispatching GPU work (copies, kernels), not loading
                 # input: the GPU is not waiting for data (transfer/launch rules speak for it).
                 continue
+            att = ctx.attribution.get(g.index)
+            loading_share = att.share("data_loading") if att else 0.0
+            top = att.top() if att else None
+            if top is not None and top.cause != "data_loading" and top.share >= th.cause_min_share \
+                    and top.share > loading_share:
+                continue  # the evidence shows something else holding the GPU: its own rule names it
+            if cpu and not cpu_ev["busy_workers"] and (loading is None or loading < th.stack_loading_share):
+                # A saturated training thread is host work, not necessarily loading: without stacks
+                # that show loading it names no cause.
+                notes.append(f"the training process's busiest thread runs at {cpu_ev['busiest_thread_cpu_pct']:.0f}% "
+                             "of a core, but no stack samples show it loading data")
+                cpu = []
             if len(io) >= 2 or (io and not cpu):
                 cause, signals = "io_input", io
             elif cpu:
@@ -120,14 +137,17 @@ def evaluate(ctx: RuleContext) -> list[Finding]:
             for s in stacks:
                 if not s.ok:
                     notes.append(f"no stack evidence for pid {s.pid}: {s.reason}")
-            sev = "critical" if idle >= 0.7 else "warning"
+            # Critical only with positive evidence: a named cause, and the idle time it explains.
+            sev = "critical" if idle >= 0.7 and cause != "unknown" and (
+                loading_share >= th.cause_critical_share or att is None or not att.causes) else "warning"
             out.append(Finding(
                 "data_starved", sev, confidence(base, g, notes),
                 f"data-starved ({cause}): GPU idle {idle:.0%} of the window (mean utilization {pct(g.util_mean)})"
                 + (": " + "; ".join(signals) if signals else ""),
                 cause=cause, gpus=[g.index], pids=job.all_pids, job=job.id,
                 evidence={"gpu_idle_share": idle, "util_pct": g.util_mean, "sm_active_pct": g.sm_mean,
-                          "stack_data_loading_share": loading, **cpu_ev, **io_ev},
+                          "stack_data_loading_share": loading, "cause_share": round(loading_share, 3),
+                          **cpu_ev, **io_ev},
                 advice=_advice(ctx, g, job, cause, cpu_ev, io_ev), notes=notes))
     return out
 
@@ -145,12 +165,21 @@ def _advice(ctx: RuleContext, g: GpuStats, job: JobGroup, cause: str, cpu_ev: di
             io_ev: dict[str, object]) -> list[Advice]:
     adv: list[Advice] = []
     if cause == "cpu_input":
-        n = _free_cpus(ctx, g)
-        adv.append(Advice(f"Move decoding off the training thread: DataLoader(num_workers={n}, persistent_workers=True, "
-                          f"prefetch_factor=4) (currently {cpu_ev.get('workers')} workers); or decode on the GPU "
-                          "(NVIDIA DALI, torchvision.io.decode_jpeg(device='cuda'))."))
-        adv.append(Advice("Pin the job's threads to CPUs local to its GPU.", tuner="pinning",
-                          params={"pids": job.pids}))
+        have = int(cpu_ev.get("workers") or 0)  # type: ignore[call-overload]
+        extra = _workers_to_add(ctx, g, have)
+        free = free_cpus(ctx, g.index)
+        if extra > 0:
+            adv.append(Advice(f"Move decoding off the training thread: DataLoader(num_workers={have + extra}, "
+                              f"persistent_workers=True, prefetch_factor=4) (currently {have} workers"
+                              + (f"; {free:.0f} CPUs near GPU{g.index} idle" if free is not None else "") + "); "
+                              "or decode on the GPU (NVIDIA DALI, torchvision.io.decode_jpeg(device='cuda'))."))
+        else:
+            adv.append(Advice(f"The CPUs near GPU{g.index} are busy ({free or 0:.0f} idle): more workers would only "
+                              "compete; make decoding cheaper (smaller images, a faster decoder) or decode on the GPU "
+                              "(NVIDIA DALI, torchvision.io.decode_jpeg(device='cuda'))."))
+        if pinning_helps(ctx, job.all_pids, job.gpus):
+            adv.append(Advice("Pin the job's threads to CPUs local to its GPU.", tuner="pinning",
+                              params={"pids": job.pids}))
         adv.append(Advice("Apply the data-loading profile (CPU governor, THP, read-ahead).", tuner="profile",
                           params={"profile": "data-loading"}))
     elif cause == "io_input":

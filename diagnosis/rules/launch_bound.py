@@ -4,7 +4,7 @@ the CPU launching them is the limit."""
 from __future__ import annotations
 
 from ..findings import Advice, Finding
-from .base import RuleContext, confidence, pct
+from .base import RuleContext, confidence, pct, pinning_helps
 
 # Rank among primary verdicts: a GPU's verdict is its lowest-ranked finding.
 PRIMARY_RANK: int | None = 70
@@ -52,9 +52,9 @@ def evaluate(ctx: RuleContext) -> list[Finding]:
             evidence={"util_pct": util, "sm_active_pct": g.sm_mean, "sm_per_util": round((g.sm_mean or 0) / max(util, 1e-6), 3) if g.gpm else None,
                       "launch_thread_cpu_pct": main},
             advice=[Advice("Launch fewer, larger kernels: batch more work per step, fuse ops (torch.compile), or "
-                           "capture the step in a CUDA graph (torch.compile(mode='reduce-overhead'))."),
-                    Advice("Give the launching thread a fast, uncontended core near the GPU.", tuner="pinning",
-                           params={"pids": g.pids}),
-                    Advice("Run CPUs at full clock while launching.", tuner="power", params={"governor": "performance"})],
+                           "capture the step in a CUDA graph (torch.compile(mode='reduce-overhead')).")]
+            + ([Advice("Give the launching thread a fast, uncontended core near the GPU.", tuner="pinning",
+                       params={"pids": g.pids})] if pinning_helps(ctx, g.pids, [g.index]) else [])
+            + [Advice("Run CPUs at full clock while launching.", tuner="power", params={"governor": "performance"})],
             notes=notes))
     return out

@@ -1,0 +1,42 @@
+"""startup: the job is starting (imports, CUDA context, weights, warm-up) and its GPU not yet working.
+
+Named from the process's age (start time against the sampler's clock, both counted from boot) and,
+where py-spy could look, stacks under the import machinery or initialisation. Start-up is normal:
+the finding is information; a window whose start was left out says so too.
+"""
+
+from __future__ import annotations
+
+from ..findings import Advice, Finding
+from .base import RuleContext
+
+# Rank among primary verdicts: last; a GPU's start-up is its verdict only when nothing else is.
+PRIMARY_RANK: int | None = 90
+
+
+def evaluate(ctx: RuleContext) -> list[Finding]:
+    out: list[Finding] = []
+    th = ctx.th
+    for g in ctx.stats.gpus:
+        att = ctx.attribution.get(g.index)
+        c = next((c for c in att.causes if c.cause == "startup"), None) if att else None
+        phases = ctx.phases.phases.get(g.index, [])
+        lead = phases[0] if phases and phases[0].kind == "startup" and ctx.phases.start_index > 0 else None
+        if g.lost or (lead is None and (c is None or c.share < th.cause_min_share)):
+            continue
+        jobs = ctx.jobs_on(g.index)
+        if lead is not None:
+            summary = f"start-up left out: first {lead.end_s:.1f} s" + (f" ({lead.note})" if lead.note else "")
+            share, conf = 0.0, 0.8
+        else:
+            assert att is not None and c is not None
+            summary = f"starting up: {att.text}"
+            share, conf = c.share, 0.85 if "stacks" in c.basis else 0.6
+        out.append(Finding(
+            "startup", "info", conf, summary, cause="startup", gpus=[g.index],
+            pids=[p for j in jobs for p in j.all_pids], job=jobs[0].id if len(jobs) == 1 else None,
+            evidence={"cause_share": share, "basis": c.basis if c else ["phases"], "detail": c.detail if c else "",
+                      "left_out_s": lead.end_s if lead else None},
+            advice=[] if lead else [Advice("Diagnose again once the job runs steadily; if start-up is long, cache "
+                                           "the dataset index and weights locally and import lazily.")]))
+    return out
