@@ -134,6 +134,12 @@ class Lost:
     seq: int | None = None
     line: int | None = None
     path: str | None = None  # the knob's path, as far as the damaged text tells
+    also: list[str] = field(default_factory=list)  # refs of damaged lines found to be this same change
+    damage: str = ""  # what is wrong with its damaged line, if it has one
+
+    @property
+    def refs(self) -> list[str]:
+        return [self.ref, *self.also]
 
     @property
     def label(self) -> str:
@@ -143,6 +149,39 @@ class Lost:
     def knob(self) -> Knob:
         """A stand-in knob to name it in result rows (no driver reads or writes it)."""
         return Knob(id=f"lost:{self.ref}", kind="lost", group="unknown", label=self.label, path=self.path)
+
+
+def _merge(lost: list[Lost], hints: list[Lost], spans: dict[str, tuple[int, int]],
+           lines: dict[tuple[str, int], list[int]]) -> list[Lost]:
+    """One Lost per change: a damaged line nothing identifies that lies where a known-missing change
+    (a gap, an orphaned applied record) was written joins it, so one knob is reported once, named
+    by what the damaged text still shows. `hints`: damaged lines that are not losses by themselves."""
+    out: list[Lost] = []
+    keyed: dict[tuple[str, int], Lost] = {}
+    for x in lost:
+        if x.txn is not None and x.seq is not None:
+            first = keyed.get((x.txn, x.seq))
+            if first is None:
+                keyed[(x.txn, x.seq)] = x
+                out.append(x)
+            else:
+                first.also += x.refs
+                first.path = first.path or x.path
+        else:
+            out.append(x)
+    for (txn, seq), x in keyed.items():
+        begin, end = spans.get(txn, (0, 1 << 62))
+        lo = max([begin, *(n for (t, s), ns in lines.items() if t == txn and s < seq for n in ns)])
+        hi = min([end, *(n for (t, s), ns in lines.items() if t == txn and s > seq for n in ns)])
+        for u in [u for u in out + hints if u.txn is None and u.line is not None and lo < u.line < hi]:
+            if u in out:
+                out.remove(u)
+            if x.ref.startswith("gap:") and u.damage:
+                x.reason = f"journal line damaged ({u.damage}): the original value of this change cannot be read"
+            x.also += u.refs
+            x.path = x.path or u.path
+            x.line = x.line if x.line is not None else u.line
+    return out
 
 
 @dataclass
@@ -224,6 +263,7 @@ _HINTS = {
     "seq": re.compile(r'"seq":\s*(\d{1,9})\b'),
     "state": re.compile(r'"state":\s*"([a-z_]{1,20})"'),
     "path": re.compile(r'"path":\s*"((?:[^"\\]|\\.){1,400})"'),
+    "id": re.compile(r'"id":\s*"sysfs:((?:[^"\\]|\\.){1,400})"'),
 }
 
 
@@ -240,11 +280,12 @@ def _salvage(d: Damage, text: str, data: Any) -> None:
     found = {k: m.group(1) for k, rx in _HINTS.items() if (m := rx.search(text))}
     d.txn, d.state = found.get("txn"), found.get("state")
     d.seq = int(found["seq"]) if "seq" in found else None
-    if "path" in found:
+    raw = found.get("path") or found.get("id")  # a sysfs knob's id holds its path, earlier in the line
+    if raw is not None:
         try:
-            d.path = json.loads(f'"{found["path"]}"')
+            d.path = json.loads(f'"{raw}"')
         except ValueError:
-            d.path = found["path"]
+            d.path = raw
 
 
 def _record(data: dict[str, Any]) -> tuple[Record | None, str | None]:
@@ -299,12 +340,21 @@ def fold(path: str, records: list[tuple[int, Record]], damaged: list[Damage]) ->
     txns: dict[str, Txn] = {}
     entries: dict[tuple[str, int], Entry] = {}
     seen: set[tuple[str, int]] = set()  # every (txn, seq) some valid record speaks of
+    lines: dict[tuple[str, int], list[int]] = {}  # where each change's apply records are
+    spans: dict[str, tuple[int, int]] = {}  # first and last line of each transaction's records
     abandoned: set[str] = set()
+    begun: dict[str, int] = {}
+    # Apply spans (begin .. commit/aborted with a count): only that apply wrote between those lines
+    # (one writer per node), and its count makes any change missing from it a gap.
+    closed: dict[str, tuple[int, int]] = {}
     for n, r in records:
         if r.state == ABANDONED:
-            if r.ref:
-                abandoned.add(r.ref)
+            abandoned.update((r.ref or "").split(","))
             continue
+        first, _ = spans.get(r.txn, (n, n))
+        spans[r.txn] = (first, n)
+        if r.seq is not None and r.state in (INTENT, APPLIED, GONE):  # apply-phase lines only
+            lines.setdefault((r.txn, r.seq), []).append(n)
         t = txns.get(r.txn)
         if t is None:
             t = Txn(txn=r.txn, t_begin=r.t, profile=r.profile)
@@ -312,9 +362,12 @@ def fold(path: str, records: list[tuple[int, Record]], damaged: list[Damage]) ->
             st.txns.append(t)
         if r.state == BEGIN:
             t.t_begin, t.profile = r.t, r.profile
+            begun[r.txn] = n
             continue
         if r.state in (COMMIT, ABORTED):
             t.end, t.t_end, t.note, t.n = r.state, r.t, r.note, r.n
+            if r.n is not None and r.txn in begun:
+                closed[r.txn] = (begun[r.txn], n)
             continue
         if r.seq is None:
             st.warnings.append(f"{path}:{n}: {r.state} record has no sequence number; skipped")
@@ -359,6 +412,7 @@ def fold(path: str, records: list[tuple[int, Record]], damaged: list[Damage]) ->
             found.actual = r.actual
         if r.note is not None:
             found.note = r.note
+    candidates: list[Damage] = []  # damaged lines inside a closed apply span: they name its gaps
     for d in damaged:
         where = f"{path}:{d.line}"
         if d.torn_tail:
@@ -372,18 +426,24 @@ def fold(path: str, records: list[tuple[int, Record]], damaged: list[Damage]) ->
                                f"records")
         elif d.state in HARMLESS_IF_LOST and d.txn is not None:
             st.warnings.append(f"{where}: damaged {d.state} record of {d.txn} ({d.reason}); it held no original")
+        elif d.state is None and (inside := next((t for t, (a, b) in closed.items() if a < d.line < b), None)):
+            candidates.append(d)
+            st.warnings.append(f"{where}: damaged ({d.reason}) inside transaction {inside}, whose changes are all "
+                               f"accounted for by number")
         else:
             what = f"a {d.state} record" if d.state else "a record nothing identifies"
             st.lost.append(Lost(d.ref, f"journal line damaged ({d.reason}): {what} that may hold the only original "
-                                f"of a changed knob", d.txn, d.seq, d.line, d.path))
+                                f"of a changed knob", d.txn, d.seq, d.line, d.path, damage=d.reason))
     for t in st.txns:
         have = [s for (x, s) in seen if x == t.txn]
         expected = max(t.n or 0, max(have, default=-1) + 1)
         for s in sorted(set(range(expected)) - set(have)):
             st.lost.append(Lost(f"gap:{t.txn}:{s}", "no record of this change survives (a line lost or cut out)",
                                 t.txn, s))
+    hints = [Lost(d.ref, d.reason, line=d.line, path=d.path, damage=d.reason) for d in candidates]
+    st.lost = _merge(st.lost, hints, {t: (a, b if txns[t].end else 1 << 62) for t, (a, b) in spans.items()}, lines)
     for lost in list(st.lost):
-        if lost.ref in abandoned:
+        if set(lost.refs) <= abandoned:
             st.lost.remove(lost)
             st.warnings.append(f"{path}: {lost.label}: given up by `rollback --force` earlier ({lost.reason})")
     for lost in st.lost:

@@ -628,7 +628,7 @@ class Engine:
                           f"{x.reason}; check it by hand (rollback --force gives up on it)")
 
     def _give_up(self, x: Lost) -> RestoreRow:
-        self._record(Record(txn=x.txn or "?", state=ABANDONED, t=now(), ref=x.ref, note=x.reason))
+        self._record(Record(txn=x.txn or "?", state=ABANDONED, t=now(), ref=",".join(x.refs), note=x.reason))
         return RestoreRow(x.txn or "?", x.seq if x.seq is not None else -1, x.knob(), "unknown", "abandoned",
                           f"{x.reason}; given up (--force): check it by hand")
 
