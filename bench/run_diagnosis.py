@@ -65,13 +65,14 @@ except ImportError:  # pragma: no cover - psutil is on the GPU machine
 REPO = Path(__file__).resolve().parent.parent
 WORKLOAD_DIR = REPO / "bench" / "workloads"
 ORDER = ["compute_bound", "memory_bound", "cpu_starved", "io_starved", "pageable_h2d",
-         "launch_bound", "idle_allocated", "healthy_training", "allreduce"]
+         "launch_bound", "idle_allocated", "healthy_training", "startup", "checkpoint", "cpu_eval", "half_host",
+         "allreduce", "straggler_2gpu"]
 # --concurrent on 2 GPUs pairs these: io_starved's node-wide I/O pressure (PSI io, a busy disk) is
 # kept away from cpu_starved's GPU, whose cause it would otherwise blur; raise the pairing on purpose
 # with --only in the order you want.
 CONCURRENT_ORDER = ["compute_bound", "io_starved", "memory_bound", "cpu_starved", "pageable_h2d",
                     "launch_bound", "idle_allocated", "healthy_training"]
-ALL_GPU_WORKLOADS = {"allreduce"}  # run alone, over every GPU
+ALL_GPU_WORKLOADS = {"allreduce", "straggler_2gpu"}  # run alone, over every GPU
 # Where nvidia-smi cannot say, the GPU of these is idle most of the time by construction.
 IDLE_BY_CONSTRUCTION = {"cpu_starved", "io_starved", "pageable_h2d", "idle_allocated"}
 HEALTHY_VERDICTS = {"compute_bound", "healthy"}

@@ -202,6 +202,7 @@ class FakeNode:
         text += "23 1 0:22 / /sys rw,nosuid,nodev,noexec,relatime shared:6 - sysfs sysfs rw\n"
         for i, (mm, mp, fs, src) in enumerate(mounts):
             text += f"{30 + i} 1 {mm} / {mp.replace(' ', chr(92) + '040')} rw,relatime shared:{i + 1} - {fs} {src} rw\n"
+            self.p(mp).mkdir(parents=True, exist_ok=True)  # a mount point is a directory on the node
         self.write("/proc/self/mountinfo", text)
 
     def system_files(self, hostname: str = "fakenode", kernel: str = "6.8.0-45-generic") -> None:
@@ -210,6 +211,8 @@ class FakeNode:
         self.attr("/proc/sys/kernel/io_uring_disabled", 0)
         self.write("/etc/os-release", 'PRETTY_NAME="Ubuntu 22.04.4 LTS"\nID=ubuntu\n')
         self.write("/etc/passwd", "root:x:0:0:root:/root:/bin/bash\nalice:x:1000:1000::/home/alice:/bin/bash\n")
+        for home in ("/root", "/home/alice"):
+            self.p(home).mkdir(parents=True, exist_ok=True)
         self.thp("madvise", "madvise")
         self.page_size(4)
 
@@ -328,6 +331,36 @@ class FakeNode:
         if ib:
             self.attr(f"{dev}/infiniband/{ib}/node_type", "1: CA")
             self.link(f"/sys/class/infiniband/{ib}", f"{dev}/infiniband/{ib}")
+
+    def ib_counters(self, ib: str, port: int = 1, rcv_bytes: int = 0, xmit_bytes: int = 0, rate: str = "400 Gb/sec (4X NDR)",
+                    link_layer: str = "InfiniBand", xmit_wait: int = 0, hw: dict[str, int] | None = None) -> None:
+        """Port counters of an IB device made by `net(..., ib=...)`, as mlx5 lays them out:
+        ports/N/{state,rate,link_layer}, counters/ (data in octets/4), hw_counters/."""
+        base = self.p(f"/sys/class/infiniband/{ib}").resolve()
+        rel = "/" + str(base.relative_to(self.root.resolve())) + f"/ports/{port}"
+        self.attr(f"{rel}/state", "4: ACTIVE")
+        self.attr(f"{rel}/phys_state", "5: LinkUp")
+        self.attr(f"{rel}/rate", rate)
+        self.attr(f"{rel}/link_layer", link_layer)
+        for name, v in (("port_rcv_data", rcv_bytes // 4), ("port_xmit_data", xmit_bytes // 4),
+                        ("port_rcv_packets", rcv_bytes // 4096), ("port_xmit_packets", xmit_bytes // 4096),
+                        ("port_xmit_wait", xmit_wait), ("port_rcv_errors", 0), ("symbol_error", 0)):
+            self.attr(f"{rel}/counters/{name}", v)
+        for name, v in (hw or {"np_cnp_sent": 0, "rp_cnp_handled": 0, "out_of_sequence": 0}).items():
+            self.attr(f"{rel}/hw_counters/{name}", v)
+
+    def net_counters(self, ifname: str, rx_bytes: int = 0, tx_bytes: int = 0, speed: int | None = 100000) -> None:
+        """statistics/{rx,tx}_bytes and speed (Mb/s) of an interface made by `net()`; speed None:
+        reading it fails with EINVAL as on a down link (left absent here)."""
+        base = self.p(f"/sys/class/net/{ifname}").resolve()
+        root = self.root.resolve()
+        rel = "/" + str(base.relative_to(root))
+        self.attr(f"{rel}/statistics/rx_bytes", rx_bytes)
+        self.attr(f"{rel}/statistics/tx_bytes", tx_bytes)
+        if speed is not None:
+            self.attr(f"{rel}/speed", speed)
+        if not self.p(f"{rel}/device").exists():
+            self.link(f"{rel}/device", "/" + str(base.parent.parent.relative_to(root)))
 
     def nvme(self, pci_path: list[str], ctrl: str, disk: str, major_minor: str, read_ahead_kb: int = 128,
              partitions: int = 1) -> None:

@@ -215,3 +215,44 @@ def test_nic_traffic_makes_a_multi_node_job_communication_bound():
     quiet = (WindowBuilder().gpu(0, util=95, sm=12, tensor=2, power=200).proc(trainer(main_cpu=100))
              .nic(NicLoad("mlx5_0", rx_mibps=10, tx_mibps=10, near_gpus=[0])))
     assert "communication_bound" not in {f.kind for f in run(quiet).findings}
+
+
+def test_nic_probe_reads_real_layouts(tmp_path):
+    from faketree import dgx_h100
+
+    from nodetune.diagnosis.window_stats import nic_stats
+    from nodetune.probes.host import Host
+    from nodetune.probes.nic import probe_nics
+    from nodetune.probes.snapshot import Sample
+
+    fn = dgx_h100(tmp_path).node
+    fn.ib_counters("mlx5_0", rcv_bytes=4_000_000, xmit_bytes=8_000_000, xmit_wait=100,
+                   hw={"np_cnp_sent": 5, "out_of_sequence": 0})
+    fn.net_counters("ibp25s0", rx_bytes=1000, tx_bytes=2000, speed=400000)
+    host = Host(str(tmp_path))
+    a = probe_nics(host)
+    ib = next(p for p in a.ports if p.device == "mlx5_0")
+    assert (ib.rx_bytes, ib.tx_bytes, ib.rate_gbps, ib.state, ib.link_layer) == (4_000_000, 8_000_000, 400.0,
+                                                                                 "ACTIVE", "InfiniBand")
+    assert ib.counters["port_xmit_wait"] == 100 and ib.counters["np_cnp_sent"] == 5
+    eth = next(p for p in a.ports if p.device == "ibp25s0")
+    assert (eth.kind, eth.rx_bytes, eth.rate_gbps) == ("ethernet", 1000, 400.0)
+    # one second later: 25 GB/s received on mlx5_0
+    fn.ib_counters("mlx5_0", rcv_bytes=4_000_000 + 25 * 10**9, xmit_bytes=8_000_000, xmit_wait=100,
+                   hw={"np_cnp_sent": 9, "out_of_sequence": 0})
+    b = probe_nics(host)
+    mk = lambda t, n: Sample(t=t, wall="", cpu=None, memory=None, io=None, thermal=None, nics=n)  # type: ignore[arg-type]  # noqa: E731
+    st = next(n for n in nic_stats([mk(0.0, a), mk(1.0, b)]) if n.device == "mlx5_0/1")
+    assert st.rx_mibps == pytest.approx(25e9 / 2**20, rel=1e-3) and st.link_share == pytest.approx(0.5, abs=0.01)
+    assert st.errors == {"np_cnp_sent": 4}
+
+
+def test_node_without_nics_probes_cleanly(tmp_path):
+    from faketree import laptop
+
+    from nodetune.probes.host import Host
+    from nodetune.probes.nic import probe_nics
+
+    laptop(tmp_path)
+    s = probe_nics(Host(str(tmp_path)))
+    assert all(p.kind == "ethernet" for p in s.ports)
