@@ -16,6 +16,7 @@ from .gpu import BackendStatus, GpuBackend, GpuSample
 from .host import Host
 from .io import probe_io
 from .memory import probe_memory
+from .nic import probe_nics
 from .node import Topology, probe_topology
 from .processes import ProcessInfo, descendants, numa_placement, process_info, sample_process, users
 from .pystacks import PySpyRun
@@ -67,6 +68,7 @@ class Sampler:
             io=probe_io(self.host),
             thermal=probe_thermal(self.host),
             gpus=gpus,
+            nics=probe_nics(self.host),
         )
         self._first = False
         self._follow(gpus, scan_workers=self._n % self.worker_scan_every == 0)

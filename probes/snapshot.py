@@ -14,6 +14,7 @@ from .cpu import CpuSample
 from .gpu import BackendStatus, GpuSample, GpuStatic, NvLink
 from .io import IoSample
 from .memory import MemorySample
+from .nic import NicSample
 from .node import Topology
 from .processes import (
     ProcessInfo,
@@ -37,6 +38,7 @@ class Sample:
     gpus: list[GpuSample] = field(default_factory=list)
     processes: list[ProcessSample] = field(default_factory=list)
     cost_s: float = 0.0  # CPU seconds this sample cost nodetune
+    nics: NicSample | None = None  # None in snapshots recorded before NIC counters were sampled
 
 
 @dataclass
