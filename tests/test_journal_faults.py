@@ -460,3 +460,17 @@ def test_a_fifo_in_place_of_our_files_is_refused_at_once(tmp_path, what):
         assert time.monotonic() - t0 < 5
     finally:
         signal.alarm(0)
+
+
+def test_a_damaged_marker_is_reported_and_rewritten_the_journals_still_count(tmp_path):
+    laptop_with_job(tmp_path)
+    ctx = ctx_for(tmp_path)
+    before = knob_values(tmp_path)
+    engine(ctx).apply(plan(ctx, LAPTOP), "p")
+    marker = Path(Host(str(tmp_path)).path(MARKER))
+    marker.write_text(marker.read_text().replace('"p"', '"q"'))  # checksum no longer matches
+    st = engine(ctx).status()
+    assert len(st.active) == 31 and any("open-transaction marker is damaged (checksum mismatch" in w
+                                        for w in st.warnings)
+    assert engine(ctx).rollback().failed == [] and knob_values(tmp_path) == before
+    assert not marker.exists()

@@ -65,6 +65,7 @@ def test_profile_covers_every_knob_kind(node):
 # (crash point, knobs written when the process dies)
 CASES = [
     ("after_begin:1", 0),
+    ("after_marker:1", 0),  # the marker names the journal, no knob touched: rollback clears it
     ("torn_intent:1", 0),
     ("after_intent:1", 0),
     ("after_write:1", 1),
@@ -98,6 +99,7 @@ def test_sigkill_during_apply_then_rollback_restores_exactly(node, point, writte
         assert "torn write" in rb.stdout
     again = nodetune(root, "tune", "rollback")
     assert again.returncode == 0 and "nothing to roll back" in again.stdout
+    assert not (root / "var/lib/nodetune/open-transaction").exists()
 
 
 @pytest.mark.parametrize("point", ["after_restore:5", "after_rolled_back:20", "after_restore:32"])

@@ -2,8 +2,9 @@
 
 A no-op unless the environment variable NODETUNE_TEST_CRASH_AT names a point and a count,
 e.g. "after_write:2" (right after the second knob write) or "torn_intent:1" (half of the first
-intent record written). Points: after_begin, torn_intent, after_intent, after_write,
-after_applied, before_commit, after_restore, after_rolled_back. Counts are 1-based.
+intent record written). Points: after_begin, after_marker (the node's open-transaction marker
+written, no knob touched yet), torn_intent, after_intent, after_write, after_applied,
+before_commit, after_restore, after_rolled_back. Counts are 1-based.
 """
 
 from __future__ import annotations

@@ -10,12 +10,16 @@ not someone else's change). Transactions are bracketed by `begin` and `commit`/`
 carry the number of journaled changes so a lost last change is noticed.
 
 Integrity: every record carries `crc`, the CRC-32 of its canonical JSON without that key. A line
-that is not a valid record is *damaged*. Damage never drops a restore silently: a damaged line
-that cannot be attributed to a change the other records fully describe, and a sequence number
-with no surviving record, become `Lost` items that rollback, verify and status report by name.
-The one benign damage is a torn *last* line (no newline at the end of the file): the knob of a
-record is touched only after the record is complete and fsynced, so a torn tail was never acted
-on; the next writer cuts it off.
+that is not a valid record (bad JSON, bad checksum, a field of the wrong type) is *damaged*, and
+damage never drops a restore silently. A damaged line is harmless only when it provably held no
+sole original: it names (in its readable part) a change other records fully describe, or a state
+that holds no original, or it lies inside a closed apply (between a valid `begin` and a counted
+`commit`/`aborted`: one writer at a time, and the count turns any change missing there into a
+gap). Every other damaged line, and every sequence number with no surviving record, becomes a
+`Lost` change that rollback, verify and status report, named by the knob path the damaged text
+still shows. A torn *last* line (no newline at the end of the file) is harmless too: a knob is
+touched only after its record is complete and fsynced, so a torn tail was never acted on; the
+next writer cuts it off.
 
 Writes go through `JournalIO` (write, fsync, free space): the seam the fault-injection tests use
 for short writes, ENOSPC and EIO, with no patching of `open` or `os`. A record is written with one

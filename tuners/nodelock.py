@@ -188,8 +188,8 @@ class OpenMarker:
         self.write(m)
 
     def remove(self, journal: str) -> None:
-        m, _ = self.read()
-        if m.of(journal) is None:
-            return
+        m, damaged = self.read()
+        if m.of(journal) is None and not (damaged and os.path.isfile(self.path)):
+            return  # a damaged marker is replaced by what is known now (it could name no journal)
         m.open = [x for x in m.open if x.journal != journal]
         self.write(m)
