@@ -8,6 +8,7 @@ node must be exactly as before (the apply rolled itself back) or a rollback must
 from __future__ import annotations
 
 import errno
+import json
 import os
 import re
 import signal
@@ -474,3 +475,74 @@ def test_a_damaged_marker_is_reported_and_rewritten_the_journals_still_count(tmp
                                         for w in st.warnings)
     assert engine(ctx).rollback().failed == [] and knob_values(tmp_path) == before
     assert not marker.exists()
+
+
+def test_a_failing_write_at_every_point_of_a_rollback_still_restores_every_knob(tmp_path):
+    """The disk fills at each write of a rollback: every knob is restored anyway and the result says
+    the journal is stale; a later rollback with space records it and clears the marker."""
+    laptop_with_job(tmp_path)
+    ctx = ctx_for(tmp_path)
+    before = knob_values(tmp_path)
+    keys = list(before)
+    changes = plan(ctx, SMALL)
+    count = Fault(at=0, mode="none")
+    engine(ctx, tmp_path / "count.jsonl").apply(changes, "p")
+    engine(ctx, tmp_path / "count.jsonl", count.io()).rollback()
+    assert count.writes == 14  # one rolled_back record per knob; the marker goes by unlink
+    for at in range(1, count.writes + 1):
+        j = tmp_path / f"rb-{at}.jsonl"
+        engine(ctx, j).apply(changes, "p")
+        rb = engine(ctx, j, Fault(at, "short+full").io()).rollback()
+        assert rb.failed == [] and rb.journal_error and "No space left" in rb.journal_error
+        assert changed(before, values_of(tmp_path, keys)) == {}, at
+        assert len(engine(ctx, j).status().active) == 14 - (at - 1)  # what the journal could record
+        again = engine(ctx, j).rollback()
+        assert {r.outcome for r in again.rows} == {"already"} and engine(ctx, j).status().active == []
+        assert not os.path.exists(Host(str(tmp_path)).path(MARKER)), at
+    assert knob_values(tmp_path) == before
+
+
+RACER = """
+import json, sys
+sys.path.insert(0, sys.argv[2])
+from test_tuners_support import ctx_for
+from nodetune.tuners.base import TuneError
+from nodetune.tuners.journal import Journal
+from nodetune.tuners.plan import make_plan
+from nodetune.tuners.profiles import profile_from_data
+from nodetune.tuners.transaction import Engine
+ctx = ctx_for(sys.argv[1])
+changes = make_plan(ctx, profile_from_data(json.loads(sys.argv[4]), sys.argv[5], "p.toml")).changes
+sys.stdin.readline()  # both start together
+try:
+    Engine(ctx, Journal(sys.argv[3])).apply(changes, sys.argv[5])
+    print("applied")
+except TuneError as exc:
+    print("refused:", exc.reason)
+"""
+
+
+def test_two_applies_racing_with_different_journals_never_interleave(tmp_path):
+    """The issue's race: two processes, two journals, one node. One applies; the other is refused
+    (the node lock, or the first one's open transaction); rolling back restores every knob."""
+    laptop_with_job(tmp_path / "root")
+    root = tmp_path / "root"
+    before = knob_values(root)
+    other = {"power": {"governor": "powersave", "epp": "power", "epb": 15}, "hugepages": {"thp_enabled": "never"}}
+    procs = [subprocess.Popen([sys.executable, "-c", RACER, str(root), str(Path(__file__).parent),
+                               str(tmp_path / f"{name}.jsonl"), json.dumps(prof), name],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+             for name, prof in (("first", LAPTOP), ("second", other))]
+    time.sleep(1.5)  # both have planned and wait on stdin
+    for p in procs:
+        assert p.stdin is not None
+        p.stdin.write("go\n")
+        p.stdin.flush()
+    outs = [p.communicate(timeout=60)[0].strip() for p in procs]
+    assert sorted(o.split(":")[0] for o in outs) == ["applied", "refused"], outs
+    refusal = next(o for o in outs if o.startswith("refused"))
+    assert "holds this node's tuning lock" in refusal or "or apply with --force to stack on it" in refusal
+    winner = ("first", "second")[outs.index("applied")]
+    ctx = ctx_for(root)
+    assert engine(ctx, tmp_path / f"{winner}.jsonl").rollback().failed == []
+    assert knob_values(root) == before and not (tmp_path / f"{('second', 'first')[outs.index('applied')]}.jsonl").exists()
