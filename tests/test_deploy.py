@@ -348,7 +348,7 @@ def test_ansible_role_check_mode_on_localhost(tmp_path):
     existed = {p: p.exists() or p.is_symlink() for p in watched}
     extra = {"ansible_become": False, "nodetune_venv": sys.prefix, "nodetune_python": sys.executable,
              "nodetune_package": str(wheel), "nodetune_install_os_packages": False,
-             "nodetune_manage_services": False, "nodetune_latency_us": 0,
+             "nodetune_service_manager": "none", "nodetune_latency_us": 0,
              "nodetune_config": {"idle_util_pct": 3, "starved_idle_share": 0.5}}
     r = subprocess.run([tool, "-i", str(inv), str(ANSIBLE / "site.yml"), "--check", "--diff", "-e", json.dumps(extra)],
                        capture_output=True, text=True, timeout=600, env=_ansible_env(tmp_path))
