@@ -15,6 +15,7 @@ from faketree import FakeNode
 from nodetune.probes.host import (
     Host,
     KnobWriteError,
+    PathOutsideRoot,
     ProbeError,
     attempt,
     format_cpulist,
@@ -214,7 +215,11 @@ def test_unroot_does_not_take_a_sibling_directory_for_the_root(tmp_path: Path) -
     (sibling / "file").write_text("x")
     os.symlink(os.path.relpath(sibling / "file", root / "sys"), root / "sys" / "escape")
     h = Host(str(root))
-    assert h.realpath("/sys/escape") == str((sibling / "file").resolve())
+    assert h.unroot(str(sibling / "file")) == str(sibling / "file")
+    # and a link that climbs out to the sibling is refused, never followed
+    with pytest.raises(PathOutsideRoot, match=r"^/sys/escape: symlink /sys/escape -> \.\./\.\./root2/file climbs"):
+        h.realpath("/sys/escape")
+    assert not h.exists("/sys/escape")
 
 
 def test_write_reasons(node: FakeNode) -> None:

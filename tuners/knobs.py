@@ -82,7 +82,10 @@ class SysfsDriver:
 
     def preflight(self, knob: Knob) -> str | None:
         assert knob.path is not None
-        real = self.host.path(knob.path)
+        try:
+            real = self.host.path(knob.path)  # resolved inside the root
+        except ProbeError as exc:  # PathOutsideRoot: a crafted path, or a symlink out of the tree
+            return exc.reason
         if not os.path.exists(real):
             return f"{knob.path}: not present on this node"
         if os.access(real, os.W_OK):
