@@ -2,13 +2,18 @@
 
 `to_jsonable` turns a dataclass tree into plain JSON values; `from_jsonable` rebuilds it from the
 type hints and names the exact path of the first value that does not fit, so a damaged snapshot
-gives one clear line instead of a traceback deep inside a probe.
+gives one clear line instead of a traceback deep inside a probe. Numbers are checked on the way
+in: no NaN or infinity, nothing beyond MAX_MAGNITUDE (a float of 1e308 passes a type check and
+then overflows `math.fsum` in the diagnosis; an int of 10**400 overflows `float()`).
+`parse_json` is the strict reader for files nodetune did not necessarily write itself.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import enum
+import json
+import math
 import types
 import typing
 from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
@@ -18,6 +23,43 @@ T = TypeVar("T")
 
 class SchemaError(ValueError):
     """A JSON document does not match the dataclass it should hold."""
+
+
+# Every counter nodetune records fits in 64 bits; sums and squares of many such values stay far
+# from float overflow (1.8e308).
+MAX_MAGNITUDE = float(2**64)
+_MAX_INT_DIGITS = 20  # len(str(2**64)): more digits is out of range before int() is even tried
+
+
+def _refuse_constant(name: str) -> Any:
+    raise SchemaError(f"{name} is not a number (nodetune never writes NaN or Infinity)")
+
+
+def _strict_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e400 parses as inf; the magnitude of the rest is checked with its path
+        raise SchemaError(f"number {text[:40]} is out of range (beyond ±{MAX_MAGNITUDE:.3g})")
+    return value
+
+
+def _strict_int(text: str) -> int:
+    digits = len(text.lstrip("-"))
+    if digits > _MAX_INT_DIGITS:
+        # Python refuses int() of > 4300 digits with a ValueError; far fewer is already absurd.
+        raise SchemaError(f"integer of {digits} digits is out of range (beyond ±{MAX_MAGNITUDE:.3g})")
+    return int(text)
+
+
+def parse_json(text: str | bytes) -> Any:
+    """json.loads that refuses NaN/Infinity, out-of-range numbers and absurd nesting as SchemaError.
+
+    json.JSONDecodeError (bad syntax, with line and column) passes through unchanged.
+    """
+    try:
+        return json.loads(text, parse_constant=_refuse_constant, parse_float=_strict_float,
+                          parse_int=_strict_int)
+    except RecursionError:
+        raise SchemaError("nested too deeply to read (a snapshot is a few levels deep)") from None
 
 
 def to_jsonable(obj: Any) -> Any:
@@ -109,10 +151,12 @@ def _convert(tp: Any, data: Any, path: str) -> Any:
     if tp is float:
         if isinstance(data, bool) or not isinstance(data, (int, float)):
             raise SchemaError(f"{path}: expected a number, found {data!r:.40}")
+        _in_range(data, path)
         return float(data)
     if tp is int:
         if isinstance(data, bool) or not isinstance(data, int):
             raise SchemaError(f"{path}: expected an integer, found {data!r:.40}")
+        _in_range(data, path)
         return data
     if tp in (str, bool):
         if not isinstance(data, tp):
@@ -125,8 +169,21 @@ def _convert(tp: Any, data: Any, path: str) -> Any:
     raise SchemaError(f"{path}: cannot convert to {tp!r}")
 
 
+def _in_range(x: int | float, path: str) -> None:
+    """Finite and within MAX_MAGNITUDE (ints are compared exactly: float(10**400) would overflow)."""
+    if isinstance(x, float) and not math.isfinite(x):
+        raise SchemaError(f"{path}: {x!r} is not a finite number")
+    if x > MAX_MAGNITUDE or x < -MAX_MAGNITUDE:
+        # str() of a huge int is slow (and refused past 4300 digits): say its size instead
+        bits = x.bit_length() if isinstance(x, int) else 0
+        shown = f"an integer of ~{int(bits * 0.30103) + 1} digits" if bits > 100 else repr(x)
+        raise SchemaError(f"{path}: {shown} is out of range (beyond ±{MAX_MAGNITUDE:.3g})")
+
+
 def _key(ktp: Any, key: str, path: str) -> Any:
     if ktp is int:
+        if len(key) > _MAX_INT_DIGITS:
+            raise SchemaError(f"{path}: key of {len(key)} characters is not an integer in range")
         try:
             return int(key)
         except ValueError:

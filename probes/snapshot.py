@@ -5,8 +5,11 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import stat
 import tempfile
 import time
+import typing
+import zlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -21,7 +24,7 @@ from .processes import (
     ProcessSample,
 )
 from .pystacks import StackSample
-from .serde import SchemaError, from_jsonable, to_jsonable
+from .serde import SchemaError, from_jsonable, parse_json, to_jsonable
 from .thermal import ThermalSample
 
 SNAPSHOT_VERSION = 1
@@ -102,25 +105,77 @@ class SnapshotError(Exception):
     """A snapshot file cannot be used; the message is the one line to show."""
 
 
-def load_snapshot(path: str) -> Snapshot:
+# What a snapshot may cost to load. A 1 MB gzip can inflate to gigabytes; the cap is checked
+# while inflating, so memory stays bounded by it whatever the file claims.
+MAX_SNAPSHOT_BYTES = 512 << 20
+MAX_PROCESSES = 100_000  # per window and per sample (pid_max is 4M, a GPU job has far fewer)
+_CHUNK = 1 << 20
+
+
+def _read_bounded(path: str, limit: int) -> bytes:
+    """The file's bytes (gzip inflated, found by its magic number); SnapshotError past `limit`."""
+    st = os.stat(path)
+    if not stat.S_ISREG(st.st_mode):
+        raise SnapshotError(f"{path}: cannot read: not a regular file")  # a FIFO would hang, a device never end
+    with open(path, "rb") as raw:
+        gz = raw.read(2) == b"\x1f\x8b"
+        raw.seek(0)
+        fh: typing.BinaryIO = typing.cast(typing.BinaryIO, gzip.GzipFile(fileobj=raw)) if gz else raw
+        chunks: list[bytes] = []
+        total = 0
+        while chunk := fh.read(_CHUNK):  # GzipFile.read(n) inflates at most n bytes at a time
+            total += len(chunk)
+            if total > limit:
+                what = "inflates to" if gz else "is"
+                size = f"{limit >> 20} MiB" if limit % (1 << 20) == 0 else f"{limit} bytes"
+                raise SnapshotError(f"{path}: {what} more than {size}; refused (the limit on a snapshot's size)")
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _check_counts(raw: dict[str, typing.Any]) -> str | None:
+    """Why the document holds more processes than a snapshot may, or None."""
+    win = raw.get("window")
+    if not isinstance(win, dict):
+        return None
+    procs = win.get("processes")
+    if isinstance(procs, list) and len(procs) > MAX_PROCESSES:
+        return f"$.window.processes: {len(procs)} processes; more than {MAX_PROCESSES} is refused"
+    samples = win.get("samples")
+    for i, smp in enumerate(samples if isinstance(samples, list) else []):
+        sp = smp.get("processes") if isinstance(smp, dict) else None
+        if isinstance(sp, list) and len(sp) > MAX_PROCESSES:
+            return f"$.window.samples[{i}].processes: {len(sp)} processes; more than {MAX_PROCESSES} is refused"
+    return None
+
+
+def load_snapshot(path: str, max_bytes: int = MAX_SNAPSHOT_BYTES) -> Snapshot:
+    """Read a snapshot file; every way it can be unusable is one SnapshotError line."""
     try:
-        opener = gzip.open if path.endswith(".gz") else open
-        with opener(path, "rt", encoding="utf-8") as fh:
-            raw = json.load(fh)
+        data = _read_bounded(path, max_bytes)
+        raw = parse_json(data.decode("utf-8"))
     except FileNotFoundError:
         raise SnapshotError(f"{path}: no such file") from None
     except json.JSONDecodeError as exc:
         raise SnapshotError(f"{path}: not JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
-    except (OSError, EOFError, UnicodeDecodeError) as exc:
+    except SchemaError as exc:  # NaN, out-of-range numbers, nesting: refused while parsing
+        raise SnapshotError(f"{path}: {exc}") from None
+    except (OSError, EOFError, UnicodeDecodeError, zlib.error) as exc:
         raise SnapshotError(f"{path}: cannot read: {exc}") from None
     if not isinstance(raw, dict) or "version" not in raw:
         raise SnapshotError(f"{path}: not a nodetune snapshot (no version field)")
     if raw["version"] != SNAPSHOT_VERSION:
-        raise SnapshotError(f"{path}: snapshot version {raw['version']!r}; this nodetune reads version {SNAPSHOT_VERSION}")
+        raise SnapshotError(f"{path}: snapshot version {raw['version']!r:.40}; this nodetune reads version "
+                            f"{SNAPSHOT_VERSION}")
+    too_many = _check_counts(raw)
+    if too_many:
+        raise SnapshotError(f"{path}: {too_many}")
     try:
         return from_jsonable(Snapshot, raw)
     except SchemaError as exc:
         raise SnapshotError(f"{path}: {exc}") from None
+    except RecursionError:  # the schema is a few levels deep; this only guards a pathological input
+        raise SnapshotError(f"{path}: nested too deeply to read") from None
 
 
 class ReplayBackend:

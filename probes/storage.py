@@ -116,28 +116,47 @@ def device_of(host: Host, major_minor: str) -> str | None:
         return None
 
 
-def probe_mounts(host: Host, missing: dict[str, str]) -> list[Mount]:
-    """Mounts backed by block devices (pseudo file systems are left out)."""
+def probe_mounts(host: Host, missing: dict[str, str], virtual: bool = False) -> list[Mount]:
+    """Mounts backed by block devices; with `virtual`, every mount (tmpfs, proc, NFS, overlay...).
+
+    A major-0 mount with a /dev source (btrfs, whose st_dev is anonymous) gets that device.
+    """
     rows = attempt(missing, "mounts", lambda: parse_mountinfo(host.read("/proc/self/mountinfo"))) or []
     out = []
     for mm, mp, fstype, source in rows:
-        if not mm.split(":")[0].isdigit() or mm.startswith("0:"):
-            continue  # major 0: anonymous (tmpfs, proc, overlay...)
+        anonymous = not mm.split(":")[0].isdigit() or mm.startswith("0:")  # major 0: no block device
         m = Mount(mount_point=mp, source=source, fstype=fstype, major_minor=mm)
-        m.device = device_of(host, mm)
+        if anonymous:
+            m.device = _device_of_source(host, source)
+            if m.device is None and not virtual:
+                continue
+        else:
+            m.device = device_of(host, mm)
         if m.device:
             m.disks = disks_under(host, m.device)
         out.append(m)
     return out
 
 
+def _device_of_source(host: Host, source: str) -> str | None:
+    """The block device a mount's source names (/dev/sda2, /dev/mapper/x -> dm-0), if sysfs has it."""
+    if not source.startswith("/dev/"):
+        return None
+    try:
+        name = os.path.basename(host.realpath(source))
+    except ProbeError:
+        return None  # a source outside the root or unreadable names no device here
+    return name if name and host.exists(f"/sys/class/block/{name}") else None
+
+
 def mount_for_path(mounts: list[Mount], path: str) -> Mount | None:
-    """The mount holding `path`: the longest mount point that is a prefix of it."""
+    """The mount holding `path`: the longest mount point that is a prefix of it (the last one
+    listed when several share it: a later mount hides an earlier one)."""
     path = os.path.normpath(path)
     best: Mount | None = None
     for m in mounts:
         mp = m.mount_point
         if path == mp or path.startswith(mp.rstrip("/") + "/") or mp == "/":
-            if best is None or len(mp) > len(best.mount_point):
+            if best is None or len(mp) >= len(best.mount_point):
                 best = m
     return best

@@ -140,7 +140,7 @@ def test_device_that_does_not_exist(tmp_path):
     fn.mountinfo([])
     before = knob_values(tmp_path)
     msg = user_error(run(["tune", "apply", "--profile", "data-loading", "--data-path", "/data"], root=tmp_path))
-    assert msg == "/data: no block device behind it (tmpfs, overlay or network file system?)"
+    assert msg == "no block device behind /data: no such file or directory on this node (a typo?)"
     assert knob_values(tmp_path) == before
 
 

@@ -22,6 +22,7 @@ def test_partition_resolves_to_its_nvme_disk_and_gets_scheduler_none(tmp_path):
     fn = dgx.node
     fn.attr("/sys/devices/pci0000:84/0000:84:03.0/0000:85:00.0/nvme/nvme1/nvme1n1/queue/scheduler",
             "none [mq-deadline] kyber")
+    fn.p("/data/imagenet/train").mkdir(parents=True)
     ctx = ctx_for(tmp_path)
     p = plan(ctx, {"paths": ["/data/imagenet/train"], "read_ahead_kb": 4096, "nvme_scheduler": "none"})
     assert [(c.knob.label, c.current, c.target, c.action) for c in p.changes] == [
@@ -37,7 +38,7 @@ def test_partition_resolves_to_its_nvme_disk_and_gets_scheduler_none(tmp_path):
 
 
 def test_dm_sets_the_top_device_and_the_disk_beneath(tmp_path):
-    laptop_with_job(tmp_path)
+    laptop_with_job(tmp_path).p("/home/alice/data").mkdir()
     assert devices_for_path(Host(str(tmp_path)), "/home/alice/data") == ["dm-0", "sda"]
     p = plan(ctx_for(tmp_path), {"paths": ["/home/alice/data"], "read_ahead_kb": 1024, "nvme_scheduler": "none"})
     assert [c.knob.label for c in p.changes] == ["read_ahead_kb dm-0", "read_ahead_kb sda"]  # sda is not NVMe
@@ -49,6 +50,7 @@ def test_md_raid_over_two_nvme_disks(tmp_path):
     fn = dgx.node
     fn.block("/sys/devices/virtual/block/md0", "md0", "9:0", 128, "none", slaves=["nvme0n1", "nvme1n1"])
     fn.mountinfo([("259:1", "/", "ext4", "/dev/nvme0n1p1"), ("9:0", "/scratch", "xfs", "/dev/md0")])
+    fn.p("/scratch/shards").mkdir()
     assert devices_for_path(Host(str(tmp_path)), "/scratch/shards") == ["md0", "nvme0n1", "nvme1n1"]
     p = plan(ctx_for(tmp_path), {"paths": ["/scratch", "/scratch/shards"], "read_ahead_kb": 8192})
     assert [c.knob.label for c in p.changes] == ["read_ahead_kb md0", "read_ahead_kb nvme0n1", "read_ahead_kb nvme1n1"]
@@ -71,7 +73,8 @@ def test_scheduler_the_kernel_does_not_offer_is_skipped(tmp_path):
 def test_path_without_a_block_device_is_a_target_error(tmp_path):
     fn = laptop_with_job(tmp_path)
     fn.mountinfo([])  # only proc and sysfs
-    with pytest.raises(TargetError, match="/data: no block device behind it"):
+    fn.p("/data").mkdir()
+    with pytest.raises(TargetError, match=r"^no block device behind /data \(no mount in /proc/self/mountinfo"):
         plan(ctx_for(tmp_path), {"paths": ["/data"], "read_ahead_kb": 4096})
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from nodetune.probes.cpufreq import online_cpus
 from nodetune.probes.host import Host, ProbeError, format_cpulist, parse_cpulist
 from nodetune.probes.processes import descendants, parse_cgroup, parse_stat, parse_status
 
@@ -33,6 +32,7 @@ from .gpu_control import GpuControlError
 from .locality import GpuPlace, gpu_places
 
 CGROUP_ROOT = "/sys/fs/cgroup"
+PID_MAX_LIMIT = 4194304  # the kernel's PID_MAX_LIMIT on 64-bit: no pid is larger
 
 
 @dataclass
@@ -52,8 +52,13 @@ class PinningParams:
                     out.append("cpus: empty CPU list")
             except ProbeError as exc:
                 out.append(f"cpus: {exc.reason}")
-        out += [f"pids: {p} is not a process id" for p in self.pids if p <= 0]
-        out += [f"cgroups: {c!r} is not an absolute path" for c in self.cgroups if not c.startswith("/")]
+        out += [f"pids: {p} is not a process id" for p in self.pids if not 0 < p <= PID_MAX_LIMIT]
+        out += [f"gpus: {g} is not a GPU index" for g in self.gpus or [] if not 0 <= g < 1024]
+        for c in self.cgroups:
+            if not c.startswith("/"):
+                out.append(f"cgroups: {c!r} is not an absolute path")
+            elif ".." in c.split("/"):
+                out.append(f"cgroups: {c!r}: '..' is not allowed in a cgroup path (it would leave {CGROUP_ROOT})")
         return out
 
 
@@ -72,11 +77,22 @@ def cgroup_dir(cg: str) -> str:
 
 
 def cgroup_pids(host: Host, cg: str) -> list[int]:
+    """The processes of a cgroup; its directory must resolve inside the cgroup file system."""
     d = cgroup_dir(cg)
     try:
-        return [int(x) for x in host.read(f"{d}/cgroup.procs").split()]
+        real = host.resolve_inside(d)
+    except ProbeError as exc:  # PathOutsideRoot: `..` or a symlink climbing out of the root
+        raise TargetError(f"cgroup {cg}: {exc.reason}") from None
+    if real != CGROUP_ROOT and not real.startswith(CGROUP_ROOT + "/"):
+        raise TargetError(f"cgroup {cg}: {d} resolves to {real}, outside {CGROUP_ROOT}; refused")
+    try:
+        text = host.read(f"{real}/cgroup.procs")
     except ProbeError:
         raise TargetError(f"cgroup {cg}: no {d}/cgroup.procs (no such cgroup, or not cgroup v2)") from None
+    words = text.split()
+    if len(words) > PID_MAX_LIMIT or not all(w.isdigit() and len(w) <= 7 for w in words):
+        raise TargetError(f"cgroup {cg}: {d}/cgroup.procs is not a list of process ids")
+    return [int(w) for w in words]
 
 
 def cgroup_cpus(host: Host, pid: int) -> list[int] | None:
@@ -89,6 +105,8 @@ def cgroup_cpus(host: Host, pid: int) -> list[int] | None:
     except ProbeError:
         return None
     parts = [p for p in cg.split("/") if p]
+    if ".." in parts:  # the kernel never writes one: a damaged or crafted /proc/PID/cgroup
+        return None
     while True:
         rel = "".join(f"/{p}" for p in parts)
         for f in (f"{CGROUP_ROOT}{rel}/cpuset.cpus.effective", f"{CGROUP_ROOT}/cpuset{rel}/cpuset.effective_cpus"):
@@ -101,6 +119,17 @@ def cgroup_cpus(host: Host, pid: int) -> list[int] | None:
         if not parts:
             return None
         parts.pop()
+
+
+def _online(host: Host) -> list[int]:
+    """Online CPUs; empty when sysfs does not say; a list that is there but refused is an error."""
+    p = "/sys/devices/system/cpu/online"
+    if not host.exists(p):
+        return []  # unknown: nothing to intersect with
+    try:
+        return parse_cpulist(host.read(p), p)
+    except ProbeError as exc:
+        raise TargetError(f"online CPUs unknown: {exc.reason}") from None
 
 
 def _tgid(host: Host, pid: int) -> int:
@@ -156,7 +185,7 @@ class PinningTuner:
     def plan(self, ctx: TuneContext, p: PinningParams) -> TunerPlan:
         out = TunerPlan()
         targets = self._targets(ctx, p, out.notes)
-        online = online_cpus(ctx.host)
+        online = _online(ctx.host)
         places: dict[int, GpuPlace] = {}
         if p.cpus is None and any(targets.values()):
             places = {g.index: g for g in gpu_places(ctx.host, ctx.gpus)}

@@ -6,14 +6,21 @@ is looked up in /etc/nodetune/profiles/NAME.toml on the node (so a site can add 
 override a shipped one), then among the profiles shipped in this package; anything with a "/"
 or ending in ".toml" is a file path. Unknown tables or keys and wrong types fail with one line
 naming the file and the key.
+
+A name never leads out of its directory: a node profile that is a symlink resolving outside
+/etc/nodetune/profiles (to /etc/shadow, say) is refused. A file path given on the command line may
+be anywhere, but must be a regular file of at most MAX_PROFILE_BYTES. Numbers must be finite and
+fit in 64 bits before a tuner's own range checks look at them.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import importlib.resources
+import math
 import os
 import re
+import stat
 import tomllib
 import types
 import typing
@@ -21,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any, get_args, get_origin, get_type_hints
 
 from nodetune.probes.host import Host, ProbeError
+from nodetune.probes.serde import MAX_MAGNITUDE
 
 from .base import ProfileError
 from .hugepages import HugepagesParams
@@ -38,6 +46,8 @@ SECTIONS: dict[str, type] = {
 }
 TOP_KEYS: dict[str, type] = {"description": str, "allow_lower": bool}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+MAX_PROFILE_BYTES = 1 << 20  # shipped profiles are < 2 kB
+_INT64 = 2**63 - 1
 
 
 @dataclass
@@ -83,6 +93,18 @@ def fits(value: Any, tp: Any) -> bool:
     return isinstance(value, tp)
 
 
+def number_problem(value: Any) -> str | None:
+    """Why a number (or a number in a list) cannot be a knob value: NaN, infinite, beyond 64 bits."""
+    for v in value if isinstance(value, list) else [value]:
+        if isinstance(v, bool):
+            continue
+        if isinstance(v, float) and (not math.isfinite(v) or abs(v) > MAX_MAGNITUDE):
+            return f"{v!r} is not a finite number in range"
+        if isinstance(v, int) and not -_INT64 <= v <= _INT64:
+            return f"{v} is out of range (beyond 64 bits)"
+    return None
+
+
 def _section(cls: type, data: Any, where: str) -> Any:
     if not isinstance(data, dict):
         raise ProfileError(f"{where}: expected a table, found {type(data).__name__}")
@@ -93,6 +115,9 @@ def _section(cls: type, data: Any, where: str) -> Any:
             raise ProfileError(f"{where} unknown key {key!r} (known: {', '.join(known)})")
         if not fits(value, hints[key]):
             raise ProfileError(f"{where} {key}: expected {_type_name(hints[key])}, found {value!r:.40}")
+        why = number_problem(value)
+        if why:
+            raise ProfileError(f"{where} {key}: {why}")
     params = cls(**data)
     problems = params.check()
     if problems:
@@ -154,23 +179,52 @@ def list_profiles(host: Host) -> list[ProfileInfo]:
     return out
 
 
+def read_profile_file(path: str) -> str:
+    """A profile file named on the command line: anywhere, but a regular UTF-8 file of bounded size."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)  # a FIFO must not hang us
+    except OSError as exc:
+        raise ProfileError(f"{path}: cannot read profile: {exc.strerror or exc}") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ProfileError(f"{path}: not a regular file; a profile is a TOML file")
+        data = os.read(fd, MAX_PROFILE_BYTES + 1)
+    finally:
+        os.close(fd)
+    if len(data) > MAX_PROFILE_BYTES:
+        raise ProfileError(f"{path}: larger than {MAX_PROFILE_BYTES >> 10} KiB; not a profile (refused)")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ProfileError(f"{path}: not UTF-8 text (byte {exc.start}); a profile is a TOML file") from None
+
+
+def _read_node_profile(host: Host, user: str) -> str:
+    """A node profile by name: it must resolve to a regular file inside USER_DIR."""
+    try:
+        real = host.resolve_inside(user)
+    except ProbeError as exc:
+        raise ProfileError(f"{user}: {exc.reason}") from None
+    if not real.startswith(USER_DIR + "/"):
+        raise ProfileError(f"{user}: a symlink to {real}, outside {USER_DIR}; refused (copy the file there "
+                           f"instead, or pass its path)")
+    try:
+        if not stat.S_ISREG(host.stat(real).st_mode):
+            raise ProfileError(f"{user}: not a regular file; a profile is a TOML file")
+        return host.read(real, limit=MAX_PROFILE_BYTES)
+    except ProbeError as exc:
+        raise ProfileError(f"{user}: {exc.reason.removeprefix(real + ': ')}") from None
+
+
 def load_profile(host: Host, ref: str) -> Profile:
     """A profile by name (node dir, then shipped) or by file path."""
     if "/" in ref or ref.endswith(".toml"):
-        try:
-            with open(ref, encoding="utf-8") as fh:
-                text = fh.read()
-        except OSError as exc:
-            raise ProfileError(f"{ref}: cannot read profile: {exc.strerror or exc}") from None
-        return parse_profile(text, os.path.basename(ref).removesuffix(".toml"), ref)
+        return parse_profile(read_profile_file(ref), os.path.basename(ref).removesuffix(".toml"), ref)
     if not _NAME.match(ref):
         raise ProfileError(f"profile {ref!r}: not a valid name")
     user = f"{USER_DIR}/{ref}.toml"
-    if host.exists(user):
-        try:
-            return parse_profile(host.read(user), ref, user)
-        except ProbeError as exc:
-            raise ProfileError(f"{user}: {exc.reason}") from None
+    if host.exists(user) or host.is_link(user):
+        return parse_profile(_read_node_profile(host, user), ref, user)
     shipped = _shipped(ref)
     if shipped is None:
         names = sorted(set(_user_names(host)) | set(_shipped_names()))

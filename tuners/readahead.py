@@ -8,7 +8,6 @@ disk under it.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 
 from nodetune.probes.host import Host, ProbeError
@@ -53,16 +52,32 @@ def scheduler_knob(dev: str) -> Knob:
 
 
 def devices_for_path(host: Host, path: str) -> list[str]:
-    """Block devices with a request queue behind `path`: the top device first, then its disks."""
+    """Block devices with a request queue behind `path`: the top device first, then its disks.
+
+    The path must exist on the node (symlinks followed inside the root) and sit on a mount with a
+    block device: tmpfs, NFS, /proc or a typo is a TargetError, never the root disk by default.
+    """
+    try:
+        real = host.resolve_inside(path)
+    except ProbeError as exc:  # PathOutsideRoot, or a directory on the way that cannot be read
+        raise TargetError(f"no block device behind {path}: {exc.reason}") from None
+    if not host.exists(real):
+        raise TargetError(f"no block device behind {path}: no such file or directory on this node (a typo?)")
     missing: dict[str, str] = {}
-    mounts = probe_mounts(host, missing)
+    mounts = probe_mounts(host, missing, virtual=True)
     if "mounts" in missing:
         raise TargetError(f"{path}: cannot read the mount table ({missing['mounts']})")
-    m = mount_for_path(mounts, path)
-    if m is None or m.device is None:
-        raise TargetError(f"{path}: no block device behind it (tmpfs, overlay or network file system?)")
+    m = mount_for_path(mounts, real)
+    if m is None:
+        raise TargetError(f"no block device behind {path} (no mount in /proc/self/mountinfo holds it)")
+    if m.device is None:
+        raise TargetError(f"no block device behind {path} (fs type {m.fstype}, mounted at {m.mount_point} "
+                          f"from {m.source}); nothing to tune")
     devs = [m.device] if host.exists(f"/sys/block/{m.device}/queue") else []
     devs += [d for d in disks_under(host, m.device) if d not in devs]
+    if not devs:
+        raise TargetError(f"no block device behind {path}: {m.device} (fs type {m.fstype}) has no request "
+                          f"queue in /sys/block")
     return devs
 
 
@@ -91,7 +106,7 @@ class ReadaheadTuner:
                              "no block device to tune")
         seen: set[str] = set()
         for path in p.paths:
-            for dev in devices_for_path(ctx.host, os.path.normpath(path)):
+            for dev in devices_for_path(ctx.host, path):  # unnormalized: a `..` above the root is refused
                 if dev in seen:
                     continue
                 seen.add(dev)
