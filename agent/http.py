@@ -1,4 +1,5 @@
-"""The exporter's HTTP side: a threaded WSGI server, read-only routes, optional TLS and basic auth.
+"""The exporter's HTTP side: read-only routes as WSGI apps, optional TLS and basic auth, served by
+agent/http_server.py (one asyncio loop; see there why not a thread per connection).
 
 The exposition is rendered at most once per View version (the state changes once a sample): a
 hundred scrapers in one second cost one render, and a scrape never runs a collector twice for the
@@ -18,21 +19,19 @@ import hashlib
 import hmac
 import logging
 import os
-import socket
 import ssl
 import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from socketserver import ThreadingMixIn
 from typing import Any
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import generate_latest
 from prometheus_client.openmetrics import exposition as om
 
+from nodetune.agent.http_server import AsyncServer
 from nodetune.agent.state import State
 from nodetune.config.loader import ConfigError
 
@@ -143,6 +142,16 @@ class BasicAuth:
                 self._ok.popitem(last=False)
         return True
 
+    def cheap(self, environ: dict[str, Any]) -> bool:
+        """Known credentials (or none at all, a quick 401) and a cheap answer behind them."""
+        header = environ.get("HTTP_AUTHORIZATION", "")
+        if not header:
+            return True
+        if header not in self._ok:
+            return False  # PBKDF2 to run: off the event loop
+        inner = getattr(self.app, "cheap", None)
+        return bool(inner(environ)) if inner else False
+
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         if self._allowed(environ.get("HTTP_AUTHORIZATION", "")):
             return self.app(environ, start_response)
@@ -167,7 +176,9 @@ class MetricsApp:
         version = self.state.view.version
         key = (openmetrics, gz)
         hit = self._cache.get(key)
-        if hit is not None and hit[0] == version:
+        if hit is not None and (hit[0] == version or self._lock.locked()):
+            # current, or a render of the new state is under way: the previous sample's exposition
+            # (one sample old at most) rather than a wait
             return hit[1]
         with self._lock:  # concurrent scrapers of one version wait for one render, not a hundred
             hit = self._cache.get(key)
@@ -178,6 +189,15 @@ class MetricsApp:
                 data = gzip.compress(data, compresslevel=1, mtime=0)
             self._cache[key] = (version, data)
             return data
+
+    def cheap(self, environ: dict[str, Any]) -> bool:
+        """Can this request be answered without computing (for the server's fast path)?"""
+        if environ.get("PATH_INFO") != "/metrics":
+            return True  # /healthz, /, 404, 405: constant work
+        key = ("application/openmetrics-text" in environ.get("HTTP_ACCEPT", ""),
+               "gzip" in environ.get("HTTP_ACCEPT_ENCODING", ""))
+        hit = self._cache.get(key)
+        return hit is not None and (hit[0] == self.state.view.version or self._lock.locked())
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         method = environ.get("REQUEST_METHOD", "GET")
@@ -212,57 +232,37 @@ class MetricsApp:
         return [b"not found: GET /metrics\n"]
 
 
-class _Server(ThreadingMixIn, WSGIServer):
-    daemon_threads = True  # a scraper that hangs must not hold the agent's exit
-    allow_reuse_address = True
-    request_queue_size = 128  # a hundred scrapers connecting at once: no SYN left in the cold
-
-
-class _Server6(_Server):
-    address_family = socket.AF_INET6
-
-
-class _Quiet(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's signature
-        return None  # a line per scrape would flood the journal
-
-
 @dataclass
 class Served:
-    server: WSGIServer
-    thread: threading.Thread
+    server: AsyncServer
 
     @property
     def port(self) -> int:
-        return int(self.server.server_address[1])
+        return self.server.port
 
     def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.server.stop()
 
 
 def serve(app: WsgiApp, listen: Listen, certfile: str = "", keyfile: str = "") -> Served:
     """Bind and serve in a daemon thread; ConfigError (one line) when the address or TLS is unusable."""
-    cls = _Server6 if ":" in listen.host else _Server
-    try:
-        server = make_server(listen.host, listen.port, app, server_class=cls, handler_class=_Quiet)
-    except OSError as exc:
-        raise ConfigError(f"[agent].listen {listen}: cannot listen: {exc.strerror or exc}") from None
+    ctx: ssl.SSLContext | None = None
     if certfile or keyfile:
         if not (certfile and keyfile):
-            server.server_close()
             raise ConfigError("[agent].tls_cert_file and tls_key_file: set both or neither")
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.minimum_version = ssl.TLSVersion.TLSv1_2
         try:
             ctx.load_cert_chain(certfile, keyfile)
         except (OSError, ssl.SSLError) as exc:
-            server.server_close()
             raise ConfigError(f"[agent].tls_cert_file {certfile}: cannot load: {exc}") from None
-        server.socket = ctx.wrap_socket(server.socket, server_side=True)
-    t = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.25}, name="nodetune-http", daemon=True)
-    t.start()
-    return Served(server, t)
+    cheap = getattr(app, "cheap", None)
+    try:
+        server = AsyncServer(app, listen.host, listen.port, ctx, cheap)
+    except OSError as exc:
+        why = os.strerror(exc.errno) if exc.errno else str(exc)  # asyncio's text wraps the errno's
+        raise ConfigError(f"[agent].listen {listen}: cannot listen: {why}") from None
+    return Served(server)
 
 
 def main() -> None:

@@ -103,6 +103,8 @@ def main() -> None:
     ap.add_argument("--scrapers", type=int, default=100)
     ap.add_argument("--procs", type=int, default=4)
     ap.add_argument("--pause", type=float, default=0.0, help="seconds each scraper waits between scrapes (0: closed loop)")
+    ap.add_argument("--wrk", action="store_true",
+                    help="scrape with wrk (C, keep-alive, closed loop) instead of Python clients: the server's ceiling")
     args = ap.parse_args()
     from tables import print_table
 
@@ -113,6 +115,20 @@ def main() -> None:
         agent.start()
         port = q.get(timeout=60)
         time.sleep(2)
+        if args.wrk:
+            import shutil
+            import subprocess
+
+            if not shutil.which("wrk"):
+                sys.exit("wrk not installed (apt-get install wrk)")
+            r = subprocess.run(["wrk", "-t2", f"-c{args.scrapers}", f"-d{int(args.seconds)}s", "--latency",
+                                f"http://127.0.0.1:{port}/metrics"], capture_output=True, text=True)
+            late_ub, samples = lateness_p99(port)
+            agent.terminate()
+            agent.join(timeout=10)
+            print(f"wrk: {args.scrapers} connections x {args.seconds:g} s, keep-alive, closed loop, against the "
+                  f"8-GPU fake tree\n{r.stdout}\nsampling lateness p99 <= {late_ub * 1000:g} ms over {samples} samples")
+            return
         out: mp.Queue = ctx.Queue()  # type: ignore[type-arg]
         per = args.scrapers // args.procs
         ps = [ctx.Process(target=scraper, args=(port, per, args.seconds, out, args.pause)) for _ in range(args.procs)]
