@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 from test_tuners_support import (
     KernelHost,
+    StingyHost,
     changed,
     ctx_for,
     dgx_copy,
@@ -546,3 +547,18 @@ def test_two_applies_racing_with_different_journals_never_interleave(tmp_path):
     ctx = ctx_for(root)
     assert engine(ctx, tmp_path / f"{winner}.jsonl").rollback().failed == []
     assert knob_values(root) == before and not (tmp_path / f"{('second', 'first')[outs.index('applied')]}.jsonl").exists()
+
+
+def test_an_unconfirmed_intent_is_restored_even_where_the_kernel_granted_less(tmp_path):
+    """A crash between the write of a hugetlb pool and its applied record, on a kernel that granted
+    32 of 64 pages: no one else changed the knob, so rollback restores it (no drift refusal)."""
+    laptop_with_job(tmp_path)
+    before = knob_values(tmp_path)
+    ctx = ctx_for(StingyHost(str(tmp_path), cap=32))
+    j = tmp_path / "j.jsonl"
+    engine(ctx, j).apply(plan(ctx, {"hugepages": {"hugetlb_pages_per_node": 64}}), "p")
+    lines = j.read_text().splitlines()
+    j.write_text("".join(ln + "\n" for ln in lines if '"state":"intent"' in ln or '"state":"begin"' in ln))
+    rb = engine(ctx_for(tmp_path), j).rollback()
+    assert [(r.outcome, r.reason) for r in rb.rows] == [("restored", "")]
+    assert knob_values(tmp_path) == before

@@ -515,7 +515,9 @@ class Engine:
                     return done("already")
                 if any(same_value(knob, live, o.original) for o in older or []):
                     return done("already", "an earlier change of this knob is already undone")
-                if not (force or e.attempted or same_value(knob, live, e.set_value)):
+                # An unconfirmed intent (the apply died after the write) has no known set value: a kernel
+                # that granted less than the target is not someone else's change.
+                if not (force or e.attempted or e.state == INTENT or same_value(knob, live, e.set_value)):
                     row.outcome = "drifted"  # stays active: `rollback --force` restores it
                     row.reason = (f"changed after apply: live {live}, nodetune set {e.set_value}; left as it is "
                                   f"(rollback --force restores {e.original})")
