@@ -25,7 +25,9 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 from prometheus_client.process_collector import ProcessCollector
 
+from nodetune.agent.autotune import Autotuner
 from nodetune.agent.collectors import StateCollector
+from nodetune.agent.history import History, HistoryError
 from nodetune.agent.hotplug import Hotplug
 from nodetune.agent.http import (
     BasicAuth,
@@ -124,6 +126,11 @@ class Agent:
         self._bus_to_gpu: dict[str, str] = {}
         self.topo = self._probe_topology()
         self.sampler = self._new_sampler()
+        self.history: History | None = None
+        self.autotuner: Autotuner | None = None
+        self._history_logged: str | None = None
+        self._last_prune = 0.0
+        self._setup_history_and_autotune()
 
     # -- setup ------------------------------------------------------------------------------------
     def _listen(self, cfg: AgentConfig) -> Listen:
@@ -133,6 +140,62 @@ class Agent:
         except ValueError as exc:
             where = "--listen" if self.listen_override else f"{self.cfg.source or 'defaults'}: [agent].listen"
             raise ConfigError(f"{where}: {exc}") from None
+
+    def _setup_history_and_autotune(self) -> None:
+        """Open the job history and build the autotuner from the [agent] section (again on reload)."""
+        a = self.acfg
+        path = self.src.host.path(a.history_path)
+        if a.history and (self.history is None or self.history.path != path):
+            if self.history is not None:
+                self.history.close()
+            try:
+                self.history = History(path, a.history_retention_days, int(a.history_max_mib * 2**20)).open()
+            except (HistoryError, OSError) as exc:  # history is a convenience: sampling goes on
+                self.history = None
+                log.error("job history off: %s (nodetune_agent_history_up=0)", exc)
+                self.state.update(history_up=False, history_reason=str(exc))
+        elif not a.history and self.history is not None:
+            self.history.close()
+            self.history = None
+        if self.history is not None:
+            self.history.retention_s = a.history_retention_days * 86400
+            self.history.max_bytes = int(a.history_max_mib * 2**20)
+            self.state.update(history_up=True, history_reason=None)
+        elif not a.history:
+            self.state.update(history_up=False, history_reason="[agent].history = false")
+        if a.autotune:
+            self.autotuner = Autotuner(self.src.host, list(a.autotune), a.autotune_hold_windows, a.autotune_max_per_hour)
+            log.warning("autotune on for %s: the agent applies its own findings through the tuning journal",
+                        ", ".join(a.autotune))
+        else:
+            self.autotuner = None
+
+    def _remember(self, report: Report, t_start: float, t_end: float) -> None:
+        """History and autotune after a diagnosis; their faults are metrics and one log line."""
+        h = self.history
+        if h is not None:
+            ok = h.record(report, t_start, t_end)
+            if t_end - self._last_prune > 3600:
+                self._last_prune = t_end
+                h.prune()
+            if not ok and h.paused != self._history_logged:
+                log.error("%s (nodetune_agent_history_writes_failed_total)", h.paused)
+            self._history_logged = h.paused
+            self.state.update(history_writes_total=h.writes, history_write_errors_total=h.write_errors,
+                              history_paused=h.paused is not None, history_bytes=h.size_bytes())
+        at = self.autotuner
+        if at is None:
+            return
+        changes = at.observe(report)
+        for c in changes:
+            for job in c.jobs:
+                if h is not None:
+                    h.event(job, "autotune", f"{c.tuner}: {c.knob} {c.original} -> {c.target} (txn {c.txn})"
+                            if c.ok else f"{c.tuner} failed, rolled back: {c.reason}")
+        if changes:
+            self._journal_mtime = -1.0  # re-read the journal at the next chance
+        self.state.update(autotune_changes=MappingProxyType(dict(at.changes_total)),
+                          autotune_failures_total=at.failures_total, autotune_rate_limited_total=at.rate_limited_total)
 
     def _probe_topology(self) -> Topology:
         topo = probe_topology(self.src.host, self.src.backend, self.src.status)
@@ -379,6 +442,11 @@ class Agent:
                               diagnoses_total=self.state.view.diagnoses_total + 1, jobs=self.jobs.rows())
         del v
         self.notifier.status(self._status_line())
+        wall = time.time()
+        try:
+            self._remember(report, wall - max(dt, 0.0), wall)
+        except Exception as exc:  # never let history or autotune stop the diagnoses
+            log.error("history/autotune failed: %s: %s", type(exc).__name__, exc)
         return report
 
     def _diagnosis_worker(self) -> None:
@@ -419,6 +487,7 @@ class Agent:
         self.cfg, self.acfg, self.th = cfg, acfg, cfg.get(Thresholds)
         self.state.resize_ring(ring_size(acfg))
         self.sampler.worker_scan_every = max(1, round(acfg.worker_scan_every_s / acfg.sample_interval_s))
+        self._setup_history_and_autotune()
         self.state.count("config_reloads", "ok", config_ok=True, interval_s=acfg.sample_interval_s)
         log.info("config reloaded from %s", cfg.source or "defaults")
 
@@ -477,5 +546,8 @@ class Agent:
             self.served = None
         for t in self._threads:
             t.join(timeout=1.0)
+        if self.history is not None:
+            self.history.close()
+            self.history = None
         self.notifier.close()
         self.src.close()

@@ -93,6 +93,15 @@ class View:
     config_ok: bool = True
     notify_errors_total: int = 0
     tuning: TuningSummary | None = None
+    history_up: bool = False
+    history_reason: str | None = "not started"
+    history_writes_total: int = 0
+    history_write_errors_total: int = 0
+    history_paused: bool = False
+    history_bytes: int = 0
+    autotune_changes: Mapping[tuple[str, str], int] = field(default_factory=lambda: EMPTY)  # (tuner, knob) -> n
+    autotune_failures_total: int = 0
+    autotune_rate_limited_total: int = 0
 
 
 class State:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .fields import flag, number, section, text
+from .fields import flag, names, number, section, text
 
 DEFAULT_PORT = 9847  # unassigned in the Prometheus exporter port list (github.com/prometheus/prometheus/wiki/Default-port-allocations)
 
@@ -31,3 +31,13 @@ class AgentConfig:
     tls_cert_file: str = text("", "PEM certificate: serve HTTPS (with tls_key_file)")
     tls_key_file: str = text("", "PEM private key for tls_cert_file")
     basic_auth_file: str = text("", "file of user:pbkdf2_sha256$... lines; when set, every request needs one of them")
+    history: bool = flag(True, "keep per-job verdict history in SQLite (`nodetune history`)")
+    history_path: str = text("/var/lib/nodetune/history.sqlite", "the history database (under the node's root)")
+    history_retention_days: float = number(90, "days a job stays in the history after it was last seen", lo=0, hi=3650)
+    history_max_mib: float = number(256, "largest the history database may grow (oldest jobs dropped first)", lo=1,
+                                    hi=1 << 20)
+    autotune: list[str] = names([], "tuners the agent may apply from its own findings (off when empty); GPU power "
+                                "and clocks never", choices=("readahead", "hugepages", "pinning", "power"))
+    autotune_hold_windows: int = number(3, "consecutive diagnoses a finding must hold before autotune acts", lo=1,
+                                        hi=1000)
+    autotune_max_per_hour: int = number(4, "most automatic tuning transactions an hour", lo=0, hi=1000)

@@ -104,3 +104,23 @@ def test_job_book_expires_ended_jobs_and_caps_count() -> None:
     assert [j.job for j in book.rows()] == ["b"]
     book.add(rep("c", "d", "e"), 1.0, now=17)
     assert len(book.rows()) == 2
+
+
+def test_history_and_autotune_from_the_loop(tmp_path: Path) -> None:
+    """The agent writes each diagnosis to the job history; autotune off by default changes nothing."""
+    from nodetune.agent.history import History
+
+    r = start_agent(tmp_path)
+    try:
+        wait_for(lambda: r.agent.state.view.history_writes_total >= 2, 20)
+        m = parse(scrape_text(r.url))
+        assert value(m, "nodetune_agent_history_up") == 1.0
+        assert (value(m, "nodetune_agent_history_writes_total") or 0) >= 2
+        assert not any(name == "nodetune_tuning_changes_total" for name, _ in m)  # autotune is off
+    finally:
+        r.stop()
+    h = History(str(r.root / "var/lib/nodetune/history.sqlite")).open(create=False)
+    (job,) = h.jobs()
+    assert job.job.startswith("slurm") and sum(job.seconds.values()) > 0
+    assert h.integrity() == "ok"
+    h.close()

@@ -15,7 +15,7 @@ def tuning(v: View) -> Iterator[Metric]:
     t = v.tuning
     if t is None:
         return
-    changes = gauge("nodetune_tuning_changes", "Changes in the tuning journal by their last state (applied, "
+    changes = gauge("nodetune_tuning_journal_changes", "Changes in the tuning journal by their last state (applied, "
                     "rolled_back, restore_failed, ...).", ["state"])
     for st, n in sorted(t.by_state.items()):
         changes.add_metric([st], n)
