@@ -79,7 +79,7 @@ def build_tune_app(deps: TuneDeps) -> typer.Typer:
                   cgroup: CgroupOpt = None, gpu_jobs: GpuJobsOpt = False, gpu: GpuOpt = None,
                   pin_cpus: PinCpusOpt = None, data_path: DataPathOpt = None, allow_lower: AllowLowerOpt = False,
                   allow_gpu_power: AllowGpuOpt = False,
-                  force: Annotated[bool, typer.Option("--force", help="Apply even where TuneD or power-profiles-daemon manages a knob.")] = False,
+                  force: Annotated[bool, typer.Option("--force", help="Apply even where TuneD or power-profiles-daemon manages a knob, over another profile's open transaction, or beside another journal's.")] = False,
                   as_json: JsonOpt = False) -> None:
         """Apply a profile as one journaled transaction (rolled back if any knob fails)."""
         from nodetune.tuners.base import ConflictError
@@ -92,7 +92,7 @@ def build_tune_app(deps: TuneDeps) -> typer.Typer:
             clash = plan.conflicting()
             if clash and not force:
                 raise ConflictError(f"{plan.warnings[-1] if plan.warnings else clash[0].who}; nothing changed")
-            res = Engine(s.ctx, s.journal).apply(plan.changes, prof.name)
+            res = Engine(s.ctx, s.journal).apply(plan.changes, prof.name, force=force)
         if as_json:
             print_json({"plan": plan, "result": res})
         else:
@@ -113,22 +113,28 @@ def build_tune_app(deps: TuneDeps) -> typer.Typer:
             print_json(rep)
         else:
             render.render_verify(rep, console())
-        if any(r.status in ("drifted", "absent") or (r.active and r.status == "restored") for r in rep.rows):
-            raise typer.Exit(1)  # what nodetune holds is no longer what it set
+        if rep.exit_code or any(r.status in ("drifted", "absent") or (r.active and r.status == "restored")
+                                for r in rep.rows):
+            raise typer.Exit(1)  # what nodetune holds is no longer what it set, or a change is lost
 
     @tune.command("rollback")
     def rollback_cmd(root: RootOpt = "/", journal: JournalOpt = None,
                      txn: Annotated[str | None, typer.Option("--txn", help="Roll back only this transaction (id or prefix).")] = None,
+                     force: Annotated[bool, typer.Option("--force", help="Also restore knobs someone changed after nodetune set them, and give up on changes whose journal lines are lost.")] = False,
                      as_json: JsonOpt = False) -> None:
         """Restore every original value nodetune changed, newest first (safe to re-run)."""
-        res = with_engine(root, journal, lambda e: e.rollback(txn))
+        res = with_engine(root, journal, lambda e: e.rollback(txn, force=force))
         if as_json:
             print_json(res)
         else:
             render.render_rollback(res, console())
         if res.failed:
             f = res.failed[0]
-            raise UserError(f"{f.knob.label}: could not restore {f.original}: {f.reason}"
+            what = {"drifted": "changed by someone after nodetune set it; left alone (--force restores it)",
+                    "held": "changed later by another transaction; roll that back first",
+                    "lost": "its journal line is damaged; restore it by hand (--force gives up on it)"}
+            why = what.get(f.outcome, f"could not restore {f.original}: {f.reason}")
+            raise UserError(f"{f.knob.label}: {why}"
                             + (f" (and {len(res.failed) - 1} more)" if len(res.failed) > 1 else "")
                             + "; it stays in the journal, run rollback again once fixed")
 
@@ -140,6 +146,8 @@ def build_tune_app(deps: TuneDeps) -> typer.Typer:
             print_json(rep)
         else:
             render.render_status(rep, console())
+        if rep.exit_code:
+            raise typer.Exit(rep.exit_code)  # a lost change: the node may hold knobs the journal cannot name
 
     @tune.command("recommend")
     def recommend_cmd(root: RootOpt = "/", journal: JournalOpt = None,

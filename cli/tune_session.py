@@ -39,7 +39,10 @@ def user_errors() -> Iterator[None]:
     try:
         yield
     except TuneError as exc:
-        raise UserError(exc.reason) from None
+        err = UserError(exc.reason)
+        # an apply stopped by SIGINT/SIGTERM (and rolled back) exits 130/143, as the shell expects
+        err.exit_code = getattr(exc, "exit_code", 2) if getattr(exc, "signum", None) else 2
+        raise err from None
 
 
 class Session:

@@ -313,3 +313,25 @@ def test_root_must_be_a_directory(tmp_path):
 def _no_stray_trees(tmp_path):
     yield
     shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def test_cli_surfaces_a_lost_change_and_needs_force_over_an_open_transaction(tmp_path):
+    """The engine's refusals reach the user: status/verify exit 1 on a damaged journal, rollback
+    names the knob and exits 2, a different profile over an open transaction needs --force."""
+    laptop_with_job(tmp_path)
+    before = knob_values(tmp_path)
+    assert run(["tune", "apply", "--profile", "data-loading"], root=tmp_path).exit_code == 0
+    r = run(["tune", "apply", "--profile", "energy-saver"], root=tmp_path)
+    assert "--force" in user_error(r) or "open" in user_error(r)
+    journal = tmp_path / "var/lib/nodetune/journal.jsonl"
+    lines = journal.read_text().splitlines()
+    # damage every record of the first change (intent and applied): its original is lost
+    first = next(json.loads(x) for x in lines if '"intent"' in x)
+    damaged = [("garbage " + x) if first["knob"]["id"] in x else x for x in lines]
+    journal.write_text("\n".join(damaged) + "\n")
+    assert run(["tune", "status"], root=tmp_path).exit_code == 1
+    assert run(["tune", "verify"], root=tmp_path).exit_code == 1
+    msg = user_error(run(["tune", "rollback"], root=tmp_path))
+    assert "journal line is damaged" in msg or "lost" in msg
+    after = knob_values(tmp_path)
+    assert sum(1 for k in before if before[k] != after.get(k)) == 1  # only the lost knob stays changed
