@@ -127,17 +127,18 @@ def test_config_check_prints_effective_values(tmp_path):
 def test_readme_tables_are_generated_from_the_sections():
     from nodetune.config.diagnosis import Thresholds
     from nodetune.config.loader import section_table
+    from nodetune.config.agent import AgentConfig
     from nodetune.config.tune import TuneConfig
 
     readme = (REPO / "README.md").read_text()
-    for cls in (Thresholds, TuneConfig):
+    for cls in (Thresholds, TuneConfig, AgentConfig):
         assert section_table(cls) in readme, cls.__name__
 
 
 def test_readme_layout_names_every_module():
     readme = (REPO / "README.md").read_text()
     layout = readme[readme.index("## Layout"):]
-    for pkg in ("cli", "config", "diagnosis", "probes", "tuners"):
+    for pkg in ("agent", "cli", "config", "diagnosis", "probes", "tuners"):
         for f in sorted((REPO / pkg).glob("*.py")):
             if f.name not in ("__init__.py", "__main__.py"):
                 assert f.name in layout, f"README layout does not name {pkg}/{f.name}"
