@@ -5,7 +5,7 @@
 # Every report (JSON) and window (snapshot, for replay tests) lands in $OUT/v2; a table of verdicts,
 # stability and unexplained idle share per run is printed and saved. Then the earlier workloads
 # through the runner, to show their verdicts are still right. Read-only on the GPU.
-source bench/device/setup.sh
+[ -n "${NT:-}" ] || source bench/device/setup.sh
 W=${W:-5}
 D=$OUT/v2; mkdir -p $D
 NGPU=$(nvidia-smi -L 2>/dev/null | wc -l)
@@ -27,7 +27,7 @@ diag() {  # diag <tag> <window s>
 
 run_one() {  # run_one <name> <phase args> <extra args...>
   local name=$1 phase_args=$2; shift 2
-  for n in 1 2 3; do
+  for n in $(seq 1 ${REPS:-3}); do
     start $name "$@"; sleep 2; diag $name-launch-$n $W; stop
     start $name "$@"; wait_ready; [ $name = startup ] && sleep 15 || sleep 3; diag $name-steady-$n $W; stop
     if [ $name = startup ]; then start $name "$@"; sleep 1; diag $name-phase-$n 10; stop
@@ -67,6 +67,7 @@ for (name, pos, gpu), rs in sorted(runs.items()):
           f"{idle:4.0%}  {unex:4.0%}")
 PY
 
+[ -n "${SKIP_EARLIER:-}" ] && exit 0
 echo "== earlier workloads, still right"
 python3 bench/run_diagnosis.py --seconds $W --nodetune-cmd "$NT" --save-windows $D/earlier \
   --skip startup,checkpoint,cpu_eval,half_host,straggler_2gpu --out $D/earlier_results.json 2>&1 | grep -v "^\[run_diagnosis"
