@@ -44,9 +44,9 @@ def _root(version: Annotated[bool, typer.Option("--version", is_eager=True, call
 
 
 def _mount_builtin() -> None:
-    from . import config_cmd, diagnose, prefetch, topo, tune
+    from . import config_cmd, diagnose, fleet, prefetch, topo, tune
 
-    for mod in (topo, diagnose, tune, config_cmd, prefetch):
+    for mod in (topo, diagnose, tune, config_cmd, prefetch, fleet):
         mod.register(app)
 
 

@@ -1,0 +1,129 @@
+"""`nodetune fleet` against a real Prometheus on 127.0.0.1 scraping two agents on fake trees.
+
+Node "a": one H200 busy with a Slurm job (compute_bound: nothing lost, no problem). Node "b": two
+H200s; GPU 0 is held by a Slurm job but idle and its PCIe link runs x8 of x16, GPU 1 falls off the
+bus, and its tuning journal cannot be read. The command must rank b's job first by GPU-hours
+lost, name each of b's problems and exit 1; limited to node a it exits 0; bad input and an
+unreachable Prometheus are one line and exit 2. Skipped, with the reason, without `prometheus`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+from agent_support import FAST, JOB_CGROUP, JOB_PID, free_port, start_agent, wait_for
+from fakenvml import FakeNvml, nvlink_pair_gpus
+from faketree import FakeProc, Preset, h200_pair
+
+MAIN = "from nodetune.cli.app import main; main()"
+
+
+def _node_b(root: Path) -> tuple[Preset, FakeNvml]:
+    p = h200_pair(root)
+    p.node.process(FakeProc(pid=JOB_PID, comm="python3", cmdline=["python3", "train.py"], cpus=list(range(32)),
+                            cgroup=JOB_CGROUP, utime=100, stime=10))
+    gpus = nvlink_pair_gpus(p.gpu_addresses)
+    gpus[0].processes = [(JOB_PID, 20 << 30)]  # held, idle: GPU-hours lost
+    gpus[0].pcie_width = 8
+    (root / "var/lib/nodetune/journal.jsonl").mkdir(parents=True)  # unreadable journal
+    return p, FakeNvml(gpus)
+
+
+def fleet(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", MAIN, "fleet", *args], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "COLUMNS": "200"})
+
+
+@pytest.fixture(scope="module")
+def prometheus(tmp_path_factory: pytest.TempPathFactory):
+    tool = shutil.which("prometheus")
+    if not tool:
+        pytest.skip("prometheus not installed (apt-get install prometheus)")
+    tmp = tmp_path_factory.mktemp("fleet")
+    a = start_agent(tmp / "a", FAST)
+    b = start_agent(tmp / "b", FAST, node=_node_b)
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        wait_for(lambda: b.agent.state.view.sample is not None, what="node b sampled")
+        b.nvml.gpus[1].lost_after_samples = 0
+        port = free_port()
+        targets = "".join(f"      - targets: ['{r.url.removeprefix('http://')}']\n        labels: {{node: {n}}}\n"
+                          for n, r in (("a", a), ("b", b)))
+        cfg = tmp / "prometheus.yml"
+        cfg.write_text("global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: nodetune\n"
+                       f"    static_configs:\n{targets}")
+        procs.append(subprocess.Popen([tool, f"--config.file={cfg}", f"--storage.tsdb.path={tmp / 'tsdb'}",
+                                       f"--web.listen-address=127.0.0.1:{port}"], stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.DEVNULL))
+        url = f"http://127.0.0.1:{port}"
+
+        def ready() -> bool:
+            # Three scrapes of each node's job series and of b's lost GPU: enough for increase().
+            q = ("count(count_over_time(nodetune_job_verdict_seconds_total[1m]) >= 3) >= 2 and "
+                 'on() count(nodetune_gpu_state{state="lost"} == 1) >= 1')
+            try:
+                with urllib.request.urlopen(f"{url}/api/v1/query?query={urllib.parse.quote(q)}", timeout=2) as r:  # noqa: S310
+                    return bool(json.load(r)["data"]["result"])
+            except OSError:
+                return False
+
+        wait_for(ready, timeout=60, what="prometheus holding both nodes' series")
+        yield url
+    finally:
+        for p in procs:
+            p.terminate()
+            p.wait(timeout=10)
+        a.stop()
+        b.stop()
+
+
+@pytest.mark.integration
+def test_fleet_ranks_lost_gpu_hours_and_names_problems(prometheus: str) -> None:
+    r = fleet("--prometheus", prometheus, "--range", "5m", "--json")
+    assert r.returncode == 1, r.stdout + r.stderr  # problems found
+    rep = json.loads(r.stdout)
+    jobs = {(j["node"], j["job"]): j for j in rep["jobs"]}
+    assert set(jobs) == {("a", "slurm:1234.0"), ("b", "slurm:1234.0")}
+    assert rep["jobs"][0]["node"] == "b" and rep["jobs"][0]["gpu_hours_lost"] > 0
+    assert jobs[("a", "slurm:1234.0")]["gpu_hours_lost"] == 0
+    assert "compute_bound" in jobs[("a", "slurm:1234.0")]["by_verdict"]
+    assert not set(jobs[("b", "slurm:1234.0")]["by_verdict"]) & {"compute_bound", "memory_bound"}
+    nodes = {n["node"]: n for n in rep["nodes"]}
+    assert nodes["b"]["gpus"] == 2 and nodes["b"]["gpu_hours_lost"] > nodes["a"]["gpu_hours_lost"]
+    assert nodes["b"]["idle_gpu_hours"] > 0
+    assert "gpu_lost" in nodes["b"]["by_verdict"]
+    assert rep["pcie_degraded"] == [{"node": "b", "gpu": "0", "width": 8, "max_width": 16}]
+    assert [(g["node"], g["gpu"]) for g in rep["gpus_lost"]] == [("b", "1")]
+    assert [t["node"] for t in rep["tuning"]] == ["b"] and "journal unreadable" in rep["tuning"][0]["reason"]
+    assert rep["agents_down"] == [] and rep["problems"] == 3
+
+    text = fleet("--prometheus", prometheus, "--range", "5m")
+    assert text.returncode == 1
+    assert "GPU-hours lost by job" in text.stdout and "b GPU 0: PCIe x8 of x16" in text.stdout
+    assert "b GPU 1: lost" in text.stdout and "Problems: 3" in text.stdout
+
+
+@pytest.mark.integration
+def test_fleet_healthy_nodes_exit_0(prometheus: str) -> None:
+    r = fleet("--prometheus", prometheus, "--range", "5m", "--nodes", "^a$")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "Problems: 0" in r.stdout and "slurm:1234.0" in r.stdout
+
+
+def test_fleet_bad_input_and_unreachable_exit_2() -> None:
+    for args, says in ((["--prometheus", "localhost:9090"], "--prometheus: expected an http(s)://"),
+                       (["--prometheus", "http://127.0.0.1:9", "--range", "5x"], "--range: expected a duration"),
+                       (["--prometheus", "http://127.0.0.1:9", "--nodes", "("], "--nodes: not a regular expression"),
+                       (["--prometheus", f"http://127.0.0.1:{free_port()}"], "cannot reach Prometheus")):
+        r = fleet(*args)
+        assert r.returncode == 2, r.stdout + r.stderr
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("nodetune: error: ") and says in lines[0], r.stderr
