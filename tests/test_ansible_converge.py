@@ -100,7 +100,8 @@ def _build_wheel(tmp: Path) -> Path:
     # Every package of the checkout must be in it: a subpackage left out of pyproject.toml's
     # [tool.setuptools] packages installs a CLI or agent that fails at import on the node.
     names = set(zipfile.ZipFile(whl).namelist())
-    missing = sorted(str(p.parent).replace("/", ".") for d in PACKAGE_DIRS for p in (REPO / d).rglob("__init__.py")
+    missing = sorted(str(p.parent.relative_to(REPO)).replace("/", ".") for d in PACKAGE_DIRS
+                     for p in (REPO / d).rglob("__init__.py")
                      if f"nodetune/{p.relative_to(REPO)}" not in names)
     assert not missing, (f"the wheel lacks {', '.join('nodetune.' + m for m in missing)}: add them to "
                          "[tool.setuptools] packages in pyproject.toml")
