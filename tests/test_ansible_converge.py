@@ -229,9 +229,24 @@ def _prometheus_discovers(c: Converge) -> None:
         p.wait(timeout=10)
 
 
-@pytest.mark.integration
-def test_converge_twice_verify_then_absent(tmp_path: Path) -> None:
+@pytest.fixture
+def converge(tmp_path: Path):
     c = Converge(tmp_path)
+    yield c
+    # A failed assertion must not leave the agent running: stop it by its pid file.
+    pidfile = c.prefix / "run/nodetune/agent.pid"
+    if pidfile.exists():
+        try:
+            proc = psutil.Process(int(pidfile.read_text()))
+            if str(c.prefix) in " ".join(proc.cmdline()):  # ours, not a reused pid
+                proc.terminate()
+        except (psutil.Error, ValueError):
+            pass
+
+
+@pytest.mark.integration
+def test_converge_twice_verify_then_absent(converge: Converge) -> None:
+    c = converge
     p = c.prefix
     knobs_before = knob_values(c.root)
     t0 = time.monotonic()
