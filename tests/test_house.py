@@ -266,3 +266,16 @@ def test_sampler_drops_exited_and_reused_pids_and_reads_the_page_size(tmp_path):
     assert {i.pid for i in win.processes} == {100, 200}  # the window still says who it saw
     s.sample()
     assert s.roll(Window(seconds=1, interval_s=1)).processes == []  # the next one does not
+
+
+def test_every_package_is_in_the_distribution():
+    """A subpackage missing from pyproject's list works from a checkout and breaks once installed."""
+    import tomllib
+
+    cfg = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+    listed = set(cfg["packages"])
+    for name, folder in cfg["package-dir"].items():
+        for init in (REPO / folder).rglob("__init__.py"):
+            rel = init.parent.relative_to(REPO / folder)
+            pkg = ".".join([name, *rel.parts]) if rel.parts else name
+            assert pkg in listed, f"{pkg} ({init.parent}) is not in pyproject's packages"
