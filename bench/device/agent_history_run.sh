@@ -23,7 +23,14 @@ rss_kb() { awk '/VmRSS/ {print $2}' /proc/$1/status; }
 a0=$(ticks $AG); n0=$(ticks $NE); t0=$(date +%s.%N)
 ( while kill -0 $AG 2>/dev/null; do curl -s -o /dev/null localhost:9847/metrics; curl -s -o /dev/null localhost:9100/metrics; sleep $SCRAPE_S; done ) &
 SC=$!
-REPS=${REPS:-3} SKIP_EARLIER=1 timeout ${V2_S:-470} bash bench/device/diagnosis_v2_run.sh > $OUT/diagnosis_v2.txt 2>&1
+# the agent is up and scraped: check once, so a broken agent fails the run in seconds, not minutes
+curl -sf localhost:9847/metrics | grep -c '^nodetune_' | sed 's/^/agent series at start: /' || { echo "agent not serving"; tail -20 $OUT/agent.log; exit 1; }
+# workloads one after another: the v2 workloads not yet measured, then long single jobs for the history
+ONLY=${ONLY:-} REPS=${REPS:-3} SKIP_EARLIER=1 timeout ${V2_S:-200} bash bench/device/diagnosis_v2_run.sh > $OUT/diagnosis_v2.txt 2>&1
+for w in ${SEQ:-compute_bound cpu_starved memory_bound}; do
+  echo "$(date +%T) $w" >> $OUT/diagnosis_v2.txt
+  python3 bench/workloads/$w.py --seconds ${JOB_S:-100} --device cuda:0 > /dev/null 2>&1
+done
 t1=$(date +%s.%N); a1=$(ticks $AG); n1=$(ticks $NE)
 per_scrape() { local c0 c1; c0=$(ticks $1); for _ in $(seq 20); do curl -s -o /dev/null $2; done; c1=$(ticks $1)
   echo "$c0 $c1" | awk -v hz=$HZ '{printf "%.2f", ($2-$1)/hz*1000/20}'; }

@@ -36,10 +36,11 @@ run_one() {  # run_one <name> <phase args> <extra args...>
 }
 
 echo "== new workloads (W=$W s; phase windows 10 s)"
-run_one startup "" --device cuda:0
-run_one checkpoint "--steady-first 5" --device cuda:0 --dir $CKPT_DIR
-run_one cpu_eval "--steady-first 5" --device cuda:0
-run_one half_host "--steady-first 5" --device cuda:0
+want() { [ -z "${ONLY:-}" ] || [[ " $ONLY " == *" $1 "* ]]; }
+want startup && run_one startup "" --device cuda:0
+want checkpoint && run_one checkpoint "--steady-first 5" --device cuda:0 --dir $CKPT_DIR
+want cpu_eval && run_one cpu_eval "--steady-first 5" --device cuda:0
+want half_host && run_one half_host "--steady-first 5" --device cuda:0
 if [ "$NGPU" -ge 2 ]; then run_one straggler_2gpu ""; else echo "straggler_2gpu: needs 2 GPUs (have $NGPU): skipped"; fi
 rm -rf $CKPT_DIR
 
