@@ -9,6 +9,8 @@ the tree nor the outside file changed.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -312,3 +314,38 @@ def test_data_path_through_a_symlink_follows_it_inside_the_root(tmp_path: Path) 
     os.symlink("/dev/shm/real", fn.p("/data"))  # /data looks like a disk path but is tmpfs
     with pytest.raises(TargetError, match=r"^no block device behind /data \(fs type tmpfs, mounted at /dev/shm"):
         devices_for_path(Host(str(root)), "/data")
+
+
+# -- the same attacks through the real command line: exit 2, one line, nothing changed ----------
+
+def _cli(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "nodetune.cli", *args, "--root", str(root)],
+                          capture_output=True, text=True, timeout=120, check=False)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("--cgroup", "/../../../../tmp/evil"),
+     "command line: [pinning] cgroups: '/../../../../tmp/evil': '..' is not allowed in a cgroup path "
+     "(it would leave /sys/fs/cgroup)"),
+    (("--pin-cpus", "0-99999999", "--pid", "4242"),
+     "command line: [pinning] cpus: cpus: cpu list '0-99999999' names CPU 99999999; more than 65536 CPUs is "
+     "refused (the kernel's NR_CPUS is at most 8192)"),
+    (("--data-path", "/proc"),
+     "no block device behind /proc (fs type proc, mounted at /proc from proc); nothing to tune"),
+    (("--data-path", "/home/alcie"),
+     "no block device behind /home/alcie: no such file or directory on this node (a typo?)"),
+    (("--profile", "evil"),
+     "/etc/nodetune/profiles/evil.toml: a symlink to /etc/shadow, outside /etc/nodetune/profiles; refused "
+     "(copy the file there instead, or pass its path)"),
+])
+def test_cli_refuses_with_one_line_and_changes_nothing(tmp_path: Path, args: tuple[str, ...], message: str) -> None:
+    root = tmp_path / "root"
+    fn = laptop_with_job(root)
+    fn.write("/etc/shadow", "root:$6$secret:19000:0:99999:7:::\n")
+    fn.p("/etc/nodetune/profiles").mkdir(parents=True)
+    os.symlink("/etc/shadow", fn.p("/etc/nodetune/profiles/evil.toml"))
+    before = tree(root)
+    profile = () if "--profile" in args else ("--profile", "data-loading")
+    r = _cli(root, "tune", "apply", *profile, *args)
+    assert (r.returncode, r.stderr) == (2, f"nodetune: error: {message}\n")
+    assert tree(root) == before
