@@ -13,8 +13,8 @@ trap '$NT tune rollback --journal $J >$OUT/rollback.txt 2>&1; cat /sys/block/*/q
 loop() {  # $1: label, $2...: extra train args; a diagnose window taken while it runs
   for i in 1 2 3; do
     sync; echo 3 > /proc/sys/vm/drop_caches
-    python3 bench/bench_prefetch.py --dir $D --train --seconds ${S:-40} --small 2000 "${@:2}" > $OUT/$1_$i.json 2>$OUT/$1_$i.err &
-    P=$!; sleep 8
+    python3 bench/bench_prefetch.py --dir $D --train --seconds ${S:-40} --small ${TRAIN_SMALL:-2000} "${@:2}" > $OUT/$1_$i.json 2>$OUT/$1_$i.err &
+    P=$!; sleep ${DIAG_AFTER:-8}
     $NT diagnose --seconds 10 --json > $OUT/diag_$1_$i.json 2>$OUT/diag_$1_$i.err
     wait $P
   done
