@@ -125,9 +125,9 @@ def test_config_check_prints_effective_values(tmp_path):
 
 
 def test_readme_tables_are_generated_from_the_sections():
+    from nodetune.config.agent import AgentConfig
     from nodetune.config.diagnosis import Thresholds
     from nodetune.config.loader import section_table
-    from nodetune.config.agent import AgentConfig
     from nodetune.config.tune import TuneConfig
 
     readme = (REPO / "README.md").read_text()
