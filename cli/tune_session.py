@@ -92,11 +92,11 @@ def with_overrides(prof: Any, pids: list[int] | None, cgroups: list[str] | None,
             pin.gpus = list(gpus)
         if pin_cpus:
             pin.cpus = pin_cpus
-        prof.pinning = pin
+        prof.set("pinning", pin)
     if data_paths:
         ra = prof.readahead or ReadaheadParams()
         ra.paths = list(dict.fromkeys([*ra.paths, *data_paths]))
-        prof.readahead = ra
+        prof.set("readahead", ra)
     for name in ("pinning", "readahead"):
         params = getattr(prof, name)
         problems = params.check() if params is not None else []

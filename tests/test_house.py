@@ -279,3 +279,18 @@ def test_every_package_is_in_the_distribution():
             rel = init.parent.relative_to(REPO / folder)
             pkg = ".".join([name, *rel.parts]) if rel.parts else name
             assert pkg in listed, f"{pkg} ({init.parent}) is not in pyproject's packages"
+
+
+def test_tuners_register_themselves_and_everything_derives_from_them():
+    from nodetune.tuners.profiles import Profile, profile_from_data
+    from nodetune.tuners.registry import all_tuners, sections
+
+    names = list(all_tuners())
+    assert names == ["hugepages", "readahead", "power", "gpu", "pinning"]  # their declared order
+    assert set(sections()) == set(names)
+    prof = profile_from_data({"readahead": {"read_ahead_kb": 4096}}, "p", "test")
+    assert prof.readahead.read_ahead_kb == 4096 and prof.pinning is None
+    import pytest as _pytest
+
+    with _pytest.raises(AttributeError):
+        _ = Profile("x", "y").nonsense

@@ -40,7 +40,7 @@ def test_gpu_knobs_in_shipped_profiles_stay_opt_in(tmp_path):
 
 
 @pytest.mark.parametrize(("text", "error"), [
-    ('[powr]\ngovernor = "performance"\n', "x.toml: unknown section [powr] (known: pinning, hugepages"),
+    ('[powr]\ngovernor = "performance"\n', "x.toml: unknown section [powr] (known: hugepages, readahead, power, gpu, pinning"),
     ('[power]\ngoverner = "performance"\n', "x.toml: [power] unknown key 'governer'"),
     ('[readahead]\nread_ahead_kb = "big"\n', "x.toml: [readahead] read_ahead_kb: expected an integer, found 'big'"),
     ('[pinning]\npids = [1, "2"]\n', "x.toml: [pinning] pids: expected a list of integers"),

@@ -16,6 +16,7 @@ from nodetune.probes.topology import NODE_DIR
 
 from .base import Knob, ProfileError, TargetError, TuneContext, TunerPlan
 from .knobs import sysfs_change
+from .registry import tuner
 
 THP_DIR = "/sys/kernel/mm/transparent_hugepage"
 THP_ENABLED = ("always", "madvise", "never")
@@ -61,8 +62,11 @@ def hugetlb_knob(node: int, size_kb: int) -> Knob:
                 path=p, floor=True, granted=True, unit="pages")
 
 
+@tuner
 class HugepagesTuner:
     name = "hugepages"
+    params = HugepagesParams
+    order = 10
     params = HugepagesParams
 
     def plan(self, ctx: TuneContext, p: HugepagesParams) -> TunerPlan:

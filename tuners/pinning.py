@@ -30,6 +30,7 @@ from .base import (
 )
 from .gpu_control import GpuControlError
 from .locality import GpuPlace, gpu_places
+from .registry import tuner
 
 CGROUP_ROOT = "/sys/fs/cgroup"
 PID_MAX_LIMIT = 4194304  # the kernel's PID_MAX_LIMIT on 64-bit: no pid is larger
@@ -148,8 +149,11 @@ def _comm(host: Host, pid: int) -> str:
         return "?"
 
 
+@tuner
 class PinningTuner:
     name = "pinning"
+    params = PinningParams
+    order = 50  # last: threads come and go meanwhile
     params = PinningParams
 
     def _targets(self, ctx: TuneContext, p: PinningParams, notes: list[str]) -> dict[int, set[int]]:

@@ -11,17 +11,14 @@ from dataclasses import dataclass, field
 
 from .base import CHANGE, KEEP, SKIP, Change, TuneContext
 from .conflicts import Owner, detect_owners, owners_of
-from .hugepages import HugepagesTuner
 from .journal import JournalState
 from .knobs import same_value
-from .pinning import PinningTuner
-from .power import GPU_GROUPS, GpuPowerTuner, PowerTuner
+from .power import GPU_GROUPS
 from .profiles import Profile
-from .readahead import ReadaheadTuner
+from .registry import all_tuners
 
-# Order of application: memory and I/O first, CPU power before EPP (intel_pstate refuses some
-# EPP values under the performance governor), pinning last (threads come and go meanwhile).
-TUNERS = {t.name: t for t in (HugepagesTuner(), ReadaheadTuner(), PowerTuner(), GpuPowerTuner(), PinningTuner())}
+# Tuners apply in their declared `order` (tuners/registry.py): memory and I/O first, CPU power
+# before EPP (intel_pstate refuses some EPP values under the performance governor), pinning last.
 NOT_ALLOWED = ("not allowed: GPU power and clock changes need allow_gpu_power = true in "
                "/etc/nodetune/config.toml or --allow-gpu-power")
 
@@ -66,8 +63,8 @@ def make_plan(ctx: TuneContext, profile: Profile, journal: JournalState | None =
     """Plan a profile on a node; raises TuneError for targets that do not exist."""
     plan = Plan(profile=profile.name, source=profile.source)
     seen: set[str] = set()
-    for name, tuner in TUNERS.items():
-        params = getattr(profile, name)
+    for name, tuner in all_tuners().items():
+        params = profile.tables.get(name)
         if params is None:
             continue
         proposed = tuner.plan(ctx, params)

@@ -41,6 +41,7 @@ from .base import (
 )
 from .gpu_control import GpuControlError
 from .knobs import sysfs_change
+from .registry import tuner
 
 DMA_LATENCY = "/dev/cpu_dma_latency"
 GPU_GROUPS = ("gpu_power", "gpu_clocks")
@@ -88,8 +89,11 @@ def _cpu_knob(kind: str, cpu: int, path: str, group: str, cpus: str) -> Knob:
     return Knob(id=f"sysfs:{path}", kind="sysfs", group=group, label=f"{kind} cpu{cpus}", path=path)
 
 
+@tuner
 class PowerTuner:
     name = "power"
+    params = PowerParams
+    order = 30  # CPU power before EPP-sensitive knobs of others
     params = PowerParams
 
     def plan(self, ctx: TuneContext, p: PowerParams) -> TunerPlan:
@@ -165,8 +169,11 @@ def locked_clocks_knob(gpu: int) -> Knob:
                 label=f"GPU{gpu} locked SM clocks", readable=False, unit="MHz", gpu=gpu)
 
 
+@tuner
 class GpuPowerTuner:
     name = "gpu"
+    params = GpuParams
+    order = 40
     params = GpuParams
 
     def plan(self, ctx: TuneContext, p: GpuParams) -> TunerPlan:

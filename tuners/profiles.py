@@ -31,19 +31,9 @@ from nodetune.probes.host import Host, ProbeError
 from nodetune.probes.serde import MAX_MAGNITUDE
 
 from .base import ProfileError
-from .hugepages import HugepagesParams
-from .pinning import PinningParams
-from .power import GpuParams, PowerParams
-from .readahead import ReadaheadParams
+from .registry import sections
 
 USER_DIR = "/etc/nodetune/profiles"
-SECTIONS: dict[str, type] = {
-    "pinning": PinningParams,
-    "hugepages": HugepagesParams,
-    "readahead": ReadaheadParams,
-    "power": PowerParams,
-    "gpu": GpuParams,
-}
 TOP_KEYS: dict[str, type] = {"description": str, "allow_lower": bool}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 MAX_PROFILE_BYTES = 1 << 20  # shipped profiles are < 2 kB
@@ -52,15 +42,29 @@ _INT64 = 2**63 - 1
 
 @dataclass
 class Profile:
+    """A profile's top-level keys and one parameter object per tuner table it sets.
+
+    `profile.readahead` reads the [readahead] table's parameters (None when the profile does not
+    set it); the tables are whatever tuners `tuners.registry` found, not a list kept here.
+    """
+
     name: str
     source: str
     description: str = ""
     allow_lower: bool = False
-    pinning: PinningParams | None = None
-    hugepages: HugepagesParams | None = None
-    readahead: ReadaheadParams | None = None
-    power: PowerParams | None = None
-    gpu: GpuParams | None = None
+    tables: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or name == "tables":
+            raise AttributeError(name)
+        if name in sections():
+            return self.tables.get(name)
+        raise AttributeError(f"Profile has no attribute or tuner table {name!r}")
+
+    def set(self, name: str, params: Any) -> None:
+        if name not in sections():
+            raise ProfileError(f"no tuner reads a [{name}] table (known: {', '.join(sections())})")
+        self.tables[name] = params
 
 
 @dataclass
@@ -129,14 +133,14 @@ def profile_from_data(data: dict[str, Any], name: str, source: str) -> Profile:
     """Validate parsed TOML (or advice turned into tables) into a Profile."""
     prof = Profile(name=name, source=source)
     for key, value in data.items():
-        if key in SECTIONS:
-            setattr(prof, key, _section(SECTIONS[key], value, f"{source}: [{key}]"))
+        if key in sections():
+            prof.set(key, _section(sections()[key], value, f"{source}: [{key}]"))
         elif key in TOP_KEYS:
             if not fits(value, TOP_KEYS[key]):
                 raise ProfileError(f"{source}: {key}: expected {_type_name(TOP_KEYS[key])}, found {value!r:.40}")
             setattr(prof, key, value)
         elif isinstance(value, dict):
-            raise ProfileError(f"{source}: unknown section [{key}] (known: {', '.join(SECTIONS)})")
+            raise ProfileError(f"{source}: unknown section [{key}] (known: {', '.join(sections())})")
         else:
             raise ProfileError(f"{source}: unknown key {key!r} (known: {', '.join(TOP_KEYS)})")
     return prof

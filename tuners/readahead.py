@@ -15,6 +15,7 @@ from nodetune.probes.storage import disks_under, mount_for_path, probe_mounts
 
 from .base import Knob, TargetError, TuneContext, TunerPlan
 from .knobs import sysfs_change
+from .registry import tuner
 
 IO_URING = "/proc/sys/kernel/io_uring_disabled"
 FADVISE_ADVICE = ("loaders reading files front to back: call os.posix_fadvise(fd, 0, 0, "
@@ -95,8 +96,11 @@ def io_uring_status(host: Host) -> str:
         v, f"io_uring: kernel.io_uring_disabled = {v} (unknown value)")
 
 
+@tuner
 class ReadaheadTuner:
     name = "readahead"
+    params = ReadaheadParams
+    order = 20
     params = ReadaheadParams
 
     def plan(self, ctx: TuneContext, p: ReadaheadParams) -> TunerPlan:

@@ -15,7 +15,8 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, get_type_hints
 
 from .base import ProfileError
-from .profiles import SECTIONS, Profile, fits, profile_from_data
+from .profiles import Profile, fits, profile_from_data
+from .registry import sections
 
 SOURCE = "diagnosis advice"
 # power-advice key -> (table, key) in a profile
@@ -71,7 +72,7 @@ def profile_from_advice(items: list[dict[str, Any]],
             continue
         if tuner == "profile" and load is not None and isinstance(params.get("profile"), str):
             base = load(params["profile"])
-            for name in SECTIONS:
+            for name in sections():
                 sec = getattr(base, name)
                 if sec is not None:
                     default = type(sec)()
@@ -82,14 +83,14 @@ def profile_from_advice(items: list[dict[str, Any]],
             continue
         if tuner == "readahead":
             notes.extend(prefetch_notes(params))
-        if tuner not in SECTIONS:
+        if tuner not in sections():
             notes.append(f"advice names tuner {tuner!r}, which nodetune cannot run here: {text}")
             continue
         for k, v in params.items():
             table, key = _POWER_GPU_KEYS.get(k, (tuner, k)) if tuner == "power" else (tuner, k)
             if key == "gpus" and isinstance(v, int):
                 v = [v]
-            hints = get_type_hints(SECTIONS[table])
+            hints = get_type_hints(sections()[table])
             if key not in hints or not fits(v, hints[key]):
                 notes.append(f"advice for {tuner}: {k} = {v!r:.40} is not a {table} setting; not planned")
                 continue
