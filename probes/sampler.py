@@ -58,7 +58,8 @@ class Sampler:
 
     def sample(self, detail: bool = False) -> Sample:
         """One sample of everything; `detail` (first and last of a window) adds slow GPU counters."""
-        c0 = time.process_time()
+        # this thread's CPU only: in the agent other threads (diagnosis, HTTP) share the process
+        c0 = time.thread_time()
         gpus = [self.backend.sample(i, detail or self._first) for i in self.gpu_indices]
         s = Sample(
             t=time.monotonic(),
@@ -86,7 +87,7 @@ class Sampler:
                     s.processes.append(ps)  # the last sample says it is gone
                 continue
             s.processes.append(ps)
-        s.cost_s = round(time.process_time() - c0, 6)
+        s.cost_s = round(time.thread_time() - c0, 6)
         return s
 
     def _follow(self, gpus: list[GpuSample], scan_workers: bool) -> None:
