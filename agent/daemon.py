@@ -351,7 +351,7 @@ class Agent:
                 self._wake.wait(min(left, 0.25))  # short waits: SIGTERM sets stop_event from the handler
 
     def _sample_once(self, detail: bool, late: float) -> None:
-        t0, c0 = time.monotonic(), time.process_time()
+        t0, c0 = time.monotonic(), time.thread_time()  # the sampling thread alone, not diagnosis or HTTP
         v = self.state.view
         try:
             s = self.sampler.sample(detail=detail)
@@ -376,7 +376,7 @@ class Agent:
         self._log_faults(s, states, v.gpu_states)
         self.state.update(
             sample=s, sample_wall=time.time(), sample_duration_s=time.monotonic() - t0,
-            sample_cpu_s=time.process_time() - c0, samples_total=v.samples_total + 1,
+            sample_cpu_s=time.thread_time() - c0, samples_total=v.samples_total + 1,
             lateness_counts=tuple(counts), lateness_sum_s=v.lateness_sum_s + late,
             missing_fields=MappingProxyType(_missing(s)), gpu_detail=detail_map,
             gpu_states=MappingProxyType(states), ring_len=len(self.state.ring), followed=len(self.sampler.infos))
