@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from test_tuners_support import LAPTOP_PROFILE as LAPTOP
 from test_tuners_support import (
     KernelHost,
     StingyHost,
@@ -38,12 +39,6 @@ from nodetune.tuners.plan import make_plan
 from nodetune.tuners.profiles import profile_from_data
 from nodetune.tuners.transaction import Engine
 
-LAPTOP = {
-    "hugepages": {"thp_enabled": "always", "thp_defrag": "never"},
-    "readahead": {"paths": ["/"], "read_ahead_kb": 2048},
-    "power": {"governor": "performance", "epp": "performance", "epb": 0},
-    "pinning": {"pids": [4242], "cpus": "0-3"},
-}
 # Every kind of record and knob (a selector, read-ahead through dm, governors, thread affinity) in
 # few knobs: each of its writes fails in turn, four ways.
 SMALL = {

@@ -16,6 +16,7 @@ import sys
 import zlib
 from pathlib import Path
 
+from test_tuners_support import LAPTOP_PROFILE as PROFILE
 from test_tuners_support import (
     changed,
     ctx_for,
@@ -30,12 +31,6 @@ from nodetune.tuners.journal import canonical, crc, parse
 from nodetune.tuners.plan import make_plan
 from nodetune.tuners.profiles import profile_from_data
 
-PROFILE = {
-    "hugepages": {"thp_enabled": "always", "thp_defrag": "never"},
-    "readahead": {"paths": ["/"], "read_ahead_kb": 2048},
-    "power": {"governor": "performance", "epp": "performance", "epb": 0},
-    "pinning": {"pids": [4242], "cpus": "0-3"},
-}
 GOV3 = "/sys/devices/system/cpu/cpu3/cpufreq/scaling_governor"
 
 

@@ -139,3 +139,12 @@ def dgx_copy(dst: Path) -> Preset:
     root = dst / "dgx"
     shutil.copytree(t.node.root, root, symlinks=True)
     return replace(t, node=FakeNode(root))
+
+
+# A profile touching every tuner on the laptop_with_job tree (pid 4242), shared by the journal tests.
+LAPTOP_PROFILE = {
+    "hugepages": {"thp_enabled": "always", "thp_defrag": "never"},
+    "readahead": {"paths": ["/"], "read_ahead_kb": 2048},
+    "power": {"governor": "performance", "epp": "performance", "epb": 0},
+    "pinning": {"pids": [4242], "cpus": "0-3"},
+}

@@ -6,6 +6,7 @@ import json
 import os
 
 import pytest
+from test_tuners_support import LAPTOP_PROFILE as PROFILE
 from test_tuners_support import (
     RejectingHost,
     changed,
@@ -28,13 +29,6 @@ from nodetune.tuners.base import (
 from nodetune.tuners.journal import Journal, Record, parse_lines
 from nodetune.tuners.plan import Plan, make_plan
 from nodetune.tuners.profiles import profile_from_data
-
-PROFILE = {
-    "hugepages": {"thp_enabled": "always", "thp_defrag": "never"},
-    "readahead": {"paths": ["/"], "read_ahead_kb": 2048},
-    "power": {"governor": "performance", "epp": "performance", "epb": 0},
-    "pinning": {"pids": [4242], "cpus": "0-3"},
-}
 
 
 def plan_for(ctx, data=None, **kw) -> Plan:
