@@ -4,10 +4,12 @@ A sample interval's idle time is (1 - utilization) of it: NVML utilization is th
 sample period in which a kernel ran. Counters that line up with the interval name a cause first:
 bytes the job wrote (/proc/PID/io write_bytes is charged when pages are dirtied, so it is as
 current as the write calls; a checkpoint), bytes it read or threads in D state (loading from
-storage), saturated DataLoader workers (loading on the CPU), a process too young to have started
-its GPU work (start-up). py-spy's main-thread stacks then split what is left: a stack category
-holding share p of the thread's samples is taken to hold p of the wall time, less what counters
-already gave that category. Stacks waiting for the GPU (synchronize, kernel dispatch) explain no
+storage), saturated DataLoader workers (loading on the CPU). Before that, the start-up stretch the
+phases found (a young job whose GPU has not worked yet) is start-up whatever else it shows: a job
+that has never asked its GPU for work cannot be waiting on its input, and the reads of a starting
+process are its imports. py-spy's main-thread stacks then split what is left: a stack category
+holding share p of the thread's samples is taken to hold p of the wall time after start-up, less
+what counters already gave that category. Stacks waiting for the GPU (synchronize, kernel dispatch) explain no
 idle time. What neither explains is `unexplained`, never guessed.
 """
 
@@ -21,7 +23,7 @@ from nodetune.probes.snapshot import Window
 
 from .findings import CauseShare, IdleAttribution, StackEvidence
 from .jobs import JobGroup
-from .phases import process_age_s
+from .phases import worked
 from .stacks import GPU_FACING
 
 # Stack category -> cause of idle time.
@@ -31,8 +33,6 @@ CAUSE_OF = {"data_loading": "data_loading", "checkpoint": "checkpoint", "startup
 WORDS = {"data_loading": "loading data", "checkpoint": "writing a checkpoint", "startup": "starting up",
          "evaluation": "evaluating", "communication": "waiting on communication", "gc": "in garbage collection",
          "sleeping": "sleeping", "host_other": "in host code", "dispatch": "launching GPU work"}
-# A GPU counts as having started work once a sample shows it this busy.
-WORKED_UTIL_PCT = 50.0
 
 
 @dataclass
@@ -45,8 +45,9 @@ class _Acc:
         self.basis.setdefault(cause, set()).add(basis)
 
 
-def _proc_at(win: Window, k: int) -> dict[int, ProcessSample]:
-    return {p.pid: p for p in win.samples[k].processes if p.alive}
+def process_index(win: Window) -> list[dict[int, ProcessSample]]:
+    """Each sample's living processes by pid, built once per window (every lookup after is O(1))."""
+    return [{p.pid: p for p in s.processes if p.alive} for s in win.samples]
 
 
 def _delta(a: ProcessSample | None, b: ProcessSample | None, attr: str) -> int:
@@ -78,95 +79,160 @@ def combine_stacks(stacks: list[StackEvidence]) -> tuple[dict[str, float], dict[
     return cats, frames, max(s.duration_s for s in ok)
 
 
-def attribute(win: Window, gpu: int, jobs: list[JobGroup], stacks: list[StackEvidence], th: Thresholds,
-              clk_tck: int) -> IdleAttribution | None:
-    """Split GPU `gpu`'s idle time over the window by cause; None when the GPU has no samples."""
+@dataclass
+class _Interval:
+    """What one sample interval of a GPU shows, independent of any threshold."""
+
+    t: float  # end, from the window's first sample
+    dt: float
+    util: float
+    sm: float | None
+    written: int  # bytes the job wrote in the interval
+    read: int
+    d_state: int  # job threads in D state at its end
+    worker_cpu: list[float]  # each loader worker's CPU (% of a core) over the interval
+    age: float | None  # the job's youngest main process's age at its end
+
+
+@dataclass
+class Facts:
+    """A GPU's window reduced to per-interval facts, once; `classify` turns them into an attribution
+    for any thresholds (the borderline check re-runs only that)."""
+
+    gpu: int
+    total_s: float
+    intervals: list[_Interval]
+    window_writes: int
+    window_reads: int
+    workers: int
+    cats: dict[str, float]
+    frames: dict[str, str]
+    coverage: float | None
+    stack_reasons: list[str]
+    startup_s: float | None  # idle before this (from the window's start) is start-up
+
+
+def prepare(win: Window, gpu: int, jobs: list[JobGroup], stacks: list[StackEvidence], clk_tck: int,
+            index: list[dict[int, ProcessSample]] | None = None, startup_s: float | None = None,
+            memo: dict[tuple[int, ...], list[tuple[int, int, int]]] | None = None) -> Facts | None:
+    """The per-interval facts of GPU `gpu`; None when the window has fewer than two samples."""
     samples = win.samples
     if len(samples) < 2:
         return None
-    total_s = max(samples[-1].t - samples[0].t, 1e-6)
+    idx = index if index is not None else process_index(win)
+    t0 = samples[0].t
     main_pids = [p for j in jobs for p in j.pids]
     workers = [p for j in jobs for p in j.workers]
-    acc = _Acc()
-    idle_s = 0.0
-    remaining = 0.0
-    worked = False
-    written = read = 0
-    window_writes = sum(_delta(_proc_at(win, 0).get(p), _proc_at(win, len(samples) - 1).get(p), "write_bytes")
-                        for p in main_pids + workers)
-    window_reads = sum(_delta(_proc_at(win, 0).get(p), _proc_at(win, len(samples) - 1).get(p), "read_bytes")
-                       for p in main_pids + workers)
-    cats, frames, coverage = combine_stacks(stacks)
-    stacks_say_startup = bool(cats) and max(((c, v) for c, v in cats.items() if c not in GPU_FACING),
-                                            key=lambda cv: cv[1], default=("", 0.0))[0] == "startup"
-    ages: list[float] = []
+    pids = main_pids + workers
+    infos = {p.pid: p for p in win.processes}
+    starts = [info.starttime / clk_tck for p in main_pids
+              if (info := infos.get(p)) is not None and info.starttime is not None and clk_tck > 0]
+    born = max(starts) if starts else None
+    first, last = idx[0], idx[-1]
+    facts = Facts(gpu, max(samples[-1].t - t0, 1e-6), [],
+                  sum(_delta(first.get(p), last.get(p), "write_bytes") for p in pids),
+                  sum(_delta(first.get(p), last.get(p), "read_bytes") for p in pids),
+                  len(workers), *combine_stacks(stacks), sorted({s.reason for s in stacks if s.reason}), startup_s)
+    # Per interval: bytes written, bytes read, threads in D state; the same for every GPU of a job.
+    key = tuple(pids)
+    io = memo.get(key) if memo is not None else None
+    if io is None:
+        io = [(0, 0, 0)] + [(sum(_delta(idx[k - 1].get(p), idx[k].get(p), "write_bytes") for p in pids),
+                             sum(_delta(idx[k - 1].get(p), idx[k].get(p), "read_bytes") for p in pids),
+                             sum(1 for p in pids if p in idx[k] for t in idx[k][p].threads if t.state == "D"))
+                            for k in range(1, len(samples))]
+        if memo is not None:
+            memo[key] = io
     for k in range(1, len(samples)):
         s0, s1 = samples[k - 1], samples[k]
         g = next((x for x in s1.gpus if x.index == gpu and x.state == "ok"), None)
         if g is None or g.util_gpu_pct is None:
             continue
         dt = max(s1.t - s0.t, 1e-6)
-        util = g.util_gpu_pct
-        w = max(0.0, 1 - util / 100) * dt
+        a, b = idx[k - 1], idx[k]
+        age = s1.t - born if born is not None else None
+        # Same sanity bound as phases.process_age_s: a clock not counted from boot says nothing.
+        if age is not None and not -win.seconds - 5 <= age <= 10 * 365 * 86400:
+            age = None
+        facts.intervals.append(_Interval(
+            s1.t - t0, dt, g.util_gpu_pct, g.gpm.sm_util_pct if g.gpm else None, *io[k],
+            [_cpu_pct(a.get(p), b.get(p), dt, clk_tck) for p in workers], age))
+    return facts
+
+
+def attribute(win: Window, gpu: int, jobs: list[JobGroup], stacks: list[StackEvidence], th: Thresholds,
+              clk_tck: int, startup_s: float | None = None) -> IdleAttribution | None:
+    """Split GPU `gpu`'s idle time over the window by cause; None when the GPU has no samples."""
+    facts = prepare(win, gpu, jobs, stacks, clk_tck, startup_s=startup_s)
+    return classify(facts, th) if facts is not None else None
+
+
+def classify(f: Facts, th: Thresholds) -> IdleAttribution:
+    """The attribution of prepared facts under thresholds `th`."""
+    total_s, cats = f.total_s, f.cats
+    acc = _Acc()
+    idle_s = remaining = 0.0
+    worked_yet = False
+    written = sum(iv.written for iv in f.intervals)
+    read = sum(iv.read for iv in f.intervals)
+    stacks_say_startup = bool(cats) and max(((c, v) for c, v in cats.items() if c not in GPU_FACING),
+                                            key=lambda cv: cv[1], default=("", 0.0))[0] == "startup"
+    ages = [iv.age for iv in f.intervals if iv.age is not None]
+    startup_s = f.startup_s or 0.0
+    for iv in f.intervals:
+        w = max(0.0, 1 - iv.util / 100) * iv.dt
         idle_s += w
-        a, b = _proc_at(win, k - 1), _proc_at(win, k)
-        wr = sum(_delta(a.get(p), b.get(p), "write_bytes") for p in main_pids + workers)
-        rd = sum(_delta(a.get(p), b.get(p), "read_bytes") for p in main_pids + workers)
-        written += wr
-        read += rd
-        age = min((x for p in main_pids if (x := process_age_s(win, p, clk_tck, s1.t)) is not None), default=None)
-        if age is not None:
-            ages.append(age)
-        if util >= WORKED_UTIL_PCT:
-            worked = True
+        if worked(iv.util, iv.sm):
+            worked_yet = True
         if w <= 0:
             continue
-        d_state = sum(1 for p in main_pids + workers if p in b for t in b[p].threads if t.state == "D")
-        io_rate = th.attr_io_mibps * 2**20 * dt
-        busy_workers = [p for p in workers if _cpu_pct(a.get(p), b.get(p), dt, clk_tck) >= th.loader_busy_pct]
-        if not worked and age is not None and age <= th.startup_max_age_s and (not cats or stacks_say_startup):
+        io_rate = th.attr_io_mibps * 2**20 * iv.dt
+        if iv.t <= startup_s + 1e-6:
+            # The phases' start-up stretch: a young job that has not used its GPU yet.
             acc.add("startup", w, "process_age")
-        elif wr >= io_rate and wr > rd:
+        elif not worked_yet and iv.age is not None and iv.age <= th.startup_max_age_s and stacks_say_startup:
+            acc.add("startup", w, "process_age")
+        elif iv.written >= io_rate and iv.written > iv.read:
             acc.add("checkpoint", w, "counters")
-        elif d_state and window_writes > max(window_reads, io_rate / dt * total_s * 0.1):
+        elif iv.d_state and f.window_writes > max(f.window_reads, io_rate / iv.dt * total_s * 0.1):
             acc.add("checkpoint", w, "counters")  # waiting on writeback/fsync of what it wrote
-        elif rd >= io_rate or d_state:
+        elif iv.read >= io_rate or iv.d_state:
             acc.add("data_loading", w, "counters")
-        elif workers and len(busy_workers) >= max(1, 0.75 * len(workers)):
+        elif f.workers and sum(1 for c in iv.worker_cpu if c >= th.loader_busy_pct) >= max(1, 0.75 * f.workers):
             acc.add("data_loading", w, "counters")
         else:
             remaining += w
     if idle_s <= 0 and not acc.seconds:
-        return IdleAttribution(gpu, 0.0, 0.0, stack_seconds=coverage, text="idle 0%")
-    # Stacks split what the counters left, less what the counters already gave each category.
-    explained_by_stacks = 0.0
+        return IdleAttribution(f.gpu, 0.0, 0.0, stack_seconds=f.coverage, text="idle 0%")
+    # Stacks split what the counters left, less what the counters already gave each category; they
+    # speak for the time after start-up (py-spy samples the window's last seconds).
+    span = max(total_s - startup_s, 0.0)
     if cats and remaining > 0:
-        left = {c: max(0.0, v * total_s - acc.seconds.get(CAUSE_OF[c], 0.0))
+        left = {c: max(0.0, v * span - acc.seconds.get(CAUSE_OF[c], 0.0))
                 for c, v in cats.items() if c not in GPU_FACING and c in CAUSE_OF}
         mass = sum(left.values())
         if mass > 0:
-            explained_by_stacks = min(remaining, mass)
+            explained = min(remaining, mass)
             for c, v in left.items():
                 if v > 0:
-                    acc.add(CAUSE_OF[c], explained_by_stacks * v / mass, "stacks")
+                    acc.add(CAUSE_OF[c], explained * v / mass, "stacks")
     for c, v in cats.items():  # stacks that agree with what the counters named corroborate them
         if c in CAUSE_OF and CAUSE_OF[c] in acc.seconds and v >= 0.1:
             acc.basis[CAUSE_OF[c]].add("stacks")
     unexplained = max(0.0, idle_s - sum(acc.seconds.values()))
-    att = IdleAttribution(gpu=gpu, idle_share=round(idle_s / total_s, 3), idle_s=round(idle_s, 2),
-                          unexplained_share=round(unexplained / total_s, 3), stack_seconds=coverage)
+    att = IdleAttribution(gpu=f.gpu, idle_share=round(idle_s / total_s, 3), idle_s=round(idle_s, 2),
+                          unexplained_share=round(unexplained / total_s, 3), stack_seconds=f.coverage)
     for cause, secs in sorted(acc.seconds.items(), key=lambda kv: -kv[1]):
         share = round(secs / total_s, 3)
         if share <= 0:
             continue
         att.causes.append(CauseShare(cause, share, round(secs, 2), sorted(acc.basis[cause]),
-                                     _detail(cause, frames, written, read, total_s, ages)))
+                                     _detail(cause, f.frames, written, read, total_s, ages)))
     if not cats:
-        reasons = sorted({s.reason for s in stacks if s.reason})
-        att.notes.append("no usable stack samples" + (f" ({'; '.join(reasons)})" if reasons else "")
+        att.notes.append("no usable stack samples" + (f" ({'; '.join(f.stack_reasons)})" if f.stack_reasons else "")
                          + ": only counters split the idle time")
-    elif coverage is not None and coverage < total_s / 2:
-        att.notes.append(f"stacks cover the last {coverage:.1f} s of the {total_s:.1f} s window")
+    elif f.coverage is not None and f.coverage < total_s / 2:
+        att.notes.append(f"stacks cover the last {f.coverage:.1f} s of the {total_s:.1f} s window")
     att.text = describe(att)
     return att
 

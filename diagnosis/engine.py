@@ -14,7 +14,7 @@ from nodetune.config.diagnosis import Thresholds
 from nodetune.probes.node import Topology
 from nodetune.probes.snapshot import Window, now_iso
 
-from .attribution import attribute, describe
+from .attribution import Facts, classify, describe, prepare, process_index
 from .findings import (
     SEVERITY_ORDER,
     Finding,
@@ -30,7 +30,14 @@ from .phases import PhasePlan, find_phases, strip, trim
 from .rules import all_rules, primary_order
 from .rules.base import RuleContext
 from .stacks import stack_evidence
-from .window_stats import GpuStats, HostStats, WindowStats, window_stats
+from .window_stats import (
+    GpuStats,
+    HostStats,
+    WindowStats,
+    gpu_stats,
+    window_stats,
+    with_idle_threshold,
+)
 
 REPORT_VERSION = 1
 # A healthy GPU is hardly ever idle: a training loop keeps it fed between steps.
@@ -48,14 +55,26 @@ def _metrics(g: GpuStats) -> dict[str, object]:
             "gpm": g.gpm, "samples": g.samples}
 
 
-def _primary(index: int, findings: list[Finding]) -> Finding | None:
-    mine = [f for f in findings if index in f.gpus]
-    return next((f for kind in primary_order() for f in mine if f.kind == kind), None)
+def _pick(mine: list[Finding], startup_only: bool) -> Finding | None:
+    """The decisive finding: the lowest-ranked kind; start-up only where the window is all start-up
+    (then it outranks what the stacks of a starting process suggest), and never the note that a
+    start-up was left out (the steady part after it has the verdict)."""
+    cands = [f for f in mine if not (f.kind == "startup" and f.evidence.get("left_out_s") is not None)]
+    if startup_only and not any(f.kind == "gpu_lost" for f in cands):
+        first = next((f for f in cands if f.kind == "startup"), None)
+        if first is not None:
+            return first
+    return next((f for kind in primary_order() for f in cands if f.kind == kind), None)
 
 
-def _gpu_verdict(g: GpuStats, findings: list[Finding], att: IdleAttribution | None, th: Thresholds) -> GpuVerdict:
+def _primary(index: int, findings: list[Finding], plan: PhasePlan | None = None) -> Finding | None:
+    return _pick([f for f in findings if index in f.gpus], plan is not None and index in plan.startup_only)
+
+
+def _gpu_verdict(g: GpuStats, findings: list[Finding], att: IdleAttribution | None, th: Thresholds,
+                 plan: PhasePlan) -> GpuVerdict:
     mine = [f for f in findings if g.index in f.gpus]
-    primary = _primary(g.index, findings)
+    primary = _primary(g.index, findings, plan)
     if primary is None:
         if not g.pids and (g.util_mean or 0) < 5:
             verdict, summary, conf = "idle", "idle: no GPU processes", 0.9
@@ -96,19 +115,42 @@ class _Pass:
     findings: list[Finding]
 
 
-def _evaluate(topo: Topology, win: Window, th: Thresholds, jobs: list[JobGroup], stacks: dict[int, StackEvidence],
-              plan: PhasePlan) -> _Pass:
-    """Statistics, attribution and every rule over (the diagnosed part of) a window."""
+@dataclass
+class _Prepared:
+    """What a threshold does not change, computed once per window: statistics (their idle share
+    aside) and each GPU's per-interval attribution facts."""
+
+    stats: WindowStats
+    facts: dict[int, Facts]
+    idle_util_pct: float  # the threshold `stats` counted idle samples at
+
+
+def _prepare(topo: Topology, win: Window, th: Thresholds, jobs: list[JobGroup], stacks: dict[int, StackEvidence],
+             plan: PhasePlan, gpus: list[GpuStats] | None, t_shift: float) -> _Prepared:
     clk = topo.node.clk_tck or 100
-    stats = window_stats(win, topo, th.idle_util_pct)
-    att: dict[int, IdleAttribution] = {}
+    stats = window_stats(win, topo, th.idle_util_pct, gpus)
+    index = process_index(win)
+    memo: dict[tuple[int, ...], list[tuple[int, int, int]]] = {}  # a multi-GPU job's counters, once for all its GPUs
+    facts: dict[int, Facts] = {}
     for g in stats.gpus:
         if g.lost or not g.pids:
             continue
         mine = [j for j in jobs if g.index in j.gpus]
-        a = attribute(win, g.index, mine, [stacks[p] for j in mine for p in j.pids if p in stacks], th, clk)
-        if a is not None:
-            att[g.index] = a
+        # start-up, counted from the diagnosed part's first sample (none left where it was trimmed)
+        su = plan.startup_s.get(g.index)
+        su = su - t_shift if su is not None and su - t_shift > 0 else None
+        fx = prepare(win, g.index, mine, [stacks[p] for j in mine for p in j.pids if p in stacks], clk, index, su,
+                     memo)
+        if fx is not None:
+            facts[g.index] = fx
+    return _Prepared(stats, facts, th.idle_util_pct)
+
+
+def _evaluate(topo: Topology, win: Window, th: Thresholds, jobs: list[JobGroup], stacks: dict[int, StackEvidence],
+              plan: PhasePlan, prep: _Prepared) -> _Pass:
+    """Attribution and every rule over (the diagnosed part of) a window, under thresholds `th`."""
+    stats = prep.stats if th.idle_util_pct == prep.idle_util_pct else with_idle_threshold(prep.stats, th.idle_util_pct)
+    att = {i: classify(fx, th) for i, fx in prep.facts.items()}
     ctx = RuleContext(topo=topo, window=win, stats=stats, th=th, jobs=jobs, stacks=stacks, attribution=att,
                       phases=plan)
     findings: list[Finding] = []
@@ -153,31 +195,36 @@ def diagnose(topo: Topology, win: Window, th: Thresholds | None = None, source: 
     th = th or Thresholds()
     jobs = group_jobs(win)
     stacks: dict[int, StackEvidence] = {s.pid: stack_evidence(s) for s in win.stacks}
-    full = window_stats(win, topo, th.idle_util_pct)
-    plan = find_phases(win, full.gpus, jobs, th, topo.node.clk_tck or 100)
+    # The GPU series of the whole window find the phases; the rest is computed for the diagnosed part only.
+    full_gpus = gpu_stats(win, topo, th.idle_util_pct)
+    full_s = round(win.samples[-1].t - win.samples[0].t, 3) if len(win.samples) >= 2 else 0.0
+    plan = find_phases(win, full_gpus, jobs, th, topo.node.clk_tck or 100)
     dwin = trim(win, plan)
-    base = _evaluate(topo, dwin, th, jobs, stacks, plan)
+    shift = dwin.samples[0].t - win.samples[0].t if plan.trims and dwin.samples else 0.0
+    prep = _prepare(topo, dwin, th, jobs, stacks, plan, None if plan.trims else full_gpus, shift)
+    base = _evaluate(topo, dwin, th, jobs, stacks, plan, prep)
     stats, findings = base.stats, base.findings
 
-    report = Report(version=REPORT_VERSION, source=source, taken_at=taken_at or now_iso(), window_s=full.seconds,
+    report = Report(version=REPORT_VERSION, source=source, taken_at=taken_at or now_iso(), window_s=full_s,
                     elapsed_s=0.0, hostname=topo.node.hostname,
                     gpu_backend=topo.backend.source if topo.backend.available else f"none: {topo.backend.reason}",
                     findings=findings)
-    report.gpus = [_gpu_verdict(g, findings, base.attribution.get(g.index), th) for g in stats.gpus]
+    report.gpus = [_gpu_verdict(g, findings, base.attribution.get(g.index), th, plan) for g in stats.gpus]
     steady = None
     if plan.trims and dwin.samples:
         steady = (round(dwin.samples[0].t - win.samples[0].t, 2), round(dwin.samples[-1].t - win.samples[0].t, 2))
-    # Stable verdicts: a verdict that a small move of the thresholds would change is borderline.
-    alt = [_evaluate(topo, dwin, _scaled(th, 1 + k * th.borderline_margin), jobs, stacks, plan)
+    # Stable verdicts: a verdict that a small move of the thresholds would change is borderline. The
+    # phases and the per-interval facts stay as found; attribution and the rules run again.
+    alt = [_evaluate(topo, dwin, _scaled(th, 1 + k * th.borderline_margin), jobs, stacks, plan, prep)
            for k in (-1, 1)] if th.borderline_margin > 0 else []
-    for v, g in zip(report.gpus, full.gpus, strict=True):
+    for v, g in zip(report.gpus, full_gpus, strict=True):
         v.phases = plan.phases.get(g.index, [])
         v.strip = strip(g, v.phases)
         v.diagnosed_s = steady
         words = _phase_words(v.phases, steady)
         if words:
             v.summary = f"{words}; then {v.verdict}: {v.summary}"
-        others = sorted({p.kind for a in alt if (p := _primary(v.index, a.findings)) is not None} - {v.verdict})
+        others = sorted({p.kind for a in alt if (p := _primary(v.index, a.findings, plan)) is not None} - {v.verdict})
         if others and v.verdict not in ("idle", "gpu_lost"):
             v.borderline, v.leans = others, v.verdict
             v.confidence = min(v.confidence, BORDERLINE_CONFIDENCE)
@@ -186,7 +233,7 @@ def diagnose(topo: Topology, win: Window, th: Thresholds | None = None, source: 
     for job in jobs:
         jf = [f for f in findings if f.job == job.id or set(f.pids) & set(job.all_pids)]
         verdicts = [by_gpu[i] for i in job.gpus if i in by_gpu]
-        primary = next((f for kind in primary_order() for f in jf if f.kind == kind and f.job in (None, job.id)), None)
+        primary = _pick([f for f in jf if f.job in (None, job.id)], bool(set(job.gpus) & plan.startup_only))
         verdict = primary.kind if primary else (verdicts[0].verdict if verdicts else "unclassified")
         cause = primary.cause if primary else None
         healthy = bool(verdicts) and all(v.healthy for v in verdicts) and not any(f.severity != "info" for f in jf)

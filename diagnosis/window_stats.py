@@ -7,6 +7,7 @@ per-process times.
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 from collections import Counter
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 from nodetune.probes.gpu import GpuSample
 from nodetune.probes.node import Topology
 from nodetune.probes.pci import link_bandwidth_gbps
+from nodetune.probes.processes import ProcessSample
 from nodetune.probes.snapshot import Sample, Window
 
 # Clock-event reasons that mean the GPU is held back (idle and app-clock settings do not).
@@ -347,8 +349,13 @@ def _idle_run(seq: list[GpuSample], interval_s: float) -> float:
 
 def process_stats(win: Window, clk_tck: int) -> list[ProcessStats]:
     out = []
+    # One pass over the samples (not one per process): each process's samples in time order.
+    by_pid: dict[int, list[tuple[float, ProcessSample]]] = {}
+    for s in win.samples:
+        for p in s.processes:
+            by_pid.setdefault(p.pid, []).append((s.t, p))
     for info in win.processes:
-        seq = [(s.t, p) for s in win.samples for p in s.processes if p.pid == info.pid]
+        seq = by_pid.get(info.pid, [])
         alive = [(t, p) for t, p in seq if p.alive]
         ps = ProcessStats(pid=info.pid, role=info.role, gpus=info.gpus, alive_samples=len(alive),
                           exited=bool(seq) and not seq[-1][1].alive)
@@ -362,18 +369,23 @@ def process_stats(win: Window, clk_tck: int) -> list[ProcessStats]:
             if a.read_bytes is not None and b.read_bytes is not None:
                 ps.read_mbps = round((b.read_bytes - a.read_bytes) / dt / 1e6, 2)
             first = {t.tid: t for t in a.threads}
-            states: dict[int, Counter[str]] = {}
+            states: dict[int, list[int]] = {}  # tid -> [samples, in D, in R]
             for _, p in alive:
                 for t in p.threads:
-                    states.setdefault(t.tid, Counter())[t.state] += 1
+                    c = states.get(t.tid)
+                    if c is None:
+                        c = states[t.tid] = [0, 0, 0]
+                    c[0] += 1
+                    c[1] += t.state == "D"
+                    c[2] += t.state == "R"
             for t in b.threads:
                 f = first.get(t.tid)
                 if f is None:
                     continue
-                c = states.get(t.tid, Counter())
-                n = max(sum(c.values()), 1)
+                n, d, r = states.get(t.tid, [0, 0, 0])
+                n = max(n, 1)
                 ps.threads.append(ThreadStats(t.tid, t.name, round(100.0 * (t.utime + t.stime - f.utime - f.stime) / clk_tck / dt, 1),
-                                              round(c["D"] / n, 3), round(c["R"] / n, 3)))
+                                              round(d / n, 3), round(r / n, 3)))
             ps.threads.sort(key=lambda t: -t.cpu_pct)
             ps.d_threads_mean = round(sum(sum(1 for t in p.threads if t.state == "D") for _, p in alive) / len(alive), 2)
             if ps.threads:
@@ -384,12 +396,24 @@ def process_stats(win: Window, clk_tck: int) -> list[ProcessStats]:
     return out
 
 
-def window_stats(win: Window, topo: Topology, idle_util_pct: float = 5.0) -> WindowStats:
-    """Everything the rules need, computed once."""
+def window_stats(win: Window, topo: Topology, idle_util_pct: float = 5.0,
+                 gpus: list[GpuStats] | None = None) -> WindowStats:
+    """Everything the rules need, computed once (`gpus`: the GPU part, where already computed)."""
     return WindowStats(
         seconds=round(win.samples[-1].t - win.samples[0].t, 3) if len(win.samples) >= 2 else 0.0,
         samples=len(win.samples),
         host=host_stats(win),
-        gpus=gpu_stats(win, topo, idle_util_pct),
+        gpus=gpus if gpus is not None else gpu_stats(win, topo, idle_util_pct),
         processes=process_stats(win, topo.node.clk_tck or 100),
     )
+
+
+def with_idle_threshold(stats: WindowStats, idle_util_pct: float) -> WindowStats:
+    """The same statistics with the idle share counted at another threshold: the only part of them
+    a threshold decides, so the borderline check need not recompute the rest."""
+    gpus = []
+    for g in stats.gpus:
+        util = [u for u in g.utils if u is not None]
+        share = round(sum(1 for u in util if u < idle_util_pct) / len(util), 3) if util else None
+        gpus.append(dataclasses.replace(g, idle_share=share))
+    return dataclasses.replace(stats, gpus=gpus)

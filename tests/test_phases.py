@@ -24,7 +24,7 @@ def trainer(**kw: object) -> ProcLoad:
 
 def startup_then_steady(idle_samples: int, n: int = 20, age_s: float = 3.0) -> WindowBuilder:
     pattern = [0.0] * (idle_samples + 1) + [100.0] * (n - idle_samples)
-    return (WindowBuilder(seconds=n * 0.5, interval=0.5).gpu(0, busy_pattern=pattern, sm=95, tensor=90)
+    return (WindowBuilder(seconds=n * 0.5, interval=0.5).gpu(0, busy_pattern=pattern, sm=95, tensor=90, gpm_follows=True)
             .proc(trainer(age_s=age_s)).stack(100, [(STEP_STACK, 200)]))
 
 

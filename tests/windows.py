@@ -45,6 +45,7 @@ class GpuLoad:
     mem_used_gib: float = 0.5
     pids: list[int] = field(default_factory=list)
     busy_pattern: list[float] | None = None  # per-sample utilization, overrides util
+    gpm_follows: bool = False  # GPM activity (sm, tensor, dram, fp32) scaled by each sample's utilization, as on a GPU
     lost_at: int | None = None
 
 
@@ -274,9 +275,12 @@ class WindowBuilder:
             if k == 0:
                 s.missing["gpm"] = "first GPM sample of the window: metrics need two"
             else:
-                s.gpm = GpmMetrics(interval_s=self.interval, sm_util_pct=ld.sm, tensor_pct=ld.tensor, dram_bw_pct=ld.dram,
-                                   fp32_pct=ld.fp32, fp16_pct=0.0, pcie_rx_mibps=ld.pcie_rx, pcie_tx_mibps=ld.pcie_tx,
-                                   nvlink_rx_mibps=ld.nvlink, nvlink_tx_mibps=ld.nvlink, sm_occupancy_pct=(ld.sm or 0) / 2)
+                f = util / 100 if ld.gpm_follows else 1.0
+                sc = lambda v: None if v is None else v * f  # noqa: E731
+                s.gpm = GpmMetrics(interval_s=self.interval, sm_util_pct=sc(ld.sm), tensor_pct=sc(ld.tensor),
+                                   dram_bw_pct=sc(ld.dram), fp32_pct=sc(ld.fp32), fp16_pct=0.0, pcie_rx_mibps=ld.pcie_rx,
+                                   pcie_tx_mibps=ld.pcie_tx, nvlink_rx_mibps=ld.nvlink, nvlink_tx_mibps=ld.nvlink,
+                                   sm_occupancy_pct=(sc(ld.sm) or 0) / 2)
         else:
             s.missing["gpm"] = "GPM not supported on this GPU"
             s.pcie_rx_kibps, s.pcie_tx_kibps = ld.pcie_rx * 1024, ld.pcie_tx * 1024
