@@ -90,3 +90,48 @@ def test_borderline_window_says_so_and_which_way_it_leans():
 def test_clear_window_is_not_borderline():
     g = run(WindowBuilder().gpu(0, util=100, sm=96, tensor=93).proc(trainer())).gpus[0]
     assert g.borderline == [] and g.leans is None
+
+
+def agent_window(idle_s: int, born_at_s: float = 5.0, **gpu: object) -> WindowBuilder:
+    """The agent's window (60 s, a sample a second): the process starts `born_at_s` into it, its GPU
+    idles `idle_s` more (imports, CUDA context) and then works; GPM activity follows utilization."""
+    pattern = [0.0] * (int(born_at_s) + idle_s + 1) + [100.0] * 60
+    load = {"busy_pattern": pattern, "sm": 95, "tensor": 80, "gpm_follows": True, **gpu}
+    return (WindowBuilder(seconds=60, interval=1.0).gpu(0, **load)
+            .proc(trainer(age_s=-born_at_s)).stack(100, [(STEP_STACK, 200)]))
+
+
+def test_agent_window_with_start_up_is_the_steady_verdict():
+    # Issue: in the agent a compute_bound.py job came out `startup` for 79 of its 95 s.
+    r = run(agent_window(10))
+    g = r.gpus[0]
+    assert (g.verdict, g.healthy) == ("compute_bound", True)
+    assert g.summary.startswith("first 15.0 s: start-up") and "then compute_bound" in g.summary
+    assert g.phases[0].kind == "startup" and "started 5.0 s into the window" in g.phases[0].note
+    assert r.jobs[0].verdict == "compute_bound"
+
+
+def test_agent_window_mostly_start_up_still_judges_the_steady_part():
+    # 50 s of start-up, 10 s steady: the steady part has the verdict.
+    assert run(agent_window(45)).gpus[0].verdict == "compute_bound"
+
+
+def test_steady_part_with_no_rule_is_unclassified_not_start_up():
+    # A steady part no rule names is `unclassified`, with the start-up said in the summary.
+    g = run(agent_window(10, sm=40, tensor=10, dram=10)).gpus[0]
+    assert g.verdict != "startup" and g.summary.startswith("first 15.0 s: start-up")
+
+
+def test_whole_window_start_up_is_startup():
+    g = run(agent_window(70)).gpus[0]
+    assert g.verdict == "startup" and [p.kind for p in g.phases] == ["startup"]
+
+
+def test_idle_start_of_a_job_seen_working_before_is_no_start_up():
+    # 20 s old at the window's start, idle its first 3 s, then working: its GPU may well have worked
+    # before the window (a host step, a stall), so nothing is called start-up.
+    pattern = [0.0] * 4 + [100.0] * 20
+    b = (WindowBuilder(seconds=20, interval=1.0).gpu(0, busy_pattern=pattern, sm=95, tensor=80, gpm_follows=True)
+         .proc(trainer(age_s=20)).stack(100, [(STEP_STACK, 200)]))
+    g = run(b).gpus[0]
+    assert not any(p.kind == "startup" for p in g.phases) and g.diagnosed_s is None
