@@ -3,7 +3,6 @@ imports the agent by name, and the agent imports nothing of the CLI)."""
 
 from __future__ import annotations
 
-import logging
 import sys
 from typing import Annotated
 
@@ -32,28 +31,14 @@ def agent(
     verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Log at debug level.")] = False,
 ) -> None:
     """Run the node agent: sample, diagnose every N seconds, serve Prometheus metrics (systemd: Type=notify)."""
-    logging.basicConfig(stream=sys.stderr, level=logging.DEBUG if verbose else logging.INFO,
-                        format="nodetune agent: %(levelname)s: %(message)s")
-    from nodetune.agent.daemon import Agent
+    import os
 
-    a = Agent(root=root, config_path=config, listen=listen)
-    if once:
-        from prometheus_client.exposition import generate_latest
+    if sys.argv[1:2] == ["agent"] and os.environ.get("NODETUNE_AGENT_NO_REEXEC") != "1":
+        # The options are valid (typer checked them); the daemon runs without the CLI's libraries.
+        os.execv(sys.executable, [sys.executable, "-m", "nodetune.agent", *sys.argv[2:]])
+    from nodetune.agent.run import run_agent
 
-        try:
-            a.start(http=False)
-            a.run(max_samples=3)
-            a.diagnose_now(a.window_job())
-            sys.stdout.write(generate_latest(a.registry()).decode())
-        finally:
-            a.stop()
-        return
-    a.install_signals()
-    try:
-        a.start()
-        a.run()
-    finally:
-        a.stop()
+    run_agent(config, root, listen, once, verbose)
 
 
 def register(app: typer.Typer) -> None:

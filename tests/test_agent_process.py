@@ -158,3 +158,16 @@ def test_once_prints_the_exposition(node: Path) -> None:
     m = parse(out)
     assert value(m, "nodetune_agent_samples_total") == 3
     assert value(m, "nodetune_agent_diagnoses_total") == 1
+
+
+def test_the_daemon_runs_without_the_cli_libraries(node: Path) -> None:
+    """`nodetune agent` re-executes into `python -m nodetune.agent`: no typer, rich or pydantic in
+    the long-running process (about 12 MB of RSS less), same pid for systemd."""
+    p, url = _start(node)
+    try:
+        maps = Path(f"/proc/{p.pid}/maps").read_text()
+        cmdline = Path(f"/proc/{p.pid}/cmdline").read_bytes().split(b"\0")
+        assert b"nodetune.agent" in cmdline and "pydantic_core" not in maps
+    finally:
+        p.send_signal(signal.SIGTERM)
+        p.communicate(timeout=10)

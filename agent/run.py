@@ -1,0 +1,32 @@
+"""Run the agent: what `nodetune agent` and `python -m nodetune.agent` both call."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+
+def run_agent(config: str | None, root: str, listen: str | None, once: bool, verbose: bool) -> None:
+    """Sample, diagnose every N seconds, serve Prometheus metrics until SIGTERM (or one window with `once`)."""
+    logging.basicConfig(stream=sys.stderr, level=logging.DEBUG if verbose else logging.INFO,
+                        format="nodetune agent: %(levelname)s: %(message)s")
+    from nodetune.agent.daemon import Agent
+
+    a = Agent(root=root, config_path=config, listen=listen)
+    if once:
+        from prometheus_client.exposition import generate_latest
+
+        try:
+            a.start(http=False)
+            a.run(max_samples=3)
+            a.diagnose_now(a.window_job())
+            sys.stdout.write(generate_latest(a.registry()).decode())
+        finally:
+            a.stop()
+        return
+    a.install_signals()
+    try:
+        a.start()
+        a.run()
+    finally:
+        a.stop()
