@@ -114,7 +114,7 @@ class Facts:
 
 def prepare(win: Window, gpu: int, jobs: list[JobGroup], stacks: list[StackEvidence], clk_tck: int,
             index: list[dict[int, ProcessSample]] | None = None, startup_s: float | None = None,
-            memo: dict[tuple[int, ...], list[tuple[int, int, int]]] | None = None) -> Facts | None:
+            memo: dict[tuple[int, ...], list[tuple[int, int, int, list[float]]]] | None = None) -> Facts | None:
     """The per-interval facts of GPU `gpu`; None when the window has fewer than two samples."""
     samples = win.samples
     if len(samples) < 2:
@@ -133,14 +133,19 @@ def prepare(win: Window, gpu: int, jobs: list[JobGroup], stacks: list[StackEvide
                   sum(_delta(first.get(p), last.get(p), "write_bytes") for p in pids),
                   sum(_delta(first.get(p), last.get(p), "read_bytes") for p in pids),
                   len(workers), *combine_stacks(stacks), sorted({s.reason for s in stacks if s.reason}), startup_s)
-    # Per interval: bytes written, bytes read, threads in D state; the same for every GPU of a job.
+    # Per interval: bytes written, bytes read, threads in D state, each worker's CPU; the same for
+    # every GPU of a job.
     key = tuple(pids)
     io = memo.get(key) if memo is not None else None
     if io is None:
-        io = [(0, 0, 0)] + [(sum(_delta(idx[k - 1].get(p), idx[k].get(p), "write_bytes") for p in pids),
-                             sum(_delta(idx[k - 1].get(p), idx[k].get(p), "read_bytes") for p in pids),
-                             sum(1 for p in pids if p in idx[k] for t in idx[k][p].threads if t.state == "D"))
-                            for k in range(1, len(samples))]
+        io = [(0, 0, 0, [])]
+        for k in range(1, len(samples)):
+            a, b = idx[k - 1], idx[k]
+            dt = max(samples[k].t - samples[k - 1].t, 1e-6)
+            io.append((sum(_delta(a.get(p), b.get(p), "write_bytes") for p in pids),
+                       sum(_delta(a.get(p), b.get(p), "read_bytes") for p in pids),
+                       sum(1 for p in pids if p in b for t in b[p].threads if t.state == "D"),
+                       [_cpu_pct(a.get(p), b.get(p), dt, clk_tck) for p in workers]))
         if memo is not None:
             memo[key] = io
     for k in range(1, len(samples)):
@@ -149,14 +154,12 @@ def prepare(win: Window, gpu: int, jobs: list[JobGroup], stacks: list[StackEvide
         if g is None or g.util_gpu_pct is None:
             continue
         dt = max(s1.t - s0.t, 1e-6)
-        a, b = idx[k - 1], idx[k]
         age = s1.t - born if born is not None else None
         # Same sanity bound as phases.process_age_s: a clock not counted from boot says nothing.
         if age is not None and not -win.seconds - 5 <= age <= 10 * 365 * 86400:
             age = None
         facts.intervals.append(_Interval(
-            s1.t - t0, dt, g.util_gpu_pct, g.gpm.sm_util_pct if g.gpm else None, *io[k],
-            [_cpu_pct(a.get(p), b.get(p), dt, clk_tck) for p in workers], age))
+            s1.t - t0, dt, g.util_gpu_pct, g.gpm.sm_util_pct if g.gpm else None, *io[k], age))
     return facts
 
 

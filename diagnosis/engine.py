@@ -130,7 +130,7 @@ def _prepare(topo: Topology, win: Window, th: Thresholds, jobs: list[JobGroup], 
     clk = topo.node.clk_tck or 100
     stats = window_stats(win, topo, th.idle_util_pct, gpus)
     index = process_index(win)
-    memo: dict[tuple[int, ...], list[tuple[int, int, int]]] = {}  # a multi-GPU job's counters, once for all its GPUs
+    memo: dict[tuple[int, ...], list[tuple[int, int, int, list[float]]]] = {}  # a multi-GPU job's counters, once for all its GPUs
     facts: dict[int, Facts] = {}
     for g in stats.gpus:
         if g.lost or not g.pids:

@@ -34,8 +34,12 @@ class RuleContext:
     def gpu(self, index: int) -> GpuStats | None:
         return next((g for g in self.stats.gpus if g.index == index), None)
 
+    def __post_init__(self) -> None:
+        # every rule asks for processes by pid, once per job per GPU: one lookup table
+        self._procs = {p.pid: p for p in self.stats.processes}
+
     def proc(self, pid: int) -> ProcessStats | None:
-        return next((p for p in self.stats.processes if p.pid == pid), None)
+        return self._procs.get(pid)
 
     def jobs_on(self, gpu: int) -> list[JobGroup]:
         return [j for j in self.jobs if gpu in j.gpus]
