@@ -54,7 +54,15 @@ class Window:
     missing: dict[str, str] = field(default_factory=dict)
 
     def process(self, pid: int) -> ProcessInfo | None:
-        return next((p for p in self.processes if p.pid == pid), None)
+        """The process `pid` (the first recorded); an index, built once, keeps rules linear."""
+        cached = self.__dict__.get("_by_pid")
+        if cached is None or cached[0] != len(self.processes):
+            index: dict[int, ProcessInfo] = {}
+            for p in self.processes:
+                index.setdefault(p.pid, p)
+            cached = (len(self.processes), index)
+            self.__dict__["_by_pid"] = cached
+        return cached[1].get(pid)
 
 
 @dataclass
