@@ -7,6 +7,7 @@ GPM unsupported) without a GPU and without patching anything.
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -120,7 +121,8 @@ class FakeNvml:
         self.gpus = gpus
         self.init_error = init_error
         self.levels = levels or {}
-        self.calls: list[str] = []
+        # bounded: a soak of 20,000 samples would otherwise keep every call it ever made
+        self.calls: deque[str] = deque(maxlen=50_000)
         self.initialized = False
         self._samples = 0
         self.gpm_allocated = 0
