@@ -15,11 +15,9 @@ import argparse
 import copy
 import gzip
 import json
-import resource
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from tables import print_table
@@ -90,5 +88,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    del resource
     sys.exit(main())
