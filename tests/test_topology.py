@@ -244,7 +244,7 @@ def test_laptop_without_gpu_or_nvml(tmp_path: Path) -> None:
     assert topo.backend.reason == "NVML library (libnvidia-ml.so.1) not found: no NVIDIA driver on this node"
     assert topo.gpus == [] and topo.gpu_links == []
     assert [d.kind for d in topo.pci] == ["nic"]
-    assert nv.calls == []
+    assert list(nv.calls) == []
     assert [(m.mount_point, m.device, m.disks) for m in topo.mounts] == [("/", "dm-0", ["sda"])]
 
 
