@@ -72,23 +72,19 @@ def history(job: Annotated[str | None, typer.Argument(help="A job id (or its sta
     """Recent jobs with their dominant verdict and lost GPU-hours; with JOB, its verdict timeline."""
     from nodetune.probes.host import Host
 
-    from .history import DEFAULT_HISTORY, History, HistoryError
+    from .history import DEFAULT_HISTORY, History
 
     path = db or Host(root).path(DEFAULT_HISTORY)
     jobs: list[JobSummary] = []
     tl: JobTimeline | None = None
+    h = History(path).open(create=False)  # HistoryError: the CLI's one-line error, exit 2
     try:
-        h = History(path).open(create=False)
-        try:
-            if job is None:
-                jobs = h.jobs(since, user)
-            else:
-                tl = h.timeline(job)
-        finally:
-            h.close()
-    except HistoryError as exc:
-        typer.echo(f"nodetune: error: {exc}", err=True)
-        raise typer.Exit(2) from None
+        if job is None:
+            jobs = h.jobs(since, user)
+        else:
+            tl = h.timeline(job)
+    finally:
+        h.close()
     if as_json:
         data = dataclasses.asdict(tl) if tl is not None else [dataclasses.asdict(j) for j in jobs]
         sys.stdout.write(json.dumps(data, indent=1) + "\n")

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from nodetune.agent.state import State, View
@@ -48,6 +48,18 @@ def discover() -> dict[str, CollectorFn]:
 
 def gauge(name: str, doc: str, labels: list[str] | None = None) -> GaugeMetricFamily:
     return GaugeMetricFamily(name, doc, labels=labels or [])
+
+
+def single_gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
+    """A gauge with one unlabelled sample."""
+    g = gauge(name, doc)
+    g.add_metric([], value)
+    return g
+
+
+def single_counter(name: str, doc: str, value: float) -> CounterMetricFamily:
+    """A counter with one unlabelled sample (`name` without `_total`)."""
+    return CounterMetricFamily(name, doc, value=value)
 
 
 def pct_ratio(v: float | None) -> float | None:

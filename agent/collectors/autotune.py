@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 from prometheus_client.core import CounterMetricFamily, Metric
 
-from nodetune.agent.collectors import collector
+from nodetune.agent.collectors import collector, single_counter
 from nodetune.agent.state import View
 
 
@@ -16,10 +16,8 @@ def autotune(v: View) -> Iterator[Metric]:
                                   "knob group (each through the tuning journal).", labels=["tuner", "knob"])
     for (tuner, knob), n in sorted(v.autotune_changes.items()):
         changes.add_metric([tuner, knob], n)
-    failed = CounterMetricFamily("nodetune_autotune_failures", "Automatic tuning transactions that failed and were "
-                                 "rolled back.")
-    failed.add_metric([], v.autotune_failures_total)
-    limited = CounterMetricFamily("nodetune_autotune_rate_limited", "Advice that held long enough but waited for "
-                                  "the hourly limit.")
-    limited.add_metric([], v.autotune_rate_limited_total)
-    yield from (changes, failed, limited)
+    yield changes
+    yield single_counter("nodetune_autotune_failures", "Automatic tuning transactions that failed and were "
+                         "rolled back.", v.autotune_failures_total)
+    yield single_counter("nodetune_autotune_rate_limited", "Advice that held long enough but waited for "
+                         "the hourly limit.", v.autotune_rate_limited_total)

@@ -4,21 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.core import Metric
 
-from nodetune.agent.collectors import collector, gauge
+from nodetune.agent.collectors import collector, single_counter, single_gauge
 from nodetune.agent.state import View
 
 
 @collector("history")
 def history(v: View) -> Iterator[Metric]:
-    up = gauge("nodetune_agent_history_up", "1 if the job history database is open and being written.")
-    up.add_metric([], 1.0 if v.history_up and not v.history_paused else 0.0)
-    writes = CounterMetricFamily("nodetune_agent_history_writes", "Diagnosis intervals written to the job history.")
-    writes.add_metric([], v.history_writes_total)
-    failed = CounterMetricFamily("nodetune_agent_history_writes_failed",
-                                 "History writes that failed (disk full or I/O error); sampling goes on.")
-    failed.add_metric([], v.history_write_errors_total)
-    size = gauge("nodetune_agent_history_size_bytes", "Size of the job history database (with its WAL).")
-    size.add_metric([], v.history_bytes)
-    yield from (up, writes, failed, size)
+    yield single_gauge("nodetune_agent_history_up", "1 if the job history database is open and being written.",
+                       1.0 if v.history_up and not v.history_paused else 0.0)
+    yield single_counter("nodetune_agent_history_writes", "Diagnosis intervals written to the job history.",
+                         v.history_writes_total)
+    yield single_counter("nodetune_agent_history_writes_failed",
+                         "History writes that failed (disk full or I/O error); sampling goes on.",
+                         v.history_write_errors_total)
+    yield single_gauge("nodetune_agent_history_size_bytes", "Size of the job history database (with its WAL).",
+                       v.history_bytes)

@@ -125,3 +125,12 @@ def sync(dev) -> None:
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
 
+
+def train_for(seconds: float, run, meter, dev, step: Callable[[], None], per_round: int = 4) -> None:
+    """Run `step` in rounds of `per_round` (a sync after each) for `seconds` or until the run ends."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end and run.running():
+        for _ in range(per_round):
+            step()
+        sync(dev)
+        meter.add(per_round)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import time
 
-from _common import Meter, Run, log, parse_args, sync, torch_device
+from _common import Meter, Run, log, parse_args, torch_device, train_for
 
 EXPECTED = ("checkpoint", "checkpoint")
 NAME = "checkpoint"
@@ -56,12 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     first = time.monotonic() + args.steady_first
     saves = 0
     while run.running():
-        end = time.monotonic() + args.compute_s
-        while time.monotonic() < end and run.running():
-            for _ in range(4):
-                model(x).float().mean().backward()
-            sync(dev)
-            meter.add(4)
+        train_for(args.compute_s, run, meter, dev, lambda: model(x).float().mean().backward())
         if time.monotonic() >= first and run.running():
             t = time.monotonic()
             save_checkpoint({"model": model.state_dict(), "optim": extra, "step": saves}, path)

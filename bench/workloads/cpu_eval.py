@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 
-from _common import Meter, Run, parse_args, sync, torch_device
+from _common import Meter, Run, parse_args, torch_device, train_for
 
 EXPECTED = ("host_other", "evaluation")
 NAME = "cpu_eval"
@@ -54,12 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     run.ready()
     first = time.monotonic() + args.steady_first
     while run.running():
-        end = time.monotonic() + args.train_s
-        while time.monotonic() < end and run.running():
-            for _ in range(4):
-                model(x).float().mean().backward()
-            sync(dev)
-            meter.add(4)
+        train_for(args.train_s, run, meter, dev, lambda: model(x).float().mean().backward())
         if time.monotonic() >= first and run.running():
             with torch.no_grad():
                 evaluate(model(x[:4096]), labels[:4096], args.eval_s)
