@@ -184,9 +184,16 @@ class MetricsApp:
             hit = self._cache.get(key)
             if hit is not None and hit[0] == version:
                 return hit[1]
-            data = om.generate_latest(self.registry) if openmetrics else generate_latest(self.registry)
-            if gz:
-                data = gzip.compress(data, compresslevel=1, mtime=0)
+            # One render per state and format: a gzip scraper (Prometheus) and a plain one (curl)
+            # of the same state share it, and only the compression is per encoding.
+            plain = self._cache.get((openmetrics, False))
+            if plain is None or plain[0] != version:
+                text = om.generate_latest(self.registry) if openmetrics else generate_latest(self.registry)
+                plain = (version, text)
+                self._cache[(openmetrics, False)] = plain
+            if not gz:
+                return plain[1]
+            data = gzip.compress(plain[1], compresslevel=1, mtime=0)
             self._cache[key] = (version, data)
             return data
 

@@ -114,3 +114,22 @@ def test_tls(tmp_path: Path):
 
     with pytest.raises(ConfigError, match="set both or neither"):
         serve(app, Listen("127.0.0.1", 0), str(cert), "")
+
+
+def test_gzip_and_plain_scrapes_of_one_state_share_one_render():
+    app, state, g = app_and_state()
+    renders = []
+    real = app.registry.collect
+
+    def counting():
+        renders.append(1)
+        return real()
+
+    app.registry.collect = counting  # type: ignore[method-assign]
+    state.update()
+    plain = app.body(False, False)
+    packed = app.body(False, True)
+    assert len(renders) == 1
+    import gzip
+
+    assert gzip.decompress(packed) == plain
