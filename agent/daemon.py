@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import FrameType, MappingProxyType
 from typing import Any
 
@@ -49,14 +49,13 @@ from nodetune.diagnosis.findings import Report
 from nodetune.probes.gpu import GpuSample
 from nodetune.probes.node import Topology, probe_topology
 from nodetune.probes.processes import ProcessInfo
-from nodetune.probes.pystacks import PySpyRun
-from nodetune.probes.sampler import MIN_INTERVAL_S, Sampler, start_spies
+from nodetune.probes.pystacks import StackRecorder
+from nodetune.probes.sampler import MAX_STACK_PROCESSES, MIN_INTERVAL_S, Sampler
 from nodetune.probes.snapshot import Sample, Window
 from nodetune.probes.source import Source, open_source
 
 log = logging.getLogger("nodetune.agent")
-SPY_LEAD_S = 3.0
-GIL_SWITCH_S = 0.0005  # py-spy starts this long before a diagnosis so its stacks are in the window
+GIL_SWITCH_S = 0.0005
 
 
 @dataclass
@@ -66,7 +65,6 @@ class Job:
     topo: Topology
     window: Window
     th: Thresholds
-    spies: list[PySpyRun] = field(default_factory=list)
 
 
 def probe_of(exc: BaseException) -> str:
@@ -205,7 +203,13 @@ class Agent:
 
     def _new_sampler(self) -> Sampler:
         every = max(1, round(self.acfg.worker_scan_every_s / self.acfg.sample_interval_s))
-        return Sampler(self.src.host, self.src.backend, self.topo, worker_scan_every=every)
+        sampler = Sampler(self.src.host, self.src.backend, self.topo, worker_scan_every=every)
+        cfg = self.acfg
+        if cfg.stacks and self.src.host.live:
+            # keep what the next diagnosis window can use: its length and one slice before it
+            sampler.stacks = StackRecorder(slice_s=cfg.stacks_slice_s, rate_hz=cfg.stacks_rate_hz,
+                                           max_processes=MAX_STACK_PROCESSES, keep_s=cfg.window_s + cfg.stacks_slice_s)
+        return sampler
 
     def registry(self) -> CollectorRegistry:
         reg = CollectorRegistry(auto_describe=False)
@@ -300,8 +304,6 @@ class Agent:
         next_detail = start
         next_diag = start + min(cfg.diagnose_every_s, cfg.window_s)
         next_journal = start
-        next_spy = next_diag - SPY_LEAD_S
-        spies: list[PySpyRun] = []
         n = 0
         ready = False
         while not self.stop_event.is_set():
@@ -320,14 +322,9 @@ class Agent:
                 self.notifier.ready(self._status_line())
             self.notifier.watchdog()
             now = time.monotonic()
-            if cfg.stacks_every_s > 0 and self.src.host.live and not spies and now >= next_spy:
-                spies = start_spies(self.sampler, SPY_LEAD_S)
-                next_spy = now + cfg.stacks_every_s
             if now >= next_diag:
-                self._hand_over(spies)
-                spies = []
+                self._hand_over()
                 next_diag = now + cfg.diagnose_every_s
-                next_spy = max(next_spy, next_diag - SPY_LEAD_S)
             if now >= next_journal:
                 self._read_journal()
                 next_journal = now + cfg.journal_every_s
@@ -397,13 +394,13 @@ class Agent:
                         log.warning("probe %s: %s unreadable: %s (nodetune_agent_probe_missing_fields)",
                                     probe, k, reason)
 
-    def _hand_over(self, spies: list[PySpyRun]) -> None:
+    def _hand_over(self) -> None:
         try:
-            self._diag_q.put_nowait(self.window_job(spies))
+            self._diag_q.put_nowait(self.window_job())
         except queue.Full:
             self.state.update(diagnoses_skipped_total=self.state.view.diagnoses_skipped_total + 1)
 
-    def window_job(self, spies: list[PySpyRun] | None = None) -> Job:
+    def window_job(self) -> Job:
         """The last window_s of the ring as a Window, the Sampler's window bookkeeping rolled."""
         cfg = self.acfg
         need = math.ceil(cfg.window_s / cfg.sample_interval_s) + 1
@@ -417,11 +414,11 @@ class Agent:
         self._prev_procs = {p.pid: p for p in win.processes if p.pid in mine}
         if samples:
             win.seconds = round(samples[-1].t - samples[0].t, 3)
-        return Job(self.topo, win, self.th, spies or [])
+            if self.sampler.stacks is not None:
+                win.stacks = self.sampler.stacks.slices(samples[0].t, samples[-1].t)
+        return Job(self.topo, win, self.th)
 
     def diagnose_now(self, job: Job) -> Report | None:
-        if job.spies:
-            job.window.stacks = [spy.collect() for spy in job.spies]
         if len(job.window.samples) < 2:
             return None
         t0 = time.monotonic()
@@ -501,6 +498,8 @@ class Agent:
         self.topo = topo
         if [g.address for g in topo.gpus] != old:
             log.warning("topology changed: GPUs %s -> %s", old, [g.address for g in topo.gpus])
+            if self.sampler.stacks is not None:
+                self.sampler.stacks.stop()
             self.sampler = self._new_sampler()
             self.sampler.prime()
             self.state.ring.clear()  # samples of another GPU set would mislead the next window
@@ -546,6 +545,8 @@ class Agent:
             self.served = None
         for t in self._threads:
             t.join(timeout=1.0)
+        if self.sampler.stacks is not None:
+            self.sampler.stacks.stop()
         if self.history is not None:
             self.history.close()
             self.history = None

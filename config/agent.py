@@ -21,8 +21,11 @@ class AgentConfig:
                                         lo=0.11, hi=3600)
     diagnose_every_s: float = number(15, "seconds between diagnoses (each verdict is at most this old)", lo=1, hi=3600)
     window_s: float = number(60, "seconds of samples each diagnosis judges (the ring holds this much)", lo=2, hi=3600)
-    stacks_every_s: float = number(0, "seconds between py-spy stack samples of GPU jobs (0: never; needs CAP_SYS_PTRACE)",
-                                   hi=86400)
+    stacks: bool = flag(True, "sample GPU jobs' Python stacks with py-spy across each window (needs CAP_SYS_PTRACE; "
+                        "py-spy reads memory without pausing the job)")
+    stacks_rate_hz: int = number(5, "py-spy samples per second of each GPU process", lo=1, hi=100)
+    stacks_slice_s: float = number(10, "seconds of each py-spy run (one child process per slice and GPU process)",
+                                   lo=1, hi=60)
     journal_every_s: float = number(60, "seconds between reads of the tuning journal (only when it changed)", lo=1, hi=86400)
     job_retention_s: float = number(3600, "seconds a job that ended keeps its per-verdict series", lo=0, hi=30 * 86400)
     max_jobs: int = number(256, "most jobs with per-verdict series at once (oldest-seen dropped first)", lo=1, hi=100_000)

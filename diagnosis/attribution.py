@@ -1,16 +1,17 @@
 """Idle-time attribution: each idle GPU second split by what its job's host side was doing.
 
 A sample interval's idle time is (1 - utilization) of it: NVML utilization is the share of the
-sample period in which a kernel ran. Counters that line up with the interval name a cause first:
+sample period in which a kernel ran. The start-up stretch the phases found (by stacks or GPU
+memory) is start-up; an interval whose own stack slices are mostly start-up is too, its reads
+being imports and weights, not data. Counters that line up with the interval name a cause next:
 bytes the job wrote (/proc/PID/io write_bytes is charged when pages are dirtied, so it is as
 current as the write calls; a checkpoint), bytes it read or threads in D state (loading from
-storage), saturated DataLoader workers (loading on the CPU). Before that, the start-up stretch the
-phases found (a young job whose GPU has not worked yet) is start-up whatever else it shows: a job
-that has never asked its GPU for work cannot be waiting on its input, and the reads of a starting
-process are its imports. py-spy's main-thread stacks then split what is left: a stack category
-holding share p of the thread's samples is taken to hold p of the wall time after start-up, less
-what counters already gave that category. Stacks waiting for the GPU (synchronize, kernel dispatch) explain no
-idle time. What neither explains is `unexplained`, never guessed.
+storage), saturated DataLoader workers (loading on the CPU). py-spy's main-thread stacks of the
+same interval then split what is left by category; the GPU-facing ones (dispatching kernels,
+waiting on them) are `dispatch` once the GPU has worked (it idles between the work the host
+launches) and start-up warm-up before. Intervals no slice covers (files written before stacks were
+sliced) are split by the window's stacks as a whole. What neither explains is `unexplained`,
+never guessed.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from nodetune.probes.snapshot import Window
 
 from .findings import CauseShare, IdleAttribution, StackEvidence
 from .jobs import JobGroup
-from .phases import worked
+from .phases import ACTIVE_PCT
+from .stack_timeline import Timeline
 from .stacks import GPU_FACING
 
 # Stack category -> cause of idle time.
@@ -92,6 +94,7 @@ class _Interval:
     d_state: int  # job threads in D state at its end
     worker_cpu: list[float]  # each loader worker's CPU (% of a core) over the interval
     age: float | None  # the job's youngest main process's age at its end
+    cats: dict[str, float] | None = None  # main-thread stack categories in this interval (None: no slice)
 
 
 @dataclass
@@ -110,12 +113,17 @@ class Facts:
     coverage: float | None
     stack_reasons: list[str]
     startup_s: float | None  # idle before this (from the window's start) is start-up
+    startup_basis: list[str] = field(default_factory=list)
+    iv_frames: dict[str, str] = field(default_factory=dict)  # deciding frames of the per-interval stacks
+    covered_s: float | None = None  # seconds of the window some stack slice covers
 
 
 def prepare(win: Window, gpu: int, jobs: list[JobGroup], stacks: list[StackEvidence], clk_tck: int,
             index: list[dict[int, ProcessSample]] | None = None, startup_s: float | None = None,
-            memo: dict[tuple[int, ...], list[tuple[int, int, int, list[float]]]] | None = None) -> Facts | None:
-    """The per-interval facts of GPU `gpu`; None when the window has fewer than two samples."""
+            memo: dict[tuple[int, ...], list[tuple[int, int, int, list[float]]]] | None = None,
+            tl: Timeline | None = None, t_shift: float = 0.0) -> Facts | None:
+    """The per-interval facts of GPU `gpu`; None when the window has fewer than two samples.
+    `tl` holds the stack slices on the clock of the window `t_shift` seconds before this one."""
     samples = win.samples
     if len(samples) < 2:
         return None
@@ -158,8 +166,17 @@ def prepare(win: Window, gpu: int, jobs: list[JobGroup], stacks: list[StackEvide
         # Same sanity bound as phases.process_age_s: a clock not counted from boot says nothing.
         if age is not None and not -win.seconds - 5 <= age <= 10 * 365 * 86400:
             age = None
+        cats = None
+        if tl is not None:
+            got = tl.shares(main_pids, s0.t - t0 + t_shift, s1.t - t0 + t_shift)
+            if got is not None:
+                cats, fr = got
+                for c, f in fr.items():
+                    facts.iv_frames.setdefault(c, f)
         facts.intervals.append(_Interval(
-            s1.t - t0, dt, g.util_gpu_pct, g.gpm.sm_util_pct if g.gpm else None, *io[k], age))
+            s1.t - t0, dt, g.util_gpu_pct, g.gpm.sm_util_pct if g.gpm else None, *io[k], age, cats))
+    if tl is not None and tl.slices:
+        facts.covered_s = round(tl.covered_s(main_pids, t_shift, t_shift + facts.total_s), 2)
     return facts
 
 
@@ -175,40 +192,52 @@ def classify(f: Facts, th: Thresholds) -> IdleAttribution:
     total_s, cats = f.total_s, f.cats
     acc = _Acc()
     idle_s = remaining = 0.0
-    worked_yet = False
+    active = False
     written = sum(iv.written for iv in f.intervals)
-    read = sum(iv.read for iv in f.intervals)
-    stacks_say_startup = bool(cats) and max(((c, v) for c, v in cats.items() if c not in GPU_FACING),
-                                            key=lambda cv: cv[1], default=("", 0.0))[0] == "startup"
+    read = 0  # bytes read in intervals the counters gave to data loading (imports are not data)
     ages = [iv.age for iv in f.intervals if iv.age is not None]
     startup_s = f.startup_s or 0.0
+    startup_basis = f.startup_basis or ["stacks"]
     for iv in f.intervals:
         w = max(0.0, 1 - iv.util / 100) * iv.dt
         idle_s += w
-        if worked(iv.util, iv.sm):
-            worked_yet = True
         if w <= 0:
+            if iv.util >= ACTIVE_PCT or (iv.sm or 0) >= ACTIVE_PCT:
+                active = True
             continue
         io_rate = th.attr_io_mibps * 2**20 * iv.dt
         if iv.t <= startup_s + 1e-6:
-            # The phases' start-up stretch: a young job that has not used its GPU yet.
-            acc.add("startup", w, "process_age")
-        elif not worked_yet and iv.age is not None and iv.age <= th.startup_max_age_s and stacks_say_startup:
-            acc.add("startup", w, "process_age")
+            # The phases' start-up stretch, shown by stacks or the GPU memory a job loads.
+            for b in startup_basis:
+                acc.add("startup", w / len(startup_basis), b)
+        elif iv.cats is not None and iv.cats.get("startup", 0.0) >= 0.5:
+            acc.add("startup", w, "stacks")  # its reads are imports and weights, not the job's data
         elif iv.written >= io_rate and iv.written > iv.read:
             acc.add("checkpoint", w, "counters")
         elif iv.d_state and f.window_writes > max(f.window_reads, io_rate / iv.dt * total_s * 0.1):
             acc.add("checkpoint", w, "counters")  # waiting on writeback/fsync of what it wrote
         elif iv.read >= io_rate or iv.d_state:
             acc.add("data_loading", w, "counters")
+            read += iv.read
         elif f.workers and sum(1 for c in iv.worker_cpu if c >= th.loader_busy_pct) >= max(1, 0.75 * f.workers):
             acc.add("data_loading", w, "counters")
+        elif iv.cats:
+            # What the main thread did in this very interval splits its idle time.
+            for c, v in iv.cats.items():
+                if v <= 0:
+                    continue
+                if c in GPU_FACING:
+                    acc.add("dispatch" if active else "startup", w * v, "stacks")
+                elif c in CAUSE_OF:
+                    acc.add(CAUSE_OF[c], w * v, "stacks")
         else:
             remaining += w
+        if iv.util >= ACTIVE_PCT or (iv.sm or 0) >= ACTIVE_PCT:
+            active = True
     if idle_s <= 0 and not acc.seconds:
         return IdleAttribution(f.gpu, 0.0, 0.0, stack_seconds=f.coverage, text="idle 0%")
-    # Stacks split what the counters left, less what the counters already gave each category; they
-    # speak for the time after start-up (py-spy samples the window's last seconds).
+    # Intervals no slice covered: the window's stacks as a whole split them, less what the counters
+    # already gave each category (they speak for the time after start-up).
     span = max(total_s - startup_s, 0.0)
     if cats and remaining > 0:
         left = {c: max(0.0, v * span - acc.seconds.get(CAUSE_OF[c], 0.0))
@@ -230,18 +259,20 @@ def classify(f: Facts, th: Thresholds) -> IdleAttribution:
         if share <= 0:
             continue
         att.causes.append(CauseShare(cause, share, round(secs, 2), sorted(acc.basis[cause]),
-                                     _detail(cause, f.frames, written, read, total_s, ages)))
+                                     _detail(cause, {**f.frames, **f.iv_frames}, written, read, total_s, ages)))
     if not cats:
         att.notes.append("no usable stack samples" + (f" ({'; '.join(f.stack_reasons)})" if f.stack_reasons else "")
                          + ": only counters split the idle time")
-    elif f.coverage is not None and f.coverage < total_s / 2:
+    elif f.covered_s is not None and f.covered_s < total_s * 0.8:
+        att.notes.append(f"stacks cover {f.covered_s:.1f} s of the {total_s:.1f} s window")
+    elif f.covered_s is None and f.coverage is not None and f.coverage < total_s / 2:
         att.notes.append(f"stacks cover the last {f.coverage:.1f} s of the {total_s:.1f} s window")
     att.text = describe(att)
     return att
 
 
 def _detail(cause: str, frames: dict[str, str], written: int, read: int, total_s: float, ages: list[float]) -> str:
-    cat = next((c for c, v in CAUSE_OF.items() if v == cause), cause)
+    cat = "gpu_dispatch" if cause == "dispatch" else next((c for c, v in CAUSE_OF.items() if v == cause), cause)
     parts = []
     if cat in frames:
         parts.append(frames[cat].split(" (")[0])
@@ -250,7 +281,7 @@ def _detail(cause: str, frames: dict[str, str], written: int, read: int, total_s
     if cause == "data_loading" and read >= 2**20:
         parts.append(f"reading {read / total_s / 2**20:.0f} MiB/s")
     if cause == "startup" and ages:
-        parts.append(f"process {min(ages):.0f} s old")
+        parts.append(f"process {max(min(ages), 0):.0f} s old")
     return ", ".join(parts)
 
 

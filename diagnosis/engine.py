@@ -29,7 +29,7 @@ from .jobs import JobGroup, group_jobs
 from .phases import PhasePlan, find_phases, strip, trim
 from .rules import all_rules, primary_order
 from .rules.base import RuleContext
-from .stacks import stack_evidence
+from .stack_timeline import Timeline, merged_evidence, timeline
 from .window_stats import (
     GpuStats,
     HostStats,
@@ -126,7 +126,7 @@ class _Prepared:
 
 
 def _prepare(topo: Topology, win: Window, th: Thresholds, jobs: list[JobGroup], stacks: dict[int, StackEvidence],
-             plan: PhasePlan, gpus: list[GpuStats] | None, t_shift: float) -> _Prepared:
+             plan: PhasePlan, gpus: list[GpuStats] | None, t_shift: float, tl: Timeline) -> _Prepared:
     clk = topo.node.clk_tck or 100
     stats = window_stats(win, topo, th.idle_util_pct, gpus)
     index = process_index(win)
@@ -140,8 +140,9 @@ def _prepare(topo: Topology, win: Window, th: Thresholds, jobs: list[JobGroup], 
         su = plan.startup_s.get(g.index)
         su = su - t_shift if su is not None and su - t_shift > 0 else None
         fx = prepare(win, g.index, mine, [stacks[p] for j in mine for p in j.pids if p in stacks], clk, index, su,
-                     memo)
+                     memo, tl, t_shift)
         if fx is not None:
+            fx.startup_basis = plan.startup_basis.get(g.index, [])
             facts[g.index] = fx
     return _Prepared(stats, facts, th.idle_util_pct)
 
@@ -194,14 +195,16 @@ def diagnose(topo: Topology, win: Window, th: Thresholds | None = None, source: 
     t0 = time.monotonic()
     th = th or Thresholds()
     jobs = group_jobs(win)
-    stacks: dict[int, StackEvidence] = {s.pid: stack_evidence(s) for s in win.stacks}
+    tl = timeline(win)
     # The GPU series of the whole window find the phases; the rest is computed for the diagnosed part only.
     full_gpus = gpu_stats(win, topo, th.idle_util_pct)
     full_s = round(win.samples[-1].t - win.samples[0].t, 3) if len(win.samples) >= 2 else 0.0
-    plan = find_phases(win, full_gpus, jobs, th, topo.node.clk_tck or 100)
+    plan = find_phases(win, full_gpus, jobs, th, topo.node.clk_tck or 100, tl)
     dwin = trim(win, plan)
     shift = dwin.samples[0].t - win.samples[0].t if plan.trims and dwin.samples else 0.0
-    prep = _prepare(topo, dwin, th, jobs, stacks, plan, None if plan.trims else full_gpus, shift)
+    # The rules judge the diagnosed part: their stack evidence is the slices that overlap it.
+    stacks = merged_evidence(win, shift, shift + dwin.seconds) if plan.trims else merged_evidence(win)
+    prep = _prepare(topo, dwin, th, jobs, stacks, plan, None if plan.trims else full_gpus, shift, tl)
     base = _evaluate(topo, dwin, th, jobs, stacks, plan, prep)
     stats, findings = base.stats, base.findings
 

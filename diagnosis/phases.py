@@ -1,10 +1,9 @@
 """Phases inside a window: step changes of GPU activity, a job younger than the window, a job that ends.
 
-A window is not one regime. Start-up is the stretch before the GPU first works while its job is
-young: from the window's start to the first sample in which the GPU worked after the job's youngest
-process started, counted only where the window saw most of that process's life (a process older
-than the stretch may have used its GPU before the window: its idle start is a stall, not start-up).
-Binary segmentation on the utilization series of the rest finds step changes (a split is kept where
+A window is not one regime. Start-up is the window's leading stretch in which the job shows that
+it is starting (stacks under imports, model construction, weight loading, compilation; dispatching
+its first kernels or GPU memory climbing before the GPU ever worked): positive evidence, never the
+process's age or a low utilization alone. Binary segmentation on the utilization series of the rest finds step changes (a split is kept where
 the means on either side differ by at least `phase_step_pct` points and both sides last
 `phase_min_s`); a trailing stretch after every GPU process exited is the end. The verdict is drawn
 from what lies between (the steady part); the rest is said in words. Where start-up leaves no steady
@@ -18,10 +17,12 @@ import statistics
 from dataclasses import dataclass, field
 
 from nodetune.config.diagnosis import Thresholds
-from nodetune.probes.snapshot import Window
+from nodetune.probes.snapshot import Sample, Window
 
 from .findings import Phase
 from .jobs import JobGroup
+from .stack_timeline import Timeline
+from .stacks import GPU_FACING
 from .window_stats import GpuStats
 
 # Characters of the per-GPU strip, from idle to saturated (eighths of activity).
@@ -44,6 +45,7 @@ class PhasePlan:
     trimmed: list[str] = field(default_factory=list)  # what was left out, in words
     startup_s: dict[int, float] = field(default_factory=dict)  # gpu -> seconds of start-up from the window's start
     startup_only: set[int] = field(default_factory=set)  # GPUs whose window is start-up with no steady part
+    startup_basis: dict[int, list[str]] = field(default_factory=dict)  # gpu -> what showed the start-up
 
     @property
     def trims(self) -> bool:
@@ -95,45 +97,137 @@ class _Startup:
     cut: int  # index of the last sample of start-up (the diagnosed part starts there)
     end_s: float  # from the window's first sample (unrounded: it is compared with sample times)
     note: str
+    basis: list[str] = field(default_factory=list)  # stacks | gpu_memory
 
 
-def _startup(win: Window, gpu: int, pids: list[int], th: Thresholds, clk_tck: int) -> _Startup | None:
-    """The stretch from the window's start to the GPU's first work after its job's youngest process
-    started, where that process is young and the window saw most of its life before that work."""
-    t0 = win.samples[0].t
-    ages0 = [(a, p) for p in pids if (a := process_age_s(win, p, clk_tck, t0)) is not None]
-    if not ages0:
+# A GPU that showed this much activity has run the job's kernels: dispatching after that is no
+# longer the first-use warm-up of start-up (a launch-bound loop at 20% is steady, not starting).
+ACTIVE_PCT = 10.0
+# GPU memory a job's processes gained in one interval that says weights are still arriving.
+MEMORY_CLIMB_BYTES = 64 * 2**20
+# Share of an interval's main-thread stack samples that makes it start-up (or, with the GPU-facing
+# categories before the GPU first worked, its warm-up).
+STARTUP_STACK_SHARE = 0.5
+
+
+def _job_gpu_memory(s: Sample, gpu: int, pids: set[int]) -> int | None:
+    g = next((x for x in s.gpus if x.index == gpu and x.state == "ok"), None)
+    if g is None:
         return None
-    age0, _ = min(ages0)
-    born = t0 - age0
-    last = len(win.samples) - 1
-    k_work = None
-    for k, s in enumerate(win.samples):
-        if s.t < born:
+    mem = [p.used_memory_bytes for p in g.processes if p.pid in pids and p.used_memory_bytes is not None]
+    return sum(mem) if mem else None
+
+
+# Main-thread stack categories that show a job doing its regular work, not starting.
+CONTRARY = ("data_loading", "sleeping", "checkpoint", "evaluation", "communication", "gc")
+# A process this busy on the CPU with a young GPU context and no GPU work yet is initialising (CUDA
+# context, module loading, cuBLAS: native code whose Python frame is just the caller); an
+# allocated-but-idle process sleeps.
+BUSY_MAIN_PCT = 50.0
+
+
+def _cpu_pct(win: Window, pids: list[int], k: int, clk_tck: int) -> float:
+    a = {p.pid: p for p in win.samples[k - 1].processes}
+    b = {p.pid: p for p in win.samples[k].processes}
+    dt = max(win.samples[k].t - win.samples[k - 1].t, 1e-6)
+    best = 0.0
+    for pid in pids:
+        x, y = a.get(pid), b.get(pid)
+        if x is None or y is None or None in (x.utime, x.stime, y.utime, y.stime):
             continue
+        best = max(best, 100.0 * ((y.utime or 0) + (y.stime or 0) - (x.utime or 0) - (x.stime or 0)) / clk_tck / dt)
+    return best
+
+
+def _startup(win: Window, gpu: int, pids: list[int], th: Thresholds, clk_tck: int, tl: Timeline) -> _Startup | None:
+    """The window's leading stretch in which the job was starting up, by positive evidence only:
+    stacks under imports, model construction, weight loading, CUDA initialisation or compilation;
+    and before the GPU first ran any of the job's work: stacks dispatching it (the first use of
+    each kernel), GPU memory climbing, or a GPU context created inside the window by a process busy
+    on the CPU. Age alone never makes start-up: a young job whose GPU idles while it loads data,
+    sleeps or holds memory is judged like any other. The stretch ends at its last interval with
+    evidence; stacks showing regular work or the GPU working end it."""
+    samples = win.samples
+    t0 = samples[0].t
+    pidset = set(pids)
+    cut = None
+    frames: dict[str, str] = {}
+    basis: set[str] = set()
+    active = False
+    infos = [win.process(p) for p in pids]
+    born = [i.starttime / clk_tck for i in infos if i is not None and i.starttime is not None and clk_tck > 0]
+    born_in_window = bool(born) and max(born) > t0 and process_age_s(win, pids[0], clk_tck, t0) is not None
+    seen = any(p.pid in pidset for g in samples[0].gpus if g.index == gpu for p in g.processes)
+    appeared = False
+    mem_end = _job_gpu_memory(samples[0], gpu, pidset)
+    for k in range(1, len(samples)):
+        s = samples[k]
         g = next((x for x in s.gpus if x.index == gpu and x.state == "ok"), None)
-        if g is not None and worked(g.util_gpu_pct, g.gpm.sm_util_pct if g.gpm else None):
-            k_work = k
+        if g is None:
             break
-    # Each sample stands for the interval before it: start-up ends where the working interval begins.
-    cut = last if k_work is None else k_work - 1
-    if cut <= 0:
+        util, sm = g.util_gpu_pct or 0.0, (g.gpm.sm_util_pct if g.gpm else None) or 0.0
+        if worked(util, sm):
+            break  # the GPU is doing the job's work: what came before was start-up or a stall
+        ages = [a for p in pids if (a := process_age_s(win, p, clk_tck, s.t)) is not None]
+        if ages and min(ages) > th.startup_max_age_s:
+            break
+        if ages and max(ages) < 0:
+            continue  # before the job existed: nothing to judge, left out with its start-up
+        on_gpu = any(p.pid in pidset for p in g.processes)
+        appeared = appeared or (on_gpu and not seen)  # its context was created inside the window
+        young_context = on_gpu and (born_in_window or appeared)
+        mem = _job_gpu_memory(s, gpu, pidset)
+        climbing = mem is not None and mem_end is not None and mem - mem_end >= MEMORY_CLIMB_BYTES and not active
+        climbing = climbing or (mem is not None and mem_end is None and mem >= MEMORY_CLIMB_BYTES and not active)
+        mem_end = mem if mem is not None else mem_end
+        got = tl.shares(pids, samples[k - 1].t - t0, s.t - t0)
+        sh, fr = got if got is not None else ({}, {})
+        facing = sum(v for c, v in sh.items() if c in GPU_FACING)
+        evidence = ""
+        if sh.get("startup", 0.0) >= STARTUP_STACK_SHARE:
+            evidence = "stacks"
+            if "startup" in fr:
+                frames.setdefault("startup", fr["startup"])
+        elif sum(v for c, v in sh.items() if c in CONTRARY) >= STARTUP_STACK_SHARE or active:
+            break  # regular work (loading, sleeping, a checkpoint...), or the GPU already ran the job's kernels
+        elif not (young_context or not on_gpu):
+            pass  # its GPU context predates the window: it may have worked before, only stacks can tell
+        elif climbing:
+            evidence = "gpu_memory"
+        elif facing >= STARTUP_STACK_SHARE:
+            evidence = "stacks"
+            frames.setdefault("warmup", "first use of the GPU's kernels")
+        elif _cpu_pct(win, pids, k, clk_tck) >= BUSY_MAIN_PCT:
+            evidence = "gpu_context"
+        if evidence:
+            cut = k
+            basis.add(evidence)
+        if util >= ACTIVE_PCT or sm >= ACTIVE_PCT:
+            active = True
+    if cut is None:
         return None
-    end_s = win.samples[cut].t - t0
-    age_at_work = end_s + age0
-    # Most of its life seen without GPU work (born inside the window, or before it by no more than the
-    # idle stretch we saw), and young enough that not having used its GPU yet means starting up.
-    if age0 > end_s or age_at_work > th.startup_max_age_s:
-        return None
-    note = f"process {max(age_at_work, 0):.0f} s old when the GPU started working" if k_work is not None \
-        else f"process {max(age_at_work, 0):.0f} s old, its GPU not yet working"
-    if age0 < -win.interval_s:
-        note += f"; it started {-age0:.1f} s into the window"
-    return _Startup(cut, end_s, note)
+    end_s = samples[cut].t - t0
+    what = []
+    if "startup" in frames:
+        what.append(frames["startup"].split(" (")[0])
+    if "warmup" in frames:
+        what.append("first steps: kernels loading on first use")
+    if "gpu_memory" in basis and mem_end is not None:
+        what.append(f"GPU memory climbing to {mem_end / 2**30:.1f} GiB")
+    if "gpu_context" in basis:
+        what.append("creating its GPU context")
+    ages = [a for p in pids if (a := process_age_s(win, p, clk_tck, samples[cut].t)) is not None]
+    note = ", ".join(what) + (f"; process {max(min(ages), 0):.0f} s old" if ages else "")
+    if born_in_window and born:
+        note += f"; it started {max(born) - t0:.1f} s into the window"
+    return _Startup(cut, end_s, note, sorted(basis))
 
 
-def find_phases(win: Window, gpus: list[GpuStats], jobs: list[JobGroup], th: Thresholds, clk_tck: int) -> PhasePlan:
+def find_phases(win: Window, gpus: list[GpuStats], jobs: list[JobGroup], th: Thresholds, clk_tck: int,
+                tl: Timeline | None = None) -> PhasePlan:
+    """Start-up (by evidence), steady segments and the job's end, per GPU; the part to diagnose."""
     plan = PhasePlan()
+    tl = tl or Timeline()
     if len(win.samples) < 3:
         return plan
     t0 = win.samples[0].t
@@ -146,7 +240,7 @@ def find_phases(win: Window, gpus: list[GpuStats], jobs: list[JobGroup], th: Thr
         if len(xs) < 3:
             continue
         pids = [p for j in jobs if g.index in j.gpus for p in j.pids]
-        su = _startup(win, g.index, pids, th, clk_tck)
+        su = _startup(win, g.index, pids, th, clk_tck, tl) if pids else None
         phases: list[Phase] = []
         first = 0
         if su is not None:
@@ -155,6 +249,7 @@ def find_phases(win: Window, gpus: list[GpuStats], jobs: list[JobGroup], th: Thr
             phases.append(Phase(0.0, round(su.end_s, 2), "startup", round(statistics.fmean(xs[:max(first, 1)]), 1),
                                 su.note))
             plan.startup_s[g.index] = su.end_s
+            plan.startup_basis[g.index] = su.basis
         # the rest from the first working sample (it stands for the interval after start-up)
         segs = _segments(xs, first, len(xs), min_len, th.phase_step_pct)[:MAX_PHASES] if len(xs) - first >= 1 else []
         for n, (a, b) in enumerate(segs):

@@ -36,11 +36,25 @@ _CKPT_FILES = ("torch/serialization.py", "pickle.py", "safetensors/", "torch/dis
                "orbax/")
 _CKPT_FUNCS = re.compile(r"^(?:\S+\.)?(save\w*|_save\w*|dump\w*|_dump\w*|\w*fsync\w*|fdatasync|write_\w*|"
                          r"\w*checkpoint\w*|persist\w*)$")
-# Start-up: the import machinery, CUDA/cuBLAS initialisation, building the model and its weights.
+# Start-up: the import machinery, CUDA/NCCL initialisation, building the model and its weights
+# (construction, initialisation, loading a state dict, moving it to the GPU), compiling it.
 _STARTUP_FILES = ("<frozen importlib._bootstrap>", "<frozen importlib._bootstrap_external>", "importlib/__init__.py",
-                  "site-packages/setuptools/", "pkg_resources/")
+                  "site-packages/setuptools/", "pkg_resources/", "torch/nn/init.py", "torch/_dynamo/convert_frame.py",
+                  "torch/_inductor/compile_fx.py", "torch/_inductor/codecache.py", "torch/_inductor/async_compile.py",
+                  "torch/_inductor/select_algorithm.py", "torch/_inductor/autotune_process.py", "triton/compiler/",
+                  "triton/runtime/autotuner.py", "torch/_subclasses/fake_tensor.py")
 _STARTUP_FUNCS = re.compile(r"^(?:\S+\.)?(_find_and_load\w*|_load_unlocked|exec_module|import_module|_lazy_init|"
-                            r"_call_with_frames_removed|init_process_group|from_pretrained|_initialize\w*)$")
+                            r"_call_with_frames_removed|init_process_group|from_pretrained|from_config|_from_config|"
+                            r"create_model|build_model|_initialize\w*|post_init|_init_weights|init_weights|"
+                            r"tie_weights|reset_parameters|load_state_dict|_load_from_state_dict|load_checkpoint)$")
+# Constructors of model libraries' modules and of datasets: building the model and the index of
+# its data before the first step.
+_MODEL_FILES = ("torch/nn/modules/", "torchvision/datasets/", "datasets/arrow_dataset.py", "webdataset/", "transformers/models/", "transformers/modeling_utils.py", "timm/models/",
+                "timm/layers/", "torchvision/models/", "lightning/pytorch/core/module.py")
+# Weights read from disk or moved to the GPU as a whole model.
+_WEIGHT_FUNCS = {"torch/serialization.py": ("load", "_load", "_legacy_load", "load_tensor", "persistent_load"),
+                 "safetensors/torch.py": ("load_file", "load", "_view2torch"),
+                 "torch/nn/modules/module.py": ("to", "cuda", "_apply", "load_state_dict")}
 _EVAL_FUNCS = re.compile(r"^(?:\S+\.)?(eval\w*|_eval\w*|validat\w*|_validat\w*|test_step|val_step|compute_metrics|"
                          r"metric\w*|score\w*|accuracy\w*)$")
 _EVAL_FILES = ("sklearn/", "torchmetrics/", "evaluate/", "scipy/")
@@ -72,13 +86,18 @@ def is_loading_frame(frame: str) -> bool:
 
 def _is_checkpoint(func: str, file: str) -> bool:
     if any(f in file for f in _CKPT_FILES):
-        return not file.endswith("pickle.py") or "load" not in func  # unpickling is loading
+        return "load" not in func  # unpickling, torch.load: reading, not writing a checkpoint
     # torch/utils/checkpoint.py is activation checkpointing: recomputation on the GPU, not a save.
     return bool(_CKPT_FUNCS.match(func)) and not file.startswith(("torch/utils/data/", "torch/utils/checkpoint.py"))
 
 
 def _is_startup(func: str, file: str) -> bool:
-    return any(f in file for f in _STARTUP_FILES) or bool(_STARTUP_FUNCS.match(func))
+    if any(f in file for f in _STARTUP_FILES) or bool(_STARTUP_FUNCS.match(func)):
+        return True
+    short = func.rsplit(".", 1)[-1]
+    if short == "__init__" and any(f in file for f in _MODEL_FILES):
+        return True
+    return any(file.endswith(f) and short in names for f, names in _WEIGHT_FUNCS.items())
 
 
 def _is_eval(func: str, file: str) -> bool:
@@ -93,15 +112,18 @@ def _is_sleep(func: str, file: str) -> bool:
 def classify_stack(frames: list[str]) -> tuple[str, str | None]:
     """(category, the frame that decided it) for one stack, outermost frame first."""
     parsed = [_split(f) for f in frames]
+    # Inside the DataLoader's iteration everything is loading input (a dataset that torch.load's
+    # its samples is not starting up).
+    in_loader = next((i for i, (_, file) in enumerate(parsed) if "torch/utils/data/" in file), len(parsed))
     # Context categories: anywhere in the stack, the outermost match names it (the call that
     # started the work: "torch.save" rather than the pickler's inner write).
-    for i, (func, file) in enumerate(parsed):
+    for i, (func, file) in enumerate(parsed[:in_loader]):
         if _is_startup(func, file):
             return "startup", frames[i]
-    for i, (func, file) in enumerate(parsed):
+    for i, (func, file) in enumerate(parsed[:in_loader]):
         if _is_checkpoint(func, file):
             return "checkpoint", frames[i]
-    for i, (func, file) in enumerate(parsed):
+    for i, (func, file) in enumerate(parsed[:in_loader]):
         if _is_eval(func, file):
             return "evaluation", frames[i]
     # Otherwise what the innermost meaningful frame does.

@@ -1,9 +1,11 @@
 """Python stack samples of a running process through py-spy.
 
-py-spy runs as a child process (`record --format raw`: folded stacks with counts), in parallel with
-the sampling window so that its second of sampling adds no time after the window. A process py-spy
-cannot read (no permission, ptrace blocked, not Python) gives a `StackSample` with `ok=False` and
-the reason, never an exception.
+py-spy runs as a child process (`record --format raw --nonblocking`: folded stacks with counts;
+the job is never paused), in parallel with the sampling. A `StackRecorder` keeps one such child per
+GPU process in consecutive slices of a few seconds, each stamped with the sampler's clock, so a
+window holds stacks across its whole length and each idle second can be matched with what the
+job's main thread did in that second. A process py-spy cannot read (no permission, ptrace blocked,
+not Python, gone) gives a `StackSample` with `ok=False` and the reason, never an exception.
 """
 
 from __future__ import annotations
@@ -14,6 +16,9 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 MAX_STACKS = 40  # distinct stacks kept per process: enough for the top ones, small snapshots
@@ -37,6 +42,10 @@ class StackSample:
     rate_hz: int = 0
     samples: int = 0
     stacks: list[FoldedStack] = field(default_factory=list)
+    # The slice of the sampler's clock (time.monotonic) py-spy covered; None in files written before
+    # stacks were sliced (then they cover the window's last `duration_s`).
+    t_start: float | None = None
+    t_end: float | None = None
 
 
 def find_pyspy() -> str | None:
@@ -80,13 +89,16 @@ def parse_raw(text: str, default_pid: int) -> list[FoldedStack]:
 class PySpyRun:
     """One py-spy `record` child, started now and collected later."""
 
-    def __init__(self, pid: int, duration_s: float = 1.0, rate_hz: int = 100, subprocesses: bool = True) -> None:
+    def __init__(self, pid: int, duration_s: float = 1.0, rate_hz: int = 100, subprocesses: bool = False,
+                 exe: str | None = None, clock: Callable[[], float] = time.monotonic) -> None:
         self.pid = pid
         self.duration_s = duration_s
         self.rate_hz = rate_hz
         self.proc: subprocess.Popen[bytes] | None = None
         self.error: str | None = None
-        exe = find_pyspy()
+        self.t_start = clock()
+        self._clock = clock
+        exe = exe or find_pyspy()
         if exe is None:
             self.error = "py-spy is not installed (pip install py-spy)"
             return
@@ -94,7 +106,7 @@ class PySpyRun:
         os.close(fd)
         cmd = [exe, "record", "--pid", str(pid), "--duration", str(max(1, round(duration_s))),
                "--rate", str(rate_hz), "--format", "raw", "--output", self.out, "--idle", "--threads",
-               "--nolineno"]
+               "--nolineno", "--nonblocking"]
         if subprocesses:
             cmd.append("--subprocesses")
         try:
@@ -102,8 +114,20 @@ class PySpyRun:
         except OSError as exc:
             self.error = f"py-spy could not start: {exc}"
 
+    def done(self) -> bool:
+        """Whether py-spy has exited (collect() will not wait)."""
+        return self.proc is None or self.proc.poll() is not None
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.communicate()
+        self._cleanup()
+
     def collect(self, timeout_s: float = 5.0) -> StackSample:
-        res = StackSample(pid=self.pid, ok=False, duration_s=self.duration_s, rate_hz=self.rate_hz)
+        res = StackSample(pid=self.pid, ok=False, duration_s=self.duration_s, rate_hz=self.rate_hz,
+                          t_start=round(self.t_start, 3))
+        res.t_end = round(min(self._clock(), self.t_start + self.duration_s + 1.0), 3)
         if self.proc is None:
             res.reason = self.error
             return res
@@ -128,6 +152,12 @@ class PySpyRun:
         stacks = parse_raw(text, self.pid)
         res.ok = True
         res.samples = sum(s.count for s in stacks)
+        # py-spy takes a moment to attach before its first sample: its samples are the last
+        # samples/rate seconds before it exited (each thread is sampled every tick with --idle).
+        threads = max(1, len({s.tid for s in stacks}))
+        covered = res.samples / threads / max(self.rate_hz, 1)
+        res.t_end = round(self._clock() if self.done() else res.t_end, 3)
+        res.t_start = round(max(self.t_start, res.t_end - covered), 3)
         res.stacks = stacks[:MAX_STACKS]
         return res
 
@@ -150,3 +180,79 @@ def explain_failure(stderr: str, code: int | None) -> str:
         return "process exited before py-spy attached"
     line = next((ln.strip() for ln in stderr.splitlines() if ln.strip() and not ln.startswith(" ")), "")
     return f"py-spy failed (exit {code}): {line[:160] or 'no samples'}"
+
+
+class StackRecorder:
+    """py-spy over a set of processes in consecutive slices, bounded in what it keeps.
+
+    `tick()` is called from a sampling loop: it collects slices whose py-spy has exited (never
+    waits) and starts the next slice for each target with none running. Finished slices are kept
+    for `keep_s`, so a window of that length finds stacks over all of it. A target py-spy cannot
+    read keeps its failure reason (one failed slice kept, retried after `retry_s`).
+    """
+
+    def __init__(self, slice_s: float = 5.0, rate_hz: int = 10, max_processes: int = 8, keep_s: float = 120.0,
+                 retry_s: float = 60.0, clock: Callable[[], float] = time.monotonic,
+                 exe: str | None = None) -> None:
+        self.slice_s = slice_s
+        self.rate_hz = rate_hz
+        self.max_processes = max_processes
+        self.keep_s = keep_s
+        self.retry_s = retry_s
+        self.clock = clock
+        self.exe = exe or find_pyspy()
+        self.running: dict[int, PySpyRun] = {}
+        self.done: deque[StackSample] = deque()
+        self.failed_at: dict[int, float] = {}
+        self.started_total = 0
+
+    @property
+    def available(self) -> bool:
+        return self.exe is not None
+
+    def tick(self, pids: list[int]) -> None:
+        """Collect finished slices, start the next for each of `pids` (at most max_processes)."""
+        now = self.clock()
+        for pid, run in list(self.running.items()):
+            if run.done():
+                del self.running[pid]
+                res = run.collect(timeout_s=1.0)
+                self.done.append(res)
+                if not res.ok:
+                    self.failed_at[pid] = now
+        while self.done and (self.done[0].t_end or 0.0) < now - self.keep_s:
+            self.done.popleft()
+        want = pids[: self.max_processes]
+        for pid in list(self.running):
+            if pid not in want:  # no longer a GPU process of interest (exited, or over the cap)
+                self.running.pop(pid).kill()
+        for pid in [p for p, t in self.failed_at.items() if t < now - self.retry_s or p not in want]:
+            del self.failed_at[pid]
+        for pid in want:
+            if pid in self.running or pid in self.failed_at:
+                continue
+            if self.exe is None:
+                self.failed_at[pid] = now
+                self.done.append(StackSample(pid=pid, ok=False, reason="py-spy is not installed (pip install py-spy)",
+                                             t_start=round(now, 3), t_end=round(now, 3)))
+                continue
+            self.running[pid] = PySpyRun(pid, duration_s=self.slice_s, rate_hz=self.rate_hz, exe=self.exe,
+                                         clock=self.clock)
+            self.started_total += 1
+
+    def slices(self, t0: float, t1: float, finish: bool = False) -> list[StackSample]:
+        """Slices overlapping [t0, t1]; with `finish`, slices still running are stopped early and
+        collected too (the end of a one-off window)."""
+        if finish:
+            for pid, run in list(self.running.items()):
+                if run.proc is not None and run.proc.poll() is None:
+                    run.proc.send_signal(2)  # SIGINT: py-spy writes what it has and exits
+                res = run.collect(timeout_s=3.0)
+                self.done.append(res)
+                del self.running[pid]
+        return [s for s in self.done if (s.t_end or 0.0) >= t0 and (s.t_start or 0.0) <= t1]
+
+    def stop(self) -> None:
+        for run in self.running.values():
+            run.kill()
+        self.running.clear()

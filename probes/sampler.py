@@ -18,17 +18,24 @@ from .io import probe_io
 from .memory import probe_memory
 from .nic import probe_nics
 from .node import Topology, probe_topology
+from .pending import pending_gpu_processes
 from .processes import ProcessInfo, descendants, numa_placement, process_info, sample_process, users
-from .pystacks import PySpyRun
+from .pystacks import StackRecorder
 from .snapshot import SNAPSHOT_VERSION, Sample, Snapshot, Window, now_iso, strip_identifiers
 from .thermal import probe_thermal
 
-STACK_SECONDS = 1.0
 MIN_INTERVAL_S = 0.11  # GPM needs samples >= 100 ms apart; 10 ms of margin absorbs jitter
 MAX_STACK_PROCESSES = 8
+# One-off windows (diagnose, snapshot): stacks in slices of this long over the whole window, at a
+# rate high enough for a 10-s window to hold a few hundred main-thread samples.
+WINDOW_SLICE_S = 2.0
+WINDOW_STACK_HZ = 20
 # How often (in samples) to look for new DataLoader workers under a GPU process: the walk of
 # /proc/PID/task/*/children costs more than the rest of a sample on a busy job.
 WORKER_SCAN_EVERY = 5
+# A process that maps CUDA but has no GPU context yet is followed as a starting GPU job for this
+# long after its start; one that never creates a context by then is not a GPU job.
+PENDING_MAX_AGE_S = 120.0
 MAX_FOLLOWED = 4096  # a node with more GPU processes and workers than this is refused, not followed
 
 
@@ -51,6 +58,8 @@ class Sampler:
         self._first = True  # THP, huge pages and per-node memory: read once per window
         self._n = 0
         self._window_pids: dict[int, ProcessInfo] = {}  # every process seen in the current window
+        self.stacks: StackRecorder | None = None  # py-spy over the GPU processes, when asked for
+        self._pending_since: dict[int, float] = {}  # processes with CUDA loaded and no context yet
 
     def prime(self) -> None:
         for i in self.gpu_indices:
@@ -74,6 +83,8 @@ class Sampler:
         self._first = False
         self._follow(gpus, scan_workers=self._n % self.worker_scan_every == 0)
         self._n += 1
+        if self.stacks is not None:
+            self.stacks.tick(self.gpu_pids())
         s.processes = []
         for pid in list(self.infos):
             ps = sample_process(self.host, pid, self.thread_detail, self._page_kb)
@@ -90,6 +101,10 @@ class Sampler:
         s.cost_s = round(time.thread_time() - c0, 6)
         return s
 
+    def gpu_pids(self) -> list[int]:
+        """The followed GPU processes, oldest pid first."""
+        return sorted(pid for pid, info in self.infos.items() if info.role in ("gpu", "pending"))
+
     def _follow(self, gpus: list[GpuSample], scan_workers: bool) -> None:
         owners: dict[int, list[int]] = {}
         for g in gpus:
@@ -101,8 +116,22 @@ class Sampler:
                 self._add(process_info(self.host, pid, "gpu", sorted(idx), self._users, numa=False))
             elif info.role == "gpu":
                 info.gpus = sorted(set(info.gpus) | set(idx))
+            elif info.role == "pending":  # its context is up: a GPU process from now on
+                info.role, info.gpus = "gpu", sorted(idx)
         if not scan_workers:
             return
+        if self.gpu_indices:
+            clk = self.topo.node.clk_tck or 100
+            for pend in pending_gpu_processes(self.host, set(self.infos), len(self.gpu_indices), PENDING_MAX_AGE_S,
+                                              clk):
+                self._add(process_info(self.host, pend.pid, "pending", pend.gpus, self._users, numa=False))
+                self._pending_since[pend.pid] = time.monotonic()
+            for pid, t in list(self._pending_since.items()):
+                info = self.infos.get(pid)
+                if info is None or info.role != "pending":
+                    del self._pending_since[pid]
+                elif time.monotonic() - t > PENDING_MAX_AGE_S:  # CUDA loaded, never used: not a GPU job
+                    del self.infos[pid], self._pending_since[pid]
         for pid in [p for p, i in self.infos.items() if i.role == "gpu"]:
             for child in descendants(self.host, pid):
                 if child not in self.infos:
@@ -137,23 +166,24 @@ def record_window(host: Host, backend: GpuBackend, topo: Topology, seconds: floa
                   progress: Callable[[float], None] | None = None, stacks: bool = True) -> Window:
     """Sample the node every `interval_s` for `seconds` (one sample more than intervals).
 
-    With `stacks`, py-spy samples each GPU process during the window's last second, so stack
-    evidence costs no time after the window.
+    With `stacks`, py-spy samples each GPU process in consecutive slices over the whole window (a
+    process that appears mid-window from its first sample on), so each idle second can be matched
+    with what the job was doing then; the last slice is cut at the window's end.
     """
     interval_s = max(interval_s, MIN_INTERVAL_S)
     sampler = Sampler(host, backend, topo)
+    if stacks and host.live:
+        sampler.stacks = StackRecorder(slice_s=min(WINDOW_SLICE_S, max(seconds, 1.0)), rate_hz=WINDOW_STACK_HZ,
+                                       max_processes=MAX_STACK_PROCESSES, keep_s=seconds + 30, retry_s=seconds / 2)
     win = Window(seconds=seconds, interval_s=interval_s)
     sampler.prime()
     n = max(1, round(seconds / interval_s))
-    spies: list[PySpyRun] = []
     # The first sample only primes the counters; rates come from later deltas.
     time.sleep(MIN_INTERVAL_S)
     start = time.monotonic()  # schedule from the first sample: the next one is a full interval later
     win.samples.append(sampler.sample())
     for k in range(1, n + 1):
         target = start + k * interval_s
-        if stacks and not spies and host.live and target + interval_s >= start + seconds - STACK_SECONDS:
-            spies = start_spies(sampler, start + seconds - time.monotonic())
         delay = target - time.monotonic()
         if delay > 0:
             time.sleep(delay)
@@ -161,14 +191,10 @@ def record_window(host: Host, backend: GpuBackend, topo: Topology, seconds: floa
         if progress:
             progress(min(1.0, (time.monotonic() - start) / seconds))
     sampler.roll(win)
-    win.stacks = [spy.collect() for spy in spies]
+    if sampler.stacks is not None:
+        win.stacks = sampler.stacks.slices(win.samples[0].t - WINDOW_SLICE_S, win.samples[-1].t, finish=True)
+        sampler.stacks.stop()
     return win
-
-
-def start_spies(sampler: Sampler, left_s: float) -> list[PySpyRun]:
-    """py-spy on each followed GPU process for the rest of the window (at least a second)."""
-    pids = [pid for pid, info in sampler.infos.items() if info.role == "gpu"][:MAX_STACK_PROCESSES]
-    return [PySpyRun(pid, duration_s=max(STACK_SECONDS, min(left_s, 2.0))) for pid in pids]
 
 
 def take_snapshot(host: Host, backend: GpuBackend, status: BackendStatus, seconds: float,

@@ -22,10 +22,15 @@ def trainer(**kw: object) -> ProcLoad:
     return ProcLoad(pid=100, gpus=[0], threads=[ThreadLoad(100, "python", 100)], **kw)  # type: ignore[arg-type]
 
 
-def startup_then_steady(idle_samples: int, n: int = 20, age_s: float = 3.0) -> WindowBuilder:
+def startup_then_steady(idle_samples: int, n: int = 20, age_s: float = 3.0, imports: bool = True) -> WindowBuilder:
+    """Idle while importing (stack slices under the import machinery), then busy stepping."""
     pattern = [0.0] * (idle_samples + 1) + [100.0] * (n - idle_samples)
-    return (WindowBuilder(seconds=n * 0.5, interval=0.5).gpu(0, busy_pattern=pattern, sm=95, tensor=90, gpm_follows=True)
-            .proc(trainer(age_s=age_s)).stack(100, [(STEP_STACK, 200)]))
+    b = (WindowBuilder(seconds=n * 0.5, interval=0.5).gpu(0, busy_pattern=pattern, sm=95, tensor=90, gpm_follows=True)
+         .proc(trainer(age_s=age_s)))
+    edge = idle_samples * 0.5
+    if imports:
+        b.stack(100, [(IMPORT_STACK, 20 * idle_samples)], at=(0.0, edge))
+    return b.stack(100, [(STEP_STACK, 200)], at=(edge, n * 0.5))
 
 
 def test_startup_is_left_out_and_the_steady_part_is_compute_bound():
@@ -36,7 +41,7 @@ def test_startup_is_left_out_and_the_steady_part_is_compute_bound():
     assert g.verdict == "compute_bound" and g.healthy
     assert [p.kind for p in g.phases] == ["startup", "busy"]
     assert g.diagnosed_s is not None and g.diagnosed_s[0] == 4.0
-    assert g.summary.startswith("first 4.0 s: start-up (process")
+    assert g.summary.startswith("first 4.0 s: start-up (_find_and_load; process")  # the evidence named
     assert any("left out" in n for n in r.notes)
     assert "|" in g.strip and g.strip.startswith("·")
     assert "startup" in {f.kind for f in r.findings}  # said, as information

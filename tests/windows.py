@@ -142,13 +142,18 @@ class WindowBuilder:
             setattr(self.host, k, v)
         return self
 
-    def stack(self, pid: int, main_frames: list[tuple[list[str], int]], ok: bool = True, reason: str | None = None) -> WindowBuilder:
+    def stack(self, pid: int, main_frames: list[tuple[list[str], int]], ok: bool = True, reason: str | None = None,
+              at: tuple[float, float] | None = None) -> WindowBuilder:
+        """A py-spy slice of `pid`'s main thread; `at` = (start, end) in window seconds (unset: a
+        one-second sample at the window's end, as snapshots before sliced stacks held)."""
+        span = (1000.0 + at[0], 1000.0 + at[1]) if at is not None else (None, None)
         if not ok:
-            self.stacks.append(StackSample(pid=pid, ok=False, reason=reason))
+            self.stacks.append(StackSample(pid=pid, ok=False, reason=reason, t_start=span[0], t_end=span[1]))
             return self
         st = [FoldedStack(pid, pid, "MainThread", frames, n) for frames, n in main_frames]
-        self.stacks.append(StackSample(pid=pid, ok=True, duration_s=1, rate_hz=100,
-                                       samples=sum(n for _, n in main_frames), stacks=st))
+        self.stacks.append(StackSample(pid=pid, ok=True, duration_s=at[1] - at[0] if at else 1, rate_hz=100,
+                                       samples=sum(n for _, n in main_frames), stacks=st, t_start=span[0],
+                                       t_end=span[1]))
         return self
 
     # -- build ----------------------------------------------------------------------------

@@ -15,7 +15,7 @@ def jobs(v: View) -> Iterator[Metric]:
     secs = CounterMetricFamily("nodetune_job_verdict_seconds", "Seconds each job spent under each verdict "
                                "(series of a job that ended drop out after job_retention_s).", labels=["job", "verdict"])
     gpus = gauge("nodetune_job_gpu", "1 for each GPU the job uses.", ["job", "gpu"])
-    kind = gauge("nodetune_job_kind", "1 for the job's kind (slurm, kubernetes, systemd, process-group, process).",
+    kind = gauge("nodetune_job_kind", "1 for the job's kind (slurm, kubernetes, docker, systemd, ranks, process).",
                  ["job", "kind"])
     for j in v.jobs:
         for verdict, s in sorted(j.seconds.items()):

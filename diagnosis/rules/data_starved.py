@@ -58,19 +58,28 @@ def _backing_disks(ctx: RuleContext, job: JobGroup) -> set[str]:
     return out
 
 
-def _cpu_signals(ctx: RuleContext, job: JobGroup, procs: list[ProcessStats]) -> tuple[list[str], dict[str, object]]:
+# With the main thread's stacks waiting on the loader, workers this busy (% of a core) are the
+# pipeline's limit: a worker also spends time handing batches over (pickling into shared memory).
+WAITED_ON_WORKER_PCT = 50.0
+
+
+def _cpu_signals(ctx: RuleContext, job: JobGroup, procs: list[ProcessStats],
+                 loading: float | None = None) -> tuple[list[str], dict[str, object]]:
     th = ctx.th
     signals: list[str] = []
     main = [p for p in procs if p.role == "gpu"]
     workers = [p for p in procs if p.role == "worker" and p.alive_samples >= 2]
-    busy_workers = [w for w in workers if (w.cpu_pct or 0) >= th.loader_busy_pct]
+    busy_pct = th.loader_busy_pct
+    if loading is not None and loading >= th.stack_loading_share:
+        busy_pct = min(busy_pct, WAITED_ON_WORKER_PCT)
+    busy_workers = [w for w in workers if (w.cpu_pct or 0) >= busy_pct]
     main_pct = max((p.main_thread_pct or 0 for p in main), default=0.0)
     busiest = max((p.busiest_thread_pct or 0 for p in main), default=0.0)
     ev: dict[str, object] = {"main_thread_cpu_pct": main_pct, "busiest_thread_cpu_pct": busiest,
                              "workers": len(workers), "busy_workers": len(busy_workers),
                              "job_cpu_pct": round(sum(p.cpu_pct or 0 for p in procs), 1)}
     if workers and len(busy_workers) >= max(1, len(workers) * 0.75):
-        signals.append(f"{len(busy_workers)}/{len(workers)} loader workers saturated (>= {th.loader_busy_pct:.0f}% of a core)")
+        signals.append(f"{len(busy_workers)}/{len(workers)} loader workers saturated (>= {busy_pct:.0f}% of a core)")
     if not workers and max(main_pct, busiest) >= th.loader_busy_pct:
         signals.append(f"loading runs in the training process: a thread at {max(main_pct, busiest):.0f}% of a core, no workers")
     return signals, ev
@@ -102,9 +111,9 @@ def evaluate(ctx: RuleContext) -> list[Finding]:
             if not procs or not active(procs, th):
                 continue  # a job doing nothing anywhere is idle_allocated's case
             io, io_ev = _io_signals(ctx, job, procs)
-            cpu, cpu_ev = _cpu_signals(ctx, job, procs)
             stacks = [ctx.stacks[p] for p in job.pids if p in ctx.stacks]
             loading = _stack_share(stacks)
+            cpu, cpu_ev = _cpu_signals(ctx, job, procs, loading)
             notes: list[str] = []
             if cpu and not io and loading is not None and loading < DISPATCH_SHARE:
                 # py-spy shows the busy thread dispatching GPU work (copies, kernels), not loading

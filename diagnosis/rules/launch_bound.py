@@ -4,6 +4,7 @@ the CPU launching them is the limit."""
 from __future__ import annotations
 
 from ..findings import Advice, Finding
+from ..stacks import GPU_FACING
 from .base import RuleContext, confidence, pct, pinning_helps
 
 # Rank among primary verdicts: a GPU's verdict is its lowest-ranked finding.
@@ -34,7 +35,14 @@ def evaluate(ctx: RuleContext) -> list[Finding]:
                          "stack samples show kernel dispatch, not data loading")
         if g.gpm:
             sm = g.sm_mean or 0.0
-            if sm >= th.launch_sm_max_pct or sm / max(util, 1e-6) >= th.launch_sm_util_ratio:
+            tiny = sm < th.launch_sm_max_pct and sm / max(util, 1e-6) < th.launch_sm_util_ratio
+            # A saturated thread dispatching kernels to a GPU that idles between them is the limit
+            # whatever each kernel's size (eager batch-1 inference: SMs ~40% of its busy time).
+            waiting = (main >= th.loader_busy_pct and util < th.busy_util_pct_no_gpm and sm < th.transfer_sm_max_pct
+                       and bool(stacks) and all(s.ok and (s.data_loading_share or 0) < 0.1
+                                                and sum(s.categories.get(c, 0.0) for c in GPU_FACING) >= 0.5
+                                                for s in stacks))
+            if not tiny and not waiting:
                 continue
             base = 0.85 if main >= th.loader_busy_pct else 0.7
         else:

@@ -22,9 +22,13 @@ def evaluate(ctx: RuleContext) -> list[Finding]:
         traffic = max(rx, tx)
         link_mibps = g.pcie_link_gbps * 1e9 / 2**20 if g.pcie_link_gbps else None
         share = traffic / link_mibps if link_mibps else None
-        if traffic < th.transfer_min_mibps or (share is not None and share < th.transfer_link_share):
-            continue
         sm = g.sm_mean if g.gpm else None
+        # Pageable copies run far below a wide link's rate (5 GiB/s of a Gen5 x16's 63 GB/s): with the
+        # SMs idle, the absolute rate says the GPU waits on copies even where the link share is small.
+        idle_sms = sm is not None and sm < th.launch_sm_max_pct / 2
+        if traffic < th.transfer_min_mibps or (share is not None and share < th.transfer_link_share
+                                               and not idle_sms):
+            continue
         if sm is not None and sm >= th.transfer_sm_max_pct:
             continue  # copies overlap real work
         if sm is None and (g.util_mean or 0) >= th.busy_util_pct_no_gpm:

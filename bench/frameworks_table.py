@@ -1,0 +1,80 @@
+"""Verdicts of the real-framework windows: each snapshot recorded from a job's launch
+(bench/device/frameworks_run.sh) cut into windows 2, 10 and 50 s after launch and diagnosed.
+
+    python3 bench/frameworks_table.py DIR [--cut 2:12,10:20,50:60] [--save DIR]
+
+Prints a table (verdict, cause, confidence, unexplained idle share, whether it is the workload's
+expected verdict, or start-up where a window is start-up and says so with evidence) and, with
+--save, writes each cut window as a snapshot for the replay tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib.util
+import os
+import sys
+
+from nodetune.config.diagnosis import Thresholds
+from nodetune.diagnosis.engine import diagnose
+from nodetune.probes.snapshot import Snapshot, Window, load_snapshot, save_snapshot
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def expected(name: str) -> tuple[str, str | None]:
+    spec = importlib.util.spec_from_file_location(name, os.path.join(HERE, "workloads", "frameworks", f"{name}.py"))
+    assert spec and spec.loader
+    sys.path.insert(0, os.path.join(HERE, "workloads", "frameworks"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.EXPECTED
+
+
+def cut(win: Window, a: float, b: float) -> Window:
+    """The part of `win` from `a` to `b` seconds after its first sample (stack slices that overlap it)."""
+    t0 = win.samples[0].t
+    samples = [s for s in win.samples if a - 1e-6 <= s.t - t0 <= b + 1e-6]
+    lo, hi = samples[0].t, samples[-1].t
+    stacks = [s for s in win.stacks if s.t_start is None or (s.t_end or 0) >= lo and (s.t_start or 0) <= hi]
+    return dataclasses.replace(win, seconds=round(hi - lo, 3), samples=samples, stacks=stacks)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("dir")
+    p.add_argument("--cut", default="2:12,10:20,50:60")
+    p.add_argument("--save", default=None)
+    args = p.parse_args()
+    cuts = [tuple(float(x) for x in c.split(":")) for c in args.cut.split(",")]
+    print("| workload | window (s after launch) | verdict (cause) | conf | unexplained idle | right |")
+    print("|---|---|---|---|---|---|")
+    right = total = 0
+    for f in sorted(os.listdir(args.dir)):
+        if not f.endswith(".json.gz"):
+            continue
+        name = f[:-8]
+        snap = load_snapshot(os.path.join(args.dir, f))
+        assert snap.window is not None
+        exp = expected(name)
+        for a, b in cuts:
+            w = cut(snap.window, a, b)
+            r = diagnose(snap.topology, w, Thresholds(), f"replay:{name}")
+            g = r.gpus[0]
+            un = g.attribution.unexplained_share if g.attribution else 0.0
+            ok = (g.verdict, g.cause) == exp or (g.verdict == "startup" and a < 10)
+            right += ok
+            total += 1
+            print(f"| {name} | {a:.0f}-{b:.0f} | {g.verdict} ({g.cause or '-'}) | {g.confidence:.2f} | {un:.0%} | "
+                  f"{'yes' if ok else 'NO'} |")
+            if args.save:
+                os.makedirs(args.save, exist_ok=True)
+                save_snapshot(Snapshot(snap.version, snap.taken_at, snap.topology, w, note=f"{name} {a:.0f}-{b:.0f} s"),
+                              os.path.join(args.save, f"{name}-{a:.0f}.json.gz"))
+    print(f"\n{right}/{total} right")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,48 @@
+"""Windows of real framework jobs recorded on an H200 from launch (bench/device/frameworks_run.sh:
+torchvision ImageFolder with PIL workers, transformers GPT-2 training and generate(), Lightning
+ModelCheckpoint, timm batch-1 inference, pageable DataLoader batches, tar shards read cold), cut at
+2, 10 and 50 s after launch with py-spy slices across each window. Start-up is the verdict only
+where the job was still building itself (its GPU had not worked yet); every steady window gets
+the workload's own verdict, and no window leaves more than 15% of its idle time unexplained."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from nodetune.config.diagnosis import Thresholds
+from nodetune.diagnosis.engine import diagnose
+from nodetune.probes.snapshot import load_snapshot
+
+DATA = Path(__file__).parent / "data" / "frameworks"
+EXPECTED = {
+    "hf_generate-10": ("startup", "startup"),  # context at 17 s, first tokens at 19 s
+    "hf_generate-50": ("launch_bound", None),
+    "hf_gpt2_train-10": ("startup", "startup"),  # GPT2LMHeadModel.__init__ until 26 s
+    "hf_gpt2_train-50": ("compute_bound", None),
+    "pageable_loader-2": ("startup", "startup"),
+    "pageable_loader-10": ("transfer_bound", None),
+    "pageable_loader-50": ("transfer_bound", None),
+    "pl_checkpoint-50": ("checkpoint", "checkpoint"),
+    "timm_infer-2": ("startup", "startup"),
+    "timm_infer-10": ("launch_bound", None),
+    "timm_infer-50": ("launch_bound", None),
+    "tv_imagefolder-10": ("data_starved", "cpu_input"),
+    "tv_imagefolder-50": ("data_starved", "cpu_input"),
+    "wds_shards-2": ("data_starved", "io_input"),
+    "wds_shards-10": ("data_starved", "io_input"),
+    "wds_shards-50": ("data_starved", "io_input"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_framework_window_verdict(name: str) -> None:
+    snap = load_snapshot(str(DATA / f"{name}.json.gz"))
+    assert snap.window is not None
+    r = diagnose(snap.topology, snap.window, Thresholds(), f"replay:{name}")
+    g = r.gpus[0]
+    assert (g.verdict, g.cause) == EXPECTED[name]
+    assert g.attribution is None or g.attribution.unexplained_share <= 0.15
+    if g.verdict != "startup":
+        assert "startup" not in {f.kind for f in r.findings if f.evidence.get("left_out_s") is None}
