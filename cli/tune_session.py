@@ -151,9 +151,10 @@ def read_report_advice(path: str) -> list[dict[str, Any]]:
     import json
 
     limit = 64 << 20  # a report is kilobytes; refuse to load anything absurd into memory
+    from nodetune.probes.host import read_regular_file
+
     try:
-        with open(path, "rb") as fh:
-            data = fh.read(limit + 1)
+        data = read_regular_file(path, limit + 1)
     except OSError as exc:
         raise UserError(f"--advice {path}: cannot read: {exc.strerror or exc}") from None
     if len(data) > limit:

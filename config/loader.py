@@ -161,9 +161,10 @@ def parse_config(data: bytes | str, src: str) -> Config:
 def read_config_file(path: str, shown: str | None = None) -> Config:
     """Read and check the file at `path` (a real path on this machine); `shown` names it in errors."""
     shown = shown or path
+    from nodetune.probes.host import read_regular_file
+
     try:
-        with open(path, "rb") as fh:
-            data = fh.read(MAX_CONFIG_BYTES + 1)
+        data = read_regular_file(path, MAX_CONFIG_BYTES + 1)  # a FIFO or a device: refused, never read
     except IsADirectoryError:
         raise ConfigError(f"{shown}: is a directory, not a config file") from None
     except OSError as exc:
