@@ -38,7 +38,7 @@ from nodetune.agent.http import (
     parse_listen,
     serve,
 )
-from nodetune.agent.kmsg import KmsgReader
+from nodetune.agent.kmsg import KmsgReader, XidLabels
 from nodetune.agent.notify import Notifier
 from nodetune.agent.state import JobBook, State, TuningSummary, lateness_bucket
 from nodetune.config.agent import AgentConfig
@@ -125,6 +125,7 @@ class Agent:
         self._prev_procs: dict[int, ProcessInfo] = {}
         self._journal_mtime: float | None = -1.0
         self._bus_to_gpu: dict[str, str] = {}
+        self._xid_labels = XidLabels()
         self.topo = self._probe_topology()
         self.sampler = self._new_sampler()
         self.history: History | None = None
@@ -270,11 +271,11 @@ class Agent:
 
     # -- callbacks from helper threads ---------------------------------------------------------------
     def _on_xid(self, bus: str, code: str) -> None:
-        gpu = self._bus_to_gpu.get(bus, bus)
-        self.state.count("xid", (gpu, code))
-        if (f"xid:{gpu}", code) not in self._logged:
-            self._logged.add((f"xid:{gpu}", code))
-            log.warning("GPU %s: Xid %s in the kernel log (counted in nodetune_gpu_xid_errors_total)", gpu, code)
+        gpu, label = self._xid_labels.of(self._bus_to_gpu.get(bus), code)
+        self.state.count("xid", (gpu, label))
+        # per kind of line, the log handler shows the first few an interval and counts the rest
+        log.warning("GPU %s: Xid %s in the kernel log (counted in nodetune_gpu_xid_errors_total)",
+                    self._bus_to_gpu.get(bus, bus), code)
 
     def _on_kmsg_status(self, up: bool, reason: str | None) -> None:
         self.state.update(kmsg_up=up, kmsg_reason=reason)

@@ -513,6 +513,18 @@ def read_regular_file(path: str, limit: int) -> bytes:
         os.close(fd)
 
 
+# C0 and C1 controls, DEL, and the Unicode line and paragraph separators: a string from the node
+# (a command line, a comm, a cgroup, a kernel message) holding one could forge an output or log
+# line or move a terminal's cursor.
+_CONTROLS = {c: f"\\x{c:02x}" for c in [*range(0x20), *range(0x7F, 0xA0)]}
+_CONTROLS.update({0x09: "\\t", 0x0A: "\\n", 0x0D: "\\r", 0x2028: "\\u2028", 0x2029: "\\u2029"})
+
+
+def inert(text: str) -> str:
+    """`text` with every control character written out (`\\n`, `\\r`, `\\x1b`): one line, inert."""
+    return text if text.isprintable() else text.translate(_CONTROLS)
+
+
 def attempt(missing: dict[str, str], name: str, fn: Callable[[], T]) -> T | None:
     """Run one read; on ProbeError record why `name` is unavailable and return None."""
     try:
