@@ -201,15 +201,7 @@ def _compile_dataclass(tp: type, nonneg: bool) -> typing.Callable[[Any], Any]:
         else:
             src += ["    if v is _MISSING:", "        raise _BAD", f"    a{i} = {expr}"]
         args.append(f"{f.name}=a{i}" if f.kw_only else f"a{i}")
-    params = getattr(tp, "__dataclass_params__", None)
-    plain = (not hasattr(tp, "__post_init__") and not hasattr(tp, "__slots__") and params is not None
-             and not params.frozen and all(f.init for f in dataclasses.fields(tp)))
-    if plain:  # what the generated __init__ would do, without its call: the fields as the __dict__
-        env["_new"] = object.__new__
-        src += ["    o = _new(cls)", "    o.__dict__ = {" + ", ".join(
-            f"{f.name!r}: a{i}" for i, f in enumerate(dataclasses.fields(tp))) + "}", "    return o"]
-    else:
-        src.append(f"    return cls({', '.join(args)})")
+    src.append(f"    return cls({', '.join(args)})")
     exec(compile("\n".join(src), f"<from_jsonable {tp.__name__}>", "exec"), env)  # noqa: S102 - our own source
     return typing.cast(typing.Callable[[Any], Any], env["obj"])
 

@@ -138,7 +138,7 @@ def _read_bounded(path: str, limit: int) -> bytes:
         gz = raw.read(2) == b"\x1f\x8b"
         raw.seek(0)
         fh: typing.BinaryIO = typing.cast(typing.BinaryIO, gzip.GzipFile(fileobj=raw)) if gz else raw
-        buf = bytearray()
+        buf = bytearray()  # one growing buffer: no list of chunks joined into a second copy
         while chunk := fh.read(_CHUNK):  # GzipFile.read(n) inflates at most n bytes at a time
             if len(buf) + len(chunk) > limit:
                 what = "inflates to" if gz else "is"
