@@ -38,7 +38,7 @@ from nodetune.agent.http import (
     parse_listen,
     serve,
 )
-from nodetune.agent.kmsg import KmsgReader
+from nodetune.agent.kmsg import KmsgReader, XidLabels
 from nodetune.agent.notify import Notifier
 from nodetune.agent.state import JobBook, State, TuningSummary, lateness_bucket
 from nodetune.config.agent import AgentConfig
@@ -47,6 +47,7 @@ from nodetune.config.loader import Config, ConfigError, load_config
 from nodetune.diagnosis.engine import diagnose
 from nodetune.diagnosis.findings import Report
 from nodetune.probes.gpu import GpuSample
+from nodetune.probes.host import ProbeError, check_regular
 from nodetune.probes.node import Topology, probe_topology
 from nodetune.probes.processes import ProcessInfo
 from nodetune.probes.pystacks import StackRecorder
@@ -99,11 +100,11 @@ class Agent:
         self.config_path = config_path
         self.listen_override = listen
         self.src = source or open_source(root, nvml=nvml)
-        self.cfg: Config = load_config(self.src.host, config_path)  # ConfigError: the CLI's one line
+        # ConfigError (the CLI's one line, exit 2) for anything the config or its files cannot give
+        self.cfg, self.users = self._take_config()
         self.acfg = self.cfg.get(AgentConfig)
         self.th = self.cfg.get(Thresholds)
         self.listen: Listen = self._listen(self.acfg)
-        self.users = load_users(self.acfg.basic_auth_file) if self.acfg.basic_auth_file else None
         self.state = State(ring_size(self.acfg))
         self.stop_event = threading.Event()
         self._reload = threading.Event()
@@ -122,6 +123,7 @@ class Agent:
         self._prev_procs: dict[int, ProcessInfo] = {}
         self._journal_mtime: float | None = -1.0
         self._bus_to_gpu: dict[str, str] = {}
+        self._xid_labels = XidLabels()
         self.topo = self._probe_topology()
         self.sampler = self._new_sampler()
         self.history: History | None = None
@@ -273,11 +275,11 @@ class Agent:
 
     # -- callbacks from helper threads ---------------------------------------------------------------
     def _on_xid(self, bus: str, code: str) -> None:
-        gpu = self._bus_to_gpu.get(bus, bus)
-        self.state.count("xid", (gpu, code))
-        if (f"xid:{gpu}", code) not in self._logged:
-            self._logged.add((f"xid:{gpu}", code))
-            log.warning("GPU %s: Xid %s in the kernel log (counted in nodetune_gpu_xid_errors_total)", gpu, code)
+        gpu, label = self._xid_labels.of(self._bus_to_gpu.get(bus), code)
+        self.state.count("xid", (gpu, label))
+        # per kind of line, the log handler shows the first few an interval and counts the rest
+        log.warning("GPU %s: Xid %s in the kernel log (counted in nodetune_gpu_xid_errors_total)",
+                    self._bus_to_gpu.get(bus, bus), code)
 
     def _on_kmsg_status(self, up: bool, reason: str | None) -> None:
         self.state.update(kmsg_up=up, kmsg_reason=reason)
@@ -464,15 +466,58 @@ class Agent:
         return f"{verdicts}; {len(v.report.findings)} finding(s)"
 
     # -- reload, re-probe, journal --------------------------------------------------------------------
-    def _do_reload(self) -> None:
+    def _take_config(self) -> tuple[Config, dict[str, str] | None]:
+        """The config file and every file it names, checked before anything uses them.
+
+        Any failure is one ConfigError line: start-up exits 2 with it, a reload is refused with it.
+        Files a library opens itself (users file, certificate, key) must be regular files first:
+        a FIFO would block the open forever.
+        """
         try:
             cfg = load_config(self.src.host, self.config_path)
             acfg = cfg.get(AgentConfig)
+            for key in ("basic_auth_file", "tls_cert_file", "tls_key_file"):
+                name = getattr(acfg, key)
+                if name:
+                    try:
+                        check_regular(name)
+                    except OSError as exc:
+                        raise ConfigError(f"[agent].{key} {name}: {exc.strerror or exc}") from None
+            if acfg.history:
+                self.src.host.path(acfg.history_path)  # a `..` or a symlink out of the root: refused here
             users = load_users(acfg.basic_auth_file) if acfg.basic_auth_file else None
+        except ConfigError:
+            raise
+        except ProbeError as exc:
+            raise ConfigError(f"[agent].history_path: {exc.reason}") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"[agent].basic_auth_file: not UTF-8 text (byte {exc.start})") from None
+        except Exception as exc:  # whatever else a file can do to a loader: one line, never a traceback
+            raise ConfigError(f"config {self.config_path or 'of the node'}: {type(exc).__name__}: {exc}") from None
+        return cfg, users
+
+    def _do_reload(self) -> None:
+        """SIGHUP: take the new config whole, or refuse it (one line, a metric) and keep the old one."""
+        try:
+            cfg, users = self._take_config()
         except ConfigError as exc:
-            log.error("config reload refused, keeping the previous config: %s", exc)
-            self.state.count("config_reloads", "refused", config_ok=False)
+            self._refuse_reload(str(exc))
             return
+        saved = (self.cfg, self.acfg, self.th)
+        try:
+            self._apply_config(cfg, users)
+        except Exception as exc:  # a reload never stops the agent: back to the running config
+            self.cfg, self.acfg, self.th = saved
+            self.state.resize_ring(ring_size(self.acfg))
+            self._refuse_reload(f"{type(exc).__name__}: {exc}")
+
+    def _refuse_reload(self, why: str) -> None:
+        log.error("config reload refused, keeping the previous config: %s "
+                  "(nodetune_agent_config_reloads_total{result=\"refused\"})", why.replace("\n", " "))
+        self.state.count("config_reloads", "refused", config_ok=False)
+
+    def _apply_config(self, cfg: Config, users: dict[str, str] | None) -> None:
+        acfg = cfg.get(AgentConfig)
         old = self.acfg
         for key in ("listen", "tls_cert_file", "tls_key_file", "kmsg", "hotplug"):
             if getattr(old, key) != getattr(acfg, key):

@@ -83,3 +83,23 @@ class KmsgReader(threading.Thread):
                 got = parse_xid(raw.decode("utf-8", errors="replace"))
                 if got is not None:
                     self.on_xid(*got)
+
+
+MAX_XID_SERIES = 64  # (gpu, code) pairs; a node sees a handful of distinct Xids in its life
+
+
+class XidLabels:
+    """Bounded labels for an Xid event: a GPU the topology lists (else "other") and a code of at
+    most three digits (else "other"); past MAX_XID_SERIES pairs, new pairs share ("other", "other")."""
+
+    def __init__(self, limit: int = MAX_XID_SERIES) -> None:
+        self.limit = limit
+        self.seen: set[tuple[str, str]] = set()
+
+    def of(self, gpu: str | None, code: str) -> tuple[str, str]:
+        key = (gpu if gpu is not None else "other", code if code.isdigit() and len(code) <= 3 else "other")
+        if key not in self.seen:
+            if len(self.seen) >= self.limit:
+                return "other", "other"
+            self.seen.add(key)
+        return key

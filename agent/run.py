@@ -8,8 +8,9 @@ import sys
 
 def run_agent(config: str | None, root: str, listen: str | None, once: bool, verbose: bool) -> None:
     """Sample, diagnose every N seconds, serve Prometheus metrics until SIGTERM (or one window with `once`)."""
-    logging.basicConfig(stream=sys.stderr, level=logging.DEBUG if verbose else logging.INFO,
-                        format="nodetune agent: %(levelname)s: %(message)s")
+    from nodetune.agent.ratelog import install
+
+    install(logging.DEBUG if verbose else logging.INFO, "nodetune agent: %(levelname)s: %(message)s")
     from nodetune.agent.daemon import Agent
 
     a = Agent(root=root, config_path=config, listen=listen)

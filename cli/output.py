@@ -25,3 +25,12 @@ def console() -> Any:
     from rich.console import Console
 
     return Console(emoji=False, highlight=False, soft_wrap=False, width=max(100, min(200, term_width())))
+
+
+def escape(text: str) -> str:
+    """A node's string for a rich console: control characters written out, markup made literal."""
+    from rich.markup import escape as markup_escape
+
+    from nodetune.probes.host import inert as safe
+
+    return markup_escape(safe(text))

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from rich.console import Console
-from rich.markup import escape
 
+from nodetune.cli.output import escape
 from nodetune.diagnosis.findings import Finding, Report
 
 from .advice_command import advice_command

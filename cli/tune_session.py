@@ -148,13 +148,17 @@ def live_advice(root: str, seconds: float) -> Iterable[Any]:
 
 def read_report_advice(path: str) -> list[dict[str, Any]]:
     """The advice items of a report written by `nodetune diagnose --json`; anything else is an error."""
+    import errno
     import json
 
     limit = 64 << 20  # a report is kilobytes; refuse to load anything absurd into memory
+    from nodetune.probes.host import read_regular_file
+
     try:
-        with open(path, "rb") as fh:
-            data = fh.read(limit + 1)
+        data = read_regular_file(path, limit)
     except OSError as exc:
+        if exc.errno == errno.EFBIG:
+            raise UserError(f"--advice {path}: larger than {limit >> 20} MiB; not a diagnosis report") from None
         raise UserError(f"--advice {path}: cannot read: {exc.strerror or exc}") from None
     if len(data) > limit:
         raise UserError(f"--advice {path}: larger than {limit >> 20} MiB; not a diagnosis report")

@@ -7,6 +7,7 @@ naming the file, the key and its line; nothing runs on a config that does not lo
 from __future__ import annotations
 
 import dataclasses
+import errno
 import importlib
 import math
 import pkgutil
@@ -161,12 +162,15 @@ def parse_config(data: bytes | str, src: str) -> Config:
 def read_config_file(path: str, shown: str | None = None) -> Config:
     """Read and check the file at `path` (a real path on this machine); `shown` names it in errors."""
     shown = shown or path
+    from nodetune.probes.host import read_regular_file
+
     try:
-        with open(path, "rb") as fh:
-            data = fh.read(MAX_CONFIG_BYTES + 1)
-    except IsADirectoryError:
-        raise ConfigError(f"{shown}: is a directory, not a config file") from None
+        data = read_regular_file(path, MAX_CONFIG_BYTES)  # a FIFO or a device: refused, never read
     except OSError as exc:
+        if exc.errno == errno.EFBIG:
+            raise ConfigError(f"{shown}: too large for a config file (limit {MAX_CONFIG_BYTES} bytes)") from None
+        if isinstance(exc, IsADirectoryError) or (exc.strerror or "").startswith("a directory"):
+            raise ConfigError(f"{shown}: is a directory, not a config file") from None
         raise ConfigError(f"{shown}: cannot read config: {exc.strerror or exc}") from None
     return parse_config(data, shown)
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import errno
 import os
 import platform
+import stat
 import sys
 import threading
 from collections.abc import Callable
@@ -450,6 +451,78 @@ class Host:
             if exc.errno == errno.EINVAL:
                 raise KnobWriteError(f"{p}: the kernel rejected {value!r}") from None
             raise KnobWriteError(f"{p}: {exc.strerror or exc}") from None
+
+
+def file_kind(mode: int) -> str:
+    """What a stat mode is, in words ("a FIFO", "a character device", ...)."""
+    for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISLNK, "a symbolic link"), (stat.S_ISDIR, "a directory"),
+                       (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+class NotRegularFile(OSError):
+    """A FIFO, device, socket or directory where a file is expected; refused before any read."""
+
+    def __init__(self, path: str, mode: int) -> None:
+        super().__init__(errno.EINVAL, f"{file_kind(mode)}, not a regular file; refused", path)
+
+
+def check_regular(path: str) -> os.stat_result:
+    """os.stat of `path` (links followed), or NotRegularFile: for files a library opens itself."""
+    st = os.stat(path)
+    if not stat.S_ISREG(st.st_mode):
+        raise NotRegularFile(path, st.st_mode)
+    return st
+
+
+def open_regular_file(path: str) -> int:
+    """A read-only fd of the regular file at `path` (a path on this machine, links followed).
+
+    A FIFO would block the open or the read forever and a device never ends: both are refused by
+    a stat before the open, and by an fstat of what was opened (O_NONBLOCK, so a FIFO swapped in
+    between cannot block the open itself).
+    """
+    check_regular(path)
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise NotRegularFile(path, st.st_mode)
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def read_regular_file(path: str, limit: int) -> bytes:
+    """The bytes of the regular file at `path`, at most `limit` (OSError EFBIG past it).
+
+    The one way to read a file a person named (config, users file, profile, report): every
+    OSError's strerror is a phrase to put after the path.
+    """
+    fd = open_regular_file(path)
+    try:
+        return _slurp(fd, limit)
+    except _TooBig:
+        raise OSError(errno.EFBIG, f"larger than {limit} bytes; refused", path) from None
+    finally:
+        os.close(fd)
+
+
+# C0 and C1 controls, DEL, and the Unicode line and paragraph separators: a string from the node
+# (a command line, a comm, a cgroup, a kernel message) holding one could forge an output or log
+# line or move a terminal's cursor.
+_CONTROLS = {c: f"\\x{c:02x}" for c in [*range(0x20), *range(0x7F, 0xA0)]}
+_CONTROLS.update({0x09: "\\t", 0x0A: "\\n", 0x0D: "\\r", 0x2028: "\\u2028", 0x2029: "\\u2029"})
+
+
+def inert(text: str) -> str:
+    """`text` with every control character written out (`\\n`, `\\r`, `\\x1b`): one line, inert."""
+    return text if text.isprintable() else text.translate(_CONTROLS)
 
 
 def attempt(missing: dict[str, str], name: str, fn: Callable[[], T]) -> T | None:

@@ -15,7 +15,6 @@ import enum
 import functools
 import json
 import math
-import re
 import types
 import typing
 from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
@@ -52,25 +51,39 @@ def _strict_int(text: str) -> int:
     return int(text)
 
 
-# Numbers only the strict reader should see: 21+ digits (beyond 64 bits) or a 3-digit exponent.
-# (After `:`, `,` or `[`, as numbers stand in JSON; a string that merely looks so costs a slower read.)
-_SUSPECT = re.compile(rb"[:,\[]\s*-?(?:\d{21,}|\d+(?:\.\d+)?[eE][+-]?\d{3,})")
+def parse_json(text: str | bytes, strict: bool = False) -> Any:
+    """json.loads that refuses NaN/Infinity and absurd nesting as SchemaError.
 
-
-def parse_json(text: str | bytes) -> Any:
-    """json.loads that refuses NaN/Infinity, out-of-range numbers and absurd nesting as SchemaError.
-
+    Numbers are parsed natively (a Python callback per number is ~3 s for a 10k-process snapshot;
+    a scan for suspicious numbers first cost 1.3 s): their magnitudes are checked when the values
+    are converted. `strict` checks each number while parsing, to name a bad one as written; a
+    number the native parser refuses (an integer of more than 4300 digits) takes that path too.
     json.JSONDecodeError (bad syntax, with line and column) passes through unchanged.
     """
     try:
-        if not _SUSPECT.search(text if isinstance(text, bytes) else text.encode("utf-8", "replace")):
-            # the C scanner parses numbers natively (a Python callback per number is ~3 s for a
-            # 10k-process snapshot); magnitudes are checked when the values are converted
-            return json.loads(text, parse_constant=_refuse_constant)
+        if not strict:
+            try:
+                return json.loads(text, parse_constant=_refuse_constant)
+            except json.JSONDecodeError:
+                raise
+            except ValueError:  # int() refused a number of thousands of digits: say which, below
+                pass
         return json.loads(text, parse_constant=_refuse_constant, parse_float=_strict_float,
                           parse_int=_strict_int)
     except RecursionError:
         raise SchemaError("nested too deeply to read (a snapshot is a few levels deep)") from None
+
+
+def strict_reason(text: str | bytes) -> str | None:
+    """What the strict reader says of a number in `text`, or None: names the number as written
+    when a converted value was out of range (1e400 reads natively as inf)."""
+    try:
+        parse_json(text, strict=True)
+    except SchemaError as exc:
+        return str(exc)
+    except ValueError:
+        return None
+    return None
 
 
 def to_jsonable(obj: Any) -> Any:
@@ -99,6 +112,18 @@ def _hints(cls: type) -> dict[str, Any]:
     return hints
 
 
+# Below a registered root (a snapshot's Sample), every number is a counter or a reading that never
+# goes below zero, except these fields (class.field; the aggregate "cpu" line of /proc/stat is -1).
+_COUNTER_ROOTS: set[type] = set()
+SIGNED_FIELDS = frozenset({"CpuTimes.cpu"})
+
+
+def register_counters(cls: type) -> None:
+    """Refuse negative numbers anywhere under `cls` (but SIGNED_FIELDS) when converting."""
+    _COUNTER_ROOTS.add(cls)
+    _fast.cache_clear()
+
+
 def from_jsonable(cls: type[T], data: Any, path: str = "$") -> T:
     """Build `cls` from JSON values; raise SchemaError naming the path of a bad value.
 
@@ -106,7 +131,7 @@ def from_jsonable(cls: type[T], data: Any, path: str = "$") -> T:
     only when it refuses a value does the slower walk below run again to name the path.
     """
     try:
-        return typing.cast(T, _fast(typing.cast(Any, cls))(data))
+        return typing.cast(T, _fast(typing.cast(Any, cls), False)(data))
     except _Bad:
         pass
     except RecursionError:
@@ -119,6 +144,7 @@ class _Bad(Exception):
 
 
 _BAD = _Bad()
+_MISSING = object()
 
 
 def _fail(_: Any = None) -> Any:
@@ -129,15 +155,66 @@ _LIMIT = MAX_MAGNITUDE
 _LIMIT_INT = int(MAX_MAGNITUDE)
 
 
+def _inline(tp: Any, nonneg: bool) -> str | None:
+    """A Python expression converting `v` of a scalar (or optional scalar) type, or None."""
+    lo, lo_int = ("0", "0") if nonneg else ("-_LIMIT", "-_LIMIT_INT")
+    if tp is float:
+        return f"(float(v) if (type(v) is float or type(v) is int) and {lo} <= v <= _LIMIT else _fail())"
+    if tp is int:
+        return f"(v if type(v) is int and {lo_int} <= v <= _LIMIT_INT else _fail())"
+    if tp is str:
+        return "(v if type(v) is str else _fail())"
+    if tp is bool:
+        return "(v if type(v) is bool else _fail())"
+    if get_origin(tp) in (Union, types.UnionType):
+        args = [a for a in get_args(tp) if a is not type(None)]
+        if len(args) == 1 and len(get_args(tp)) == 2:
+            inner = _inline(args[0], nonneg)
+            return None if inner is None else f"(None if v is None else {inner})"
+    return None
+
+
+def _compile_dataclass(tp: type, nonneg: bool) -> typing.Callable[[Any], Any]:
+    """obj(d) -> tp(...): generated once, scalar checks inlined and arguments passed by position
+    (a call per value and a keyword dict per object were most of a large snapshot's load)."""
+    hints = _hints(tp)
+    under = nonneg or tp in _COUNTER_ROOTS
+    env: dict[str, Any] = {"_BAD": _BAD, "_MISSING": _MISSING, "_fail": _fail, "_LIMIT": _LIMIT,
+                           "_LIMIT_INT": _LIMIT_INT, "cls": tp}
+    src = ["def obj(d):", "    if type(d) is not dict:", "        raise _BAD"]
+    args: list[str] = []
+    for i, f in enumerate(dataclasses.fields(tp)):
+        if not f.init:
+            continue
+        fn = under and f"{tp.__name__}.{f.name}" not in SIGNED_FIELDS
+        expr = _inline(hints[f.name], fn)
+        if expr is None:
+            env[f"c{i}"] = _fast(hints[f.name], fn)
+            expr = f"c{i}(v)"
+        src.append(f"    v = d.get({f.name!r}, _MISSING)")
+        if f.default is not dataclasses.MISSING:
+            env[f"d{i}"] = f.default
+            src.append(f"    a{i} = d{i} if v is _MISSING else {expr}")
+        elif f.default_factory is not dataclasses.MISSING:
+            env[f"f{i}"] = f.default_factory
+            src.append(f"    a{i} = f{i}() if v is _MISSING else {expr}")
+        else:
+            src += ["    if v is _MISSING:", "        raise _BAD", f"    a{i} = {expr}"]
+        args.append(f"{f.name}=a{i}" if f.kw_only else f"a{i}")
+    src.append(f"    return cls({', '.join(args)})")
+    exec(compile("\n".join(src), f"<from_jsonable {tp.__name__}>", "exec"), env)  # noqa: S102 - our own source
+    return typing.cast(typing.Callable[[Any], Any], env["obj"])
+
+
 @functools.cache
-def _fast(tp: Any) -> typing.Callable[[Any], Any]:
+def _fast(tp: Any, nonneg: bool = False) -> typing.Callable[[Any], Any]:
     """A converter for `tp` with the same checks as `_convert`, and no path bookkeeping."""
     if tp is Any:
         return lambda d: d
     origin = get_origin(tp)
     if origin in (Union, types.UnionType):
         args = get_args(tp)
-        convs = [_fast(a) for a in args if a is not type(None)]
+        convs = [_fast(a, nonneg) for a in args if a is not type(None)]
         nullable = type(None) in args
         if len(convs) == 1:
             one = convs[0]
@@ -162,54 +239,33 @@ def _fast(tp: Any) -> typing.Callable[[Any], Any]:
     if origin in (list, tuple):
         args = get_args(tp)
         if origin is tuple and args and args[-1] is not Ellipsis:
-            parts = [_fast(a) for a in args]
+            parts = [_fast(a, nonneg) for a in args]
             return lambda d: (tuple(c(v) for c, v in zip(parts, d, strict=True))
                               if type(d) is list and len(d) == len(parts) else _fail())
-        item = _fast(args[0] if args else Any)
+        item = _fast(args[0] if args else Any, nonneg)
         if origin is tuple:
             return lambda d: tuple(item(v) for v in d) if type(d) is list else _fail()
         return lambda d: [item(v) for v in d] if type(d) is list else _fail()
     if origin is dict:
         ktp, vtp = get_args(tp) or (str, Any)
-        val = _fast(vtp)
+        val = _fast(vtp, nonneg)
         if ktp is str:
             return lambda d: {k: val(v) for k, v in d.items()} if type(d) is dict else _fail()
         return _fail  # int-keyed maps and the like: the slow path converts (and checks) their keys
     if isinstance(tp, type) and dataclasses.is_dataclass(tp):
-        hints = _hints(tp)
-        fields = [(f.name, _fast(hints[f.name]),
-                   f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING)
-                  for f in dataclasses.fields(tp)]
-        cls = tp
-
-        def obj(d: Any) -> Any:
-            if type(d) is not dict:
-                raise _BAD
-            kw = {}
-            for name, conv, required in fields:
-                if name in d:
-                    kw[name] = conv(d[name])
-                elif required:
-                    raise _BAD
-            return cls(**kw)
-
-        return obj
+        return _compile_dataclass(tp, nonneg)
     if isinstance(tp, type) and issubclass(tp, enum.Enum):
         return _fail  # rare: the slow path
-    if tp is float:  # NaN fails both comparisons, infinities the bound
-        return lambda d: float(d) if (type(d) is float or type(d) is int) and -_LIMIT <= d <= _LIMIT else _fail()
-    if tp is int:
-        return lambda d: d if type(d) is int and -_LIMIT_INT <= d <= _LIMIT_INT else _fail()
-    if tp is str:
-        return lambda d: d if type(d) is str else _fail()
-    if tp is bool:
-        return lambda d: d if type(d) is bool else _fail()
+    expr = _inline(tp, nonneg)
+    if expr is not None:
+        env = {"_fail": _fail, "_LIMIT": _LIMIT, "_LIMIT_INT": _LIMIT_INT}
+        return typing.cast(typing.Callable[[Any], Any], eval(f"lambda v: {expr}", env))  # noqa: S307 - our own source
     if tp is type(None):
         return lambda d: None if d is None else _fail()
     return _fail
 
 
-def _convert(tp: Any, data: Any, path: str) -> Any:
+def _convert(tp: Any, data: Any, path: str, nonneg: bool = False) -> Any:
     if tp is Any:
         return data
     origin = get_origin(tp)
@@ -224,7 +280,7 @@ def _convert(tp: Any, data: Any, path: str) -> Any:
             if arg is type(None):
                 continue
             try:
-                return _convert(arg, data, path)
+                return _convert(arg, data, path, nonneg)
             except SchemaError as exc:
                 errors.append(str(exc))
         raise SchemaError(errors[0] if len(errors) == 1 else f"{path}: no type of {tp} fits {data!r:.60}")
@@ -239,23 +295,26 @@ def _convert(tp: Any, data: Any, path: str) -> Any:
         if origin is tuple and args and args[-1] is not Ellipsis:
             if len(args) != len(data):
                 raise SchemaError(f"{path}: expected {len(args)} items, found {len(data)}")
-            return tuple(_convert(a, v, f"{path}[{i}]") for i, (a, v) in enumerate(zip(args, data, strict=True)))
+            return tuple(_convert(a, v, f"{path}[{i}]", nonneg)
+                         for i, (a, v) in enumerate(zip(args, data, strict=True)))
         item = args[0] if args else Any
-        out = [_convert(item, v, f"{path}[{i}]") for i, v in enumerate(data)]
+        out = [_convert(item, v, f"{path}[{i}]", nonneg) for i, v in enumerate(data)]
         return tuple(out) if origin is tuple else out
     if origin is dict:
         if not isinstance(data, dict):
             raise SchemaError(f"{path}: expected an object, found {type(data).__name__}")
         ktp, vtp = get_args(tp) or (str, Any)
-        return {_key(ktp, k, path): _convert(vtp, v, f"{path}.{k}") for k, v in data.items()}
+        return {_key(ktp, k, path): _convert(vtp, v, f"{path}.{k}", nonneg) for k, v in data.items()}
     if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         if not isinstance(data, dict):
             raise SchemaError(f"{path}: expected an object for {tp.__name__}, found {type(data).__name__}")
         hints = _hints(tp)
+        under = nonneg or tp in _COUNTER_ROOTS
         kwargs = {}
         for f in dataclasses.fields(tp):
             if f.name in data:
-                kwargs[f.name] = _convert(hints[f.name], data[f.name], f"{path}.{f.name}")
+                kwargs[f.name] = _convert(hints[f.name], data[f.name], f"{path}.{f.name}",
+                                          under and f"{tp.__name__}.{f.name}" not in SIGNED_FIELDS)
             elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
                 raise SchemaError(f"{path}.{f.name}: missing")
         return tp(**kwargs)
@@ -267,12 +326,12 @@ def _convert(tp: Any, data: Any, path: str) -> Any:
     if tp is float:
         if isinstance(data, bool) or not isinstance(data, (int, float)):
             raise SchemaError(f"{path}: expected a number, found {data!r:.40}")
-        _in_range(data, path)
+        _in_range(data, path, nonneg)
         return float(data)
     if tp is int:
         if isinstance(data, bool) or not isinstance(data, int):
             raise SchemaError(f"{path}: expected an integer, found {data!r:.40}")
-        _in_range(data, path)
+        _in_range(data, path, nonneg)
         return data
     if tp in (str, bool):
         if not isinstance(data, tp):
@@ -285,7 +344,7 @@ def _convert(tp: Any, data: Any, path: str) -> Any:
     raise SchemaError(f"{path}: cannot convert to {tp!r}")
 
 
-def _in_range(x: int | float, path: str) -> None:
+def _in_range(x: int | float, path: str, nonneg: bool = False) -> None:
     """Finite and within MAX_MAGNITUDE (ints are compared exactly: float(10**400) would overflow)."""
     if isinstance(x, float) and not math.isfinite(x):
         raise SchemaError(f"{path}: {x!r} is not a finite number")
@@ -294,6 +353,8 @@ def _in_range(x: int | float, path: str) -> None:
         bits = x.bit_length() if isinstance(x, int) else 0
         shown = f"an integer of ~{int(bits * 0.30103) + 1} digits" if bits > 100 else repr(x)
         raise SchemaError(f"{path}: {shown} is out of range (beyond ±{MAX_MAGNITUDE:.3g})")
+    if nonneg and x < 0:
+        raise SchemaError(f"{path}: {x!r} is negative (a counter or a reading; it never goes below zero)")
 
 
 def _key(ktp: Any, key: str, path: str) -> Any:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import gzip
 import json
 import os
-import stat
 import tempfile
 import time
 import typing
@@ -15,6 +14,7 @@ from datetime import UTC, datetime
 
 from .cpu import CpuSample
 from .gpu import BackendStatus, GpuSample, GpuStatic, NvLink
+from .host import open_regular_file
 from .io import IoSample
 from .memory import MemorySample
 from .nic import NicSample
@@ -24,7 +24,14 @@ from .processes import (
     ProcessSample,
 )
 from .pystacks import StackSample
-from .serde import SchemaError, from_jsonable, parse_json, to_jsonable
+from .serde import (
+    SchemaError,
+    from_jsonable,
+    parse_json,
+    register_counters,
+    strict_reason,
+    to_jsonable,
+)
 from .thermal import ThermalSample
 
 SNAPSHOT_VERSION = 1
@@ -42,6 +49,9 @@ class Sample:
     processes: list[ProcessSample] = field(default_factory=list)
     cost_s: float = 0.0  # CPU seconds this sample cost nodetune
     nics: NicSample | None = None  # None in snapshots recorded before NIC counters were sampled
+
+
+register_counters(Sample)  # a negative number in a sample is damage, refused with its path
 
 
 @dataclass
@@ -114,31 +124,46 @@ class SnapshotError(Exception):
 
 
 # What a snapshot may cost to load. A 1 MB gzip can inflate to gigabytes; the cap is checked
-# while inflating, so memory stays bounded by it whatever the file claims.
-MAX_SNAPSHOT_BYTES = 512 << 20
+# while inflating, chunk by chunk, so memory and time stay bounded by it whatever the file claims.
+# An hour of samples of a node with 8 GPUs and 64 loader workers each is about 100 MiB.
+MAX_SNAPSHOT_BYTES = 256 << 20
 MAX_PROCESSES = 100_000  # per window and per sample (pid_max is 4M, a GPU job has far fewer)
 _CHUNK = 1 << 20
 
 
 def _read_bounded(path: str, limit: int) -> bytes:
     """The file's bytes (gzip inflated, found by its magic number); SnapshotError past `limit`."""
-    st = os.stat(path)
-    if not stat.S_ISREG(st.st_mode):
-        raise SnapshotError(f"{path}: cannot read: not a regular file")  # a FIFO would hang, a device never end
-    with open(path, "rb") as raw:
+    fd = open_regular_file(path)  # a FIFO would hang, a device never end: refused before any read
+    with open(fd, "rb") as raw:
         gz = raw.read(2) == b"\x1f\x8b"
         raw.seek(0)
         fh: typing.BinaryIO = typing.cast(typing.BinaryIO, gzip.GzipFile(fileobj=raw)) if gz else raw
-        chunks: list[bytes] = []
-        total = 0
+        buf = bytearray()  # one growing buffer: no list of chunks joined into a second copy
         while chunk := fh.read(_CHUNK):  # GzipFile.read(n) inflates at most n bytes at a time
-            total += len(chunk)
-            if total > limit:
+            if len(buf) + len(chunk) > limit:
                 what = "inflates to" if gz else "is"
                 size = f"{limit >> 20} MiB" if limit % (1 << 20) == 0 else f"{limit} bytes"
                 raise SnapshotError(f"{path}: {what} more than {size}; refused (the limit on a snapshot's size)")
-            chunks.append(chunk)
-    return b"".join(chunks)
+            buf += chunk
+    return bytes(buf)
+
+
+def check_window(win: Window) -> str | None:
+    """Why a window's timing cannot be diagnosed (naming the field and sample), or None.
+
+    Rates are counter deltas over sample intervals: a zero interval divides by zero and time
+    running backwards turns every rate negative.
+    """
+    if not win.interval_s > 0:
+        return f"$.window.interval_s: {win.interval_s!r} is not a positive interval"
+    prev: float | None = None
+    for i, smp in enumerate(win.samples):
+        if prev is not None and smp.t <= prev:
+            what = "the same time as" if smp.t == prev else "earlier than"
+            why = "a zero interval" if smp.t == prev else "time running backwards"
+            return f"$.window.samples[{i}].t: {smp.t!r} is {what} samples[{i - 1}].t ({prev!r}): {why}"
+        prev = smp.t
+    return None
 
 
 def _check_counts(raw: dict[str, typing.Any]) -> str | None:
@@ -169,7 +194,7 @@ def load_snapshot(path: str, max_bytes: int = MAX_SNAPSHOT_BYTES) -> Snapshot:
     except SchemaError as exc:  # NaN, out-of-range numbers, nesting: refused while parsing
         raise SnapshotError(f"{path}: {exc}") from None
     except (OSError, EOFError, UnicodeDecodeError, zlib.error) as exc:
-        raise SnapshotError(f"{path}: cannot read: {exc}") from None
+        raise SnapshotError(f"{path}: cannot read: {getattr(exc, 'strerror', None) or exc}") from None
     if not isinstance(raw, dict) or "version" not in raw:
         raise SnapshotError(f"{path}: not a nodetune snapshot (no version field)")
     if raw["version"] != SNAPSHOT_VERSION:
@@ -179,11 +204,16 @@ def load_snapshot(path: str, max_bytes: int = MAX_SNAPSHOT_BYTES) -> Snapshot:
     if too_many:
         raise SnapshotError(f"{path}: {too_many}")
     try:
-        return from_jsonable(Snapshot, raw)
+        snap = from_jsonable(Snapshot, raw)
     except SchemaError as exc:
-        raise SnapshotError(f"{path}: {exc}") from None
+        # A number read natively (1e400 as inf): the strict reader names it as written.
+        raise SnapshotError(f"{path}: {strict_reason(data) or exc}") from None
     except RecursionError:  # the schema is a few levels deep; this only guards a pathological input
         raise SnapshotError(f"{path}: nested too deeply to read") from None
+    bad = check_window(snap.window) if snap.window is not None else None
+    if bad:
+        raise SnapshotError(f"{path}: {bad}")
+    return snap
 
 
 class ReplayBackend:
