@@ -29,18 +29,12 @@ from nodetune.agent.autotune import Autotuner
 from nodetune.agent.collectors import StateCollector
 from nodetune.agent.history import History, HistoryError
 from nodetune.agent.hotplug import Hotplug
-from nodetune.agent.http import (
-    BasicAuth,
-    Listen,
-    MetricsApp,
-    Served,
-    load_users,
-    parse_listen,
-    serve,
-)
+from nodetune.agent.http import Listen, MetricsApp, Served, parse_listen, serve
+from nodetune.agent.http_server import Limits
 from nodetune.agent.kmsg import KmsgReader
 from nodetune.agent.notify import Notifier
 from nodetune.agent.state import JobBook, State, TuningSummary, lateness_bucket
+from nodetune.agent.web_config import WebConfig, web_config
 from nodetune.config.agent import AgentConfig
 from nodetune.config.diagnosis import Thresholds
 from nodetune.config.loader import Config, ConfigError, load_config
@@ -96,8 +90,9 @@ class Agent:
 
     def __init__(self, root: str = "/", config_path: str | None = None, listen: str | None = None,
                  nvml: object | None = None, source: Source | None = None, hotplug_loader: Any = None,
-                 kmsg_path: str | None = None) -> None:
+                 kmsg_path: str | None = None, web_config_file: str | None = None) -> None:
         self.root = root
+        self.web_config_override = web_config_file
         self.config_path = config_path
         self.listen_override = listen
         self.src = source or open_source(root, nvml=nvml)
@@ -105,7 +100,7 @@ class Agent:
         self.acfg = self.cfg.get(AgentConfig)
         self.th = self.cfg.get(Thresholds)
         self.listen: Listen = self._listen(self.acfg)
-        self.users = load_users(self.acfg.basic_auth_file) if self.acfg.basic_auth_file else None
+        self.web: WebConfig = self._web_config(self.acfg)
         self.state = State(ring_size(self.acfg))
         self.stop_event = threading.Event()
         self._reload = threading.Event()
@@ -117,7 +112,6 @@ class Agent:
         self._diag_q: queue.Queue[Job] = queue.Queue(maxsize=1)
         self._threads: list[threading.Thread] = []
         self._wake = threading.Event()  # cuts the loop's wait short (SIGHUP) without stopping it
-        self._auth: BasicAuth | None = None
         self.served: Served | None = None
         self._logged: set[tuple[str, str]] = set()  # (probe, field) already logged: one line per fault
         self._last_diag_mono: float | None = None
@@ -140,6 +134,11 @@ class Agent:
         except ValueError as exc:
             where = "--listen" if self.listen_override else f"{self.cfg.source or 'defaults'}: [agent].listen"
             raise ConfigError(f"{where}: {exc}") from None
+
+    def _web_config(self, cfg: AgentConfig) -> WebConfig:
+        """TLS, users and headers: --web.config.file, else [agent] (ConfigError: one line)."""
+        return web_config(self.web_config_override or cfg.web_config_file, cfg.tls_cert_file, cfg.tls_key_file,
+                          cfg.basic_auth_file)
 
     def _setup_history_and_autotune(self) -> None:
         """Open the job history and build the autotuner from the [agent] section (again on reload)."""
@@ -214,11 +213,7 @@ class Agent:
         return reg
 
     def app(self) -> Any:
-        app: Any = MetricsApp(self.registry(), self.state, lambda: max(10.0, 3 * self.acfg.sample_interval_s))
-        if self.users is not None:
-            self._auth = BasicAuth(app, self.users)
-            return self._auth
-        return app
+        return MetricsApp(self.registry(), self.state, lambda: max(10.0, 3 * self.acfg.sample_interval_s))
 
     def start(self, http: bool = True) -> None:
         """Bind the exporter (a ConfigError if it cannot) and start the helper threads."""
@@ -228,9 +223,12 @@ class Agent:
             # interval a scrape, which gives the GIL up at every socket call, waits a full slice each
             # time (p99 233 ms for 100 scrapers at 1/s on 2 cores; 105 ms at 0.5 ms).
             sys.setswitchinterval(GIL_SWITCH_S)
-            self.served = serve(self.app(), self.listen, self.acfg.tls_cert_file, self.acfg.tls_key_file)
+            a = self.acfg
+            limits = Limits(a.max_connections, a.idle_timeout_s, a.header_timeout_s, a.write_timeout_s)
+            self.served = serve(self.app(), self.listen, self.web, limits)
             self.listen = Listen(self.listen.host, self.served.port)
-            log.info("serving http%s://%s/metrics", "s" if self.acfg.tls_cert_file else "", self.listen)
+            log.info("serving http%s://%s/metrics%s", "s" if self.web.tls else "", self.listen,
+                     " (basic auth)" if self.web.users else "")
         worker = threading.Thread(target=self._diagnosis_worker, name="nodetune-diagnosis", daemon=True)
         worker.start()
         self._threads.append(worker)
@@ -471,19 +469,22 @@ class Agent:
         try:
             cfg = load_config(self.src.host, self.config_path)
             acfg = cfg.get(AgentConfig)
-            users = load_users(acfg.basic_auth_file) if acfg.basic_auth_file else None
+            web = self._web_config(acfg)
+            if self.served is not None and (web.tls is None) == (self.web.tls is None):
+                self.served.update(web)  # new certificates, users, headers (ConfigError: none taken)
         except ConfigError as exc:
             log.error("config reload refused, keeping the previous config: %s", exc)
             self.state.count("config_reloads", "refused", config_ok=False)
             return
         old = self.acfg
-        for key in ("listen", "tls_cert_file", "tls_key_file", "kmsg", "hotplug"):
+        for key in ("listen", "kmsg", "hotplug", "max_connections", "idle_timeout_s", "header_timeout_s",
+                    "write_timeout_s"):
             if getattr(old, key) != getattr(acfg, key):
                 log.warning("[agent].%s changed: takes effect when the agent restarts", key)
-        if (old.basic_auth_file == "") != (acfg.basic_auth_file == ""):
-            log.warning("[agent].basic_auth_file turned on or off: takes effect when the agent restarts")
-        elif users is not None and self._auth is not None:
-            self._auth.users = users
+        if (web.tls is None) != (self.web.tls is None) or bool(web.users) != bool(self.web.users):
+            log.warning("TLS or basic auth turned on or off: takes effect when the agent restarts")
+        else:
+            self.web = web
         self.cfg, self.acfg, self.th = cfg, acfg, cfg.get(Thresholds)
         self.state.resize_ring(ring_size(acfg))
         self.sampler.worker_scan_every = max(1, round(acfg.worker_scan_every_s / acfg.sample_interval_s))
