@@ -9,8 +9,9 @@ check in a one-thread pool of its own, so neither stalls the loop nor waits behi
 
 The routes, auth and caching stay in the WSGI apps of `agent/http.py`; this module only moves
 bytes, and bounds what a client can hold:
-- at most `max_connections` open; a new connection past that closes the longest-idle kept-alive
-  one (else the longest-stalled one), so a scraper always gets in however many idle ones there are;
+- at most `max_connections` open, a quarter of them from one address; a new connection past either
+  closes the longest-idle kept-alive one (of that address, or of all), else the longest stalled
+  on its client, so a scraper gets in however many idle or slow ones there are;
 - a request's headers must arrive within `header_timeout_s` of its first byte (slowloris), a new
   connection's first request within `header_timeout_s`, a kept-alive one's within `idle_timeout_s`;
 - each response must be taken by the client within `write_timeout_s`, or the connection is
@@ -43,7 +44,7 @@ Route = Callable[[dict[str, Any]], str]  # environ -> "loop" | "pool" | "hash"
 class Limits:
     """What one client may hold: connections, and the time to send a request or take a response."""
 
-    max_connections: int = 64
+    max_connections: int = 64  # one client address may hold a quarter of them
     idle_timeout_s: float = 60.0  # Prometheus scrapes every 15-60 s over one kept-alive connection
     header_timeout_s: float = 10.0
     write_timeout_s: float = 10.0
@@ -59,18 +60,23 @@ class ServerCounts:
     read_timeouts: int = 0
 
 
-# Connection phases. Eviction order: IDLE first (oldest first), then the ones stalled on the client
-# (TLS handshake, a partial request, an unread response), never one being answered (WORK).
+# Connection phases. Who is closed for a newcomer: the longest-idle kept-alive connection first,
+# then the longest stalled on its client (TLS handshake, a partial request, an unread response)
+# for longer than GRACE_S; never one being answered (WORK) nor one that has not had time to send.
 IDLE, TLS, HEAD, WRITE, WORK = "idle", "tls", "head", "write", "work"
+STALLED = (IDLE, TLS, HEAD, WRITE)
+GRACE_S = 0.5
 
 
 class _Conn:
-    __slots__ = ("writer", "phase", "since")
+    __slots__ = ("writer", "addr", "phase", "since", "served")
 
-    def __init__(self, writer: asyncio.StreamWriter, phase: str) -> None:
+    def __init__(self, writer: asyncio.StreamWriter, addr: str, phase: str) -> None:
         self.writer = writer
+        self.addr = addr
         self.phase = phase
         self.since = time.monotonic()
+        self.served = False  # answered a request: an idle one is a kept-alive connection
 
     def enter(self, phase: str) -> None:
         self.phase = phase
@@ -121,6 +127,7 @@ class AsyncServer:
         self.loop = asyncio.new_event_loop()
         self.counts = ServerCounts()
         self.conns: dict[_Conn, None] = {}
+        self.by_addr: dict[str, int] = {}  # open connections per client address
         # bind here, in the caller's thread, so an address in use is the caller's error at once
         self.server = self.loop.run_until_complete(asyncio.start_server(
             self._client, host, port, backlog=1024, limit=MAX_HEAD, reuse_address=True))
@@ -161,35 +168,56 @@ class AsyncServer:
         self.hash_pool.shutdown(wait=False, cancel_futures=True)
 
     # -- admission ------------------------------------------------------------------------------------
+    @property
+    def per_address(self) -> int:
+        return max(2, self.limits.max_connections // 4)
+
+    def _forget(self, conn: _Conn) -> None:
+        if conn in self.conns:
+            del self.conns[conn]
+            n = self.by_addr[conn.addr] - 1
+            if n:
+                self.by_addr[conn.addr] = n
+            else:
+                del self.by_addr[conn.addr]
+
     def _victim(self, new: _Conn) -> _Conn | None:
-        """The connection to close for `new`: the longest idle, else the longest stalled on its client."""
-        idle = [c for c in self.conns if c.phase == IDLE and c is not new]
-        if idle:
-            return min(idle, key=lambda c: c.since)
-        stalled = [c for c in self.conns if c.phase in (TLS, HEAD, WRITE) and c is not new]
+        """Whom to close so that `new` fits, or None: `new` itself must go."""
+        if self.by_addr.get(new.addr, 0) >= self.per_address:
+            # one address at its share: it makes room among its own, whatever their age
+            own = [c for c in self.conns if c.addr == new.addr and c.phase in STALLED]
+            idle = [c for c in own if c.phase == IDLE]
+            return min(idle or own, key=lambda c: c.since) if own else None
+        if len(self.conns) < self.limits.max_connections:
+            return None
+        kept = [c for c in self.conns if c.phase == IDLE and c.served]
+        if kept:
+            return min(kept, key=lambda c: c.since)
+        old = time.monotonic() - GRACE_S
+        stalled = [c for c in self.conns if c.phase in STALLED and c.since < old]
         return min(stalled, key=lambda c: c.since) if stalled else None
 
     def _admit(self, conn: _Conn) -> bool:
+        full = self.by_addr.get(conn.addr, 0) >= self.per_address or len(self.conns) >= self.limits.max_connections
+        if full:
+            victim = self._victim(conn)
+            if victim is None:
+                self.counts.refused += 1
+                return False
+            self.counts.evicted += 1
+            self._forget(victim)
+            victim.drop()
         self.conns[conn] = None
-        if len(self.conns) <= self.limits.max_connections:
-            return True
-        victim = self._victim(conn)
-        if victim is None:
-            self.counts.refused += 1
-            return False
-        self.counts.evicted += 1
-        del self.conns[victim]
-        victim.drop()
+        self.by_addr[conn.addr] = self.by_addr.get(conn.addr, 0) + 1
         return True
 
     # -- one connection --------------------------------------------------------------------------------
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")
         ctx = self.ssl_ctx
-        conn = _Conn(writer, TLS if ctx else IDLE)
+        conn = _Conn(writer, str(peer[0]) if peer else "", TLS if ctx else IDLE)
         lim = self.limits
         if not self._admit(conn):
-            self.conns.pop(conn, None)
             if ctx is None:  # over TLS there is no way to say it before a handshake: just close
                 await self._send(conn, "503 Service Unavailable", [("Retry-After", "1")], b"too many connections\n",
                                  False)
@@ -214,13 +242,13 @@ class AsyncServer:
                     return
                 except asyncio.IncompleteReadError:
                     return
-                served = True
+                served = conn.served = True
                 if not await self._one(head, conn, peer):
                     return
         except (ConnectionError, ssl.SSLError, TimeoutError, OSError):
             return
         finally:
-            self.conns.pop(conn, None)
+            self._forget(conn)
             if not writer.transport.is_closing():
                 writer.close()
 
