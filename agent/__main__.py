@@ -16,6 +16,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--config", default=None)
     ap.add_argument("--root", default="/")
     ap.add_argument("--listen", default=None)
+    ap.add_argument("--web.config.file", dest="web_config", default=None)
     ap.add_argument("--once", action="store_true")
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
@@ -33,7 +34,7 @@ def main(argv: list[str] | None = None) -> None:
     from nodetune.agent.run import run_agent
 
     try:
-        run_agent(args.config, args.root, args.listen, args.once, args.verbose)
+        run_agent(args.config, args.root, args.listen, args.once, args.verbose, args.web_config)
     except (ConfigError, ProbeError, SnapshotError) as exc:
         print(f"nodetune: error: {getattr(exc, 'reason', None) or exc}", file=sys.stderr)
         raise SystemExit(2) from None

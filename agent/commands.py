@@ -26,6 +26,9 @@ def agent(
     root: Annotated[str, typer.Option("--root", help="Read /proc, /sys, /dev and /etc under this root (a fake tree).")] = "/",
     listen: Annotated[str | None, typer.Option("--listen", parser=_listen, metavar="ADDR:PORT",
                                                help="Exporter address (default: [agent].listen, 0.0.0.0:9847).")] = None,
+    web_config: Annotated[str | None, typer.Option("--web.config.file", metavar="FILE",
+                                                   help="node_exporter's web configuration file: TLS and bcrypt "
+                                                   "basic_auth_users (default: [agent].web_config_file).")] = None,
     once: Annotated[bool, typer.Option("--once", help="Sample one short window, diagnose it, print the exposition "
                                        "and exit (no HTTP).")] = False,
     verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Log at debug level.")] = False,
@@ -38,7 +41,7 @@ def agent(
         os.execv(sys.executable, [sys.executable, "-m", "nodetune.agent", *sys.argv[2:]])
     from nodetune.agent.run import run_agent
 
-    run_agent(config, root, listen, once, verbose)
+    run_agent(config, root, listen, once, verbose, web_config)
 
 
 def register(app: typer.Typer) -> None:

@@ -29,18 +29,12 @@ from nodetune.agent.autotune import Autotuner
 from nodetune.agent.collectors import StateCollector
 from nodetune.agent.history import History, HistoryError
 from nodetune.agent.hotplug import Hotplug
-from nodetune.agent.http import (
-    BasicAuth,
-    Listen,
-    MetricsApp,
-    Served,
-    load_users,
-    parse_listen,
-    serve,
-)
+from nodetune.agent.http import Listen, MetricsApp, Served, parse_listen, serve
+from nodetune.agent.http_server import Limits
 from nodetune.agent.kmsg import KmsgReader, XidLabels
 from nodetune.agent.notify import Notifier
 from nodetune.agent.state import JobBook, State, TuningSummary, lateness_bucket
+from nodetune.agent.web_config import WebConfig, web_config
 from nodetune.config.agent import AgentConfig
 from nodetune.config.diagnosis import Thresholds
 from nodetune.config.loader import Config, ConfigError, load_config
@@ -95,13 +89,14 @@ class Agent:
 
     def __init__(self, root: str = "/", config_path: str | None = None, listen: str | None = None,
                  nvml: object | None = None, source: Source | None = None, hotplug_loader: Any = None,
-                 kmsg_path: str | None = None) -> None:
+                 kmsg_path: str | None = None, web_config_file: str | None = None) -> None:
         self.root = root
+        self.web_config_override = web_config_file
         self.config_path = config_path
         self.listen_override = listen
         self.src = source or open_source(root, nvml=nvml)
         # ConfigError (the CLI's one line, exit 2) for anything the config or its files cannot give
-        self.cfg, self.users = self._take_config()
+        self.cfg, self.web = self._take_config()
         self.acfg = self.cfg.get(AgentConfig)
         self.th = self.cfg.get(Thresholds)
         self.listen: Listen = self._listen(self.acfg)
@@ -116,7 +111,6 @@ class Agent:
         self._diag_q: queue.Queue[Job] = queue.Queue(maxsize=1)
         self._threads: list[threading.Thread] = []
         self._wake = threading.Event()  # cuts the loop's wait short (SIGHUP) without stopping it
-        self._auth: BasicAuth | None = None
         self.served: Served | None = None
         self._logged: set[tuple[str, str]] = set()  # (probe, field) already logged: one line per fault
         self._last_diag_mono: float | None = None
@@ -140,6 +134,11 @@ class Agent:
         except ValueError as exc:
             where = "--listen" if self.listen_override else f"{self.cfg.source or 'defaults'}: [agent].listen"
             raise ConfigError(f"{where}: {exc}") from None
+
+    def _web_config(self, cfg: AgentConfig) -> WebConfig:
+        """TLS, users and headers: --web.config.file, else [agent] (ConfigError: one line)."""
+        return web_config(self.web_config_override or cfg.web_config_file, cfg.tls_cert_file, cfg.tls_key_file,
+                          cfg.basic_auth_file)
 
     def _setup_history_and_autotune(self) -> None:
         """Open the job history and build the autotuner from the [agent] section (again on reload)."""
@@ -220,11 +219,7 @@ class Agent:
         return reg
 
     def app(self) -> Any:
-        app: Any = MetricsApp(self.registry(), self.state, lambda: max(10.0, 3 * self.acfg.sample_interval_s))
-        if self.users is not None:
-            self._auth = BasicAuth(app, self.users)
-            return self._auth
-        return app
+        return MetricsApp(self.registry(), self.state, lambda: max(10.0, 3 * self.acfg.sample_interval_s))
 
     def start(self, http: bool = True) -> None:
         """Bind the exporter (a ConfigError if it cannot) and start the helper threads."""
@@ -234,9 +229,12 @@ class Agent:
             # interval a scrape, which gives the GIL up at every socket call, waits a full slice each
             # time (p99 233 ms for 100 scrapers at 1/s on 2 cores; 105 ms at 0.5 ms).
             sys.setswitchinterval(GIL_SWITCH_S)
-            self.served = serve(self.app(), self.listen, self.acfg.tls_cert_file, self.acfg.tls_key_file)
+            a = self.acfg
+            limits = Limits(a.max_connections, a.idle_timeout_s, a.header_timeout_s, a.write_timeout_s)
+            self.served = serve(self.app(), self.listen, self.web, limits)
             self.listen = Listen(self.listen.host, self.served.port)
-            log.info("serving http%s://%s/metrics", "s" if self.acfg.tls_cert_file else "", self.listen)
+            log.info("serving http%s://%s/metrics%s", "s" if self.web.tls else "", self.listen,
+                     " (basic auth)" if self.web.users else "")
         worker = threading.Thread(target=self._diagnosis_worker, name="nodetune-diagnosis", daemon=True)
         worker.start()
         self._threads.append(worker)
@@ -466,7 +464,7 @@ class Agent:
         return f"{verdicts}; {len(v.report.findings)} finding(s)"
 
     # -- reload, re-probe, journal --------------------------------------------------------------------
-    def _take_config(self) -> tuple[Config, dict[str, str] | None]:
+    def _take_config(self) -> tuple[Config, WebConfig]:
         """The config file and every file it names, checked before anything uses them.
 
         Any failure is one ConfigError line: start-up exits 2 with it, a reload is refused with it.
@@ -476,7 +474,7 @@ class Agent:
         try:
             cfg = load_config(self.src.host, self.config_path)
             acfg = cfg.get(AgentConfig)
-            for key in ("basic_auth_file", "tls_cert_file", "tls_key_file"):
+            for key in ("basic_auth_file", "tls_cert_file", "tls_key_file", "web_config_file"):
                 name = getattr(acfg, key)
                 if name:
                     try:
@@ -485,7 +483,7 @@ class Agent:
                         raise ConfigError(f"[agent].{key} {name}: {exc.strerror or exc}") from None
             if acfg.history:
                 self.src.host.path(acfg.history_path)  # a `..` or a symlink out of the root: refused here
-            users = load_users(acfg.basic_auth_file) if acfg.basic_auth_file else None
+            web = self._web_config(acfg)  # TLS, users, headers (ConfigError: one line)
         except ConfigError:
             raise
         except ProbeError as exc:
@@ -494,18 +492,20 @@ class Agent:
             raise ConfigError(f"[agent].basic_auth_file: not UTF-8 text (byte {exc.start})") from None
         except Exception as exc:  # whatever else a file can do to a loader: one line, never a traceback
             raise ConfigError(f"config {self.config_path or 'of the node'}: {type(exc).__name__}: {exc}") from None
-        return cfg, users
+        return cfg, web
 
     def _do_reload(self) -> None:
         """SIGHUP: take the new config whole, or refuse it (one line, a metric) and keep the old one."""
         try:
-            cfg, users = self._take_config()
+            cfg, web = self._take_config()
+            if self.served is not None and (web.tls is None) == (self.web.tls is None):
+                self.served.update(web)  # new certificates, users, headers (ConfigError: none taken)
         except ConfigError as exc:
             self._refuse_reload(str(exc))
             return
         saved = (self.cfg, self.acfg, self.th)
         try:
-            self._apply_config(cfg, users)
+            self._apply_config(cfg, web)
         except Exception as exc:  # a reload never stops the agent: back to the running config
             self.cfg, self.acfg, self.th = saved
             self.state.resize_ring(ring_size(self.acfg))
@@ -516,16 +516,17 @@ class Agent:
                   "(nodetune_agent_config_reloads_total{result=\"refused\"})", why.replace("\n", " "))
         self.state.count("config_reloads", "refused", config_ok=False)
 
-    def _apply_config(self, cfg: Config, users: dict[str, str] | None) -> None:
+    def _apply_config(self, cfg: Config, web: WebConfig) -> None:
         acfg = cfg.get(AgentConfig)
         old = self.acfg
-        for key in ("listen", "tls_cert_file", "tls_key_file", "kmsg", "hotplug"):
+        for key in ("listen", "kmsg", "hotplug", "max_connections", "idle_timeout_s", "header_timeout_s",
+                    "write_timeout_s"):
             if getattr(old, key) != getattr(acfg, key):
                 log.warning("[agent].%s changed: takes effect when the agent restarts", key)
-        if (old.basic_auth_file == "") != (acfg.basic_auth_file == ""):
-            log.warning("[agent].basic_auth_file turned on or off: takes effect when the agent restarts")
-        elif users is not None and self._auth is not None:
-            self._auth.users = users
+        if (web.tls is None) != (self.web.tls is None) or bool(web.users) != bool(self.web.users):
+            log.warning("TLS or basic auth turned on or off: takes effect when the agent restarts")
+        else:
+            self.web = web
         self.cfg, self.acfg, self.th = cfg, acfg, cfg.get(Thresholds)
         self.state.resize_ring(ring_size(acfg))
         self.sampler.worker_scan_every = max(1, round(acfg.worker_scan_every_s / acfg.sample_interval_s))

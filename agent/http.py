@@ -1,28 +1,23 @@
-"""The exporter's HTTP side: read-only routes as WSGI apps, optional TLS and basic auth, served by
-agent/http_server.py (one asyncio loop; see there why not a thread per connection).
+"""The exporter's HTTP side: read-only routes as WSGI apps, served by agent/http_server.py (one
+asyncio loop; see there why not a thread per connection, and what a client may hold).
 
 The exposition is rendered at most once per View version (the state changes once a sample): a
 hundred scrapers in one second cost one render, and a scrape never runs a collector twice for the
-same state. TLS is the stdlib's ssl on the listening socket, as prometheus-client's own
-`start_http_server(certfile=, keyfile=)` does; basic auth (which prometheus-client's server does
-not offer) is a thin WSGI wrapper over a file of `user:pbkdf2_sha256$ITER$SALT$HASH` lines.
+same state. TLS, basic auth and extra response headers come from a `WebConfig`
+(agent/web_config.py: node_exporter's web configuration file or the [agent] keys); basic auth is
+the WSGI middleware of agent/web_auth.py.
 
 `python -m nodetune.agent.http USER` reads a password on stdin and prints the line to add.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import gzip
-import hashlib
-import hmac
 import logging
 import os
-import ssl
+import resource
 import sys
 import threading
-from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -31,16 +26,20 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import generate_latest
 from prometheus_client.openmetrics import exposition as om
 
-from nodetune.agent.http_server import AsyncServer
+from nodetune.agent.http_server import AsyncServer, Limits
 from nodetune.agent.state import State
+from nodetune.agent.web_auth import BasicAuth, check_password, hash_password, load_users
+from nodetune.agent.web_config import WebConfig, tls_context
 from nodetune.config.loader import ConfigError
+
+__all__ = ["BasicAuth", "Listen", "MetricsApp", "Served", "check_password", "hash_password", "load_users",
+           "parse_listen", "serve"]
 
 log = logging.getLogger("nodetune.agent")
 StartResponse = Callable[..., Any]
 WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 TEXT = "text/plain; version=0.0.4; charset=utf-8"
-PBKDF2_ITERATIONS = 200_000
-AUTH_CACHE = 32  # verified Authorization headers kept, so a scrape does not pay PBKDF2 each time
+FD_MARGIN = 128  # descriptors the agent needs beside its connections (files, NVML, sockets)
 
 
 @dataclass(frozen=True)
@@ -68,96 +67,6 @@ def parse_listen(text: str) -> Listen:
     if not port.isdigit() or not 0 <= int(port) <= 65535:
         raise ValueError(f"expected a port 0-65535, got {port!r:.20}")
     return Listen(host or "0.0.0.0", int(port))
-
-
-# -- basic auth -------------------------------------------------------------------------------------
-
-def hash_password(password: str, salt: bytes | None = None, iterations: int = PBKDF2_ITERATIONS) -> str:
-    salt = salt or os.urandom(16)
-    dk = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
-    return f"pbkdf2_sha256${iterations}${salt.hex()}${dk.hex()}"
-
-
-def check_password(password: str, stored: str) -> bool:
-    try:
-        scheme, iters, salt, want = stored.split("$")
-        if scheme != "pbkdf2_sha256":
-            return False
-        dk = hashlib.pbkdf2_hmac("sha256", password.encode(), bytes.fromhex(salt), int(iters))
-    except ValueError:
-        return False
-    return hmac.compare_digest(dk.hex(), want)
-
-
-def load_users(path: str) -> dict[str, str]:
-    """user -> stored hash; ConfigError naming the file and line on anything malformed."""
-    try:
-        with open(path, encoding="utf-8") as fh:
-            lines = fh.read(1 << 20).splitlines()
-    except OSError as exc:
-        raise ConfigError(f"[agent].basic_auth_file {path}: cannot read: {exc.strerror or exc}") from None
-    users: dict[str, str] = {}
-    for n, line in enumerate(lines, 1):
-        s = line.strip()
-        if not s or s.startswith("#"):
-            continue
-        user, sep, stored = s.partition(":")
-        parts = stored.split("$")
-        if not sep or not user or len(parts) != 4 or parts[0] != "pbkdf2_sha256" or not parts[1].isdigit():
-            raise ConfigError(f"{path}:{n}: expected user:pbkdf2_sha256$ITERATIONS$SALT$HASH "
-                              "(make one with `python3 -m nodetune.agent.http USER`)")
-        users[user] = stored
-    if not users:
-        raise ConfigError(f"{path}: no users (a basic_auth_file with no user would lock every scraper out)")
-    return users
-
-
-class BasicAuth:
-    """WSGI middleware: 401 unless the request carries one of the file's users."""
-
-    def __init__(self, app: WsgiApp, users: dict[str, str]) -> None:
-        self.app = app
-        self.users = users
-        self._ok: OrderedDict[str, None] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def _allowed(self, header: str) -> bool:
-        with self._lock:
-            if header in self._ok:
-                self._ok.move_to_end(header)
-                return True
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "basic":
-            return False
-        try:
-            user, sep, pw = base64.b64decode(token.strip(), validate=True).decode("utf-8").partition(":")
-        except (binascii.Error, UnicodeDecodeError):
-            return False
-        stored = self.users.get(user)
-        if not sep or stored is None or not check_password(pw, stored):
-            return False
-        with self._lock:
-            self._ok[header] = None
-            while len(self._ok) > AUTH_CACHE:
-                self._ok.popitem(last=False)
-        return True
-
-    def cheap(self, environ: dict[str, Any]) -> bool:
-        """Known credentials (or none at all, a quick 401) and a cheap answer behind them."""
-        header = environ.get("HTTP_AUTHORIZATION", "")
-        if not header:
-            return True
-        if header not in self._ok:
-            return False  # PBKDF2 to run: off the event loop
-        inner = getattr(self.app, "cheap", None)
-        return bool(inner(environ)) if inner else False
-
-    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        if self._allowed(environ.get("HTTP_AUTHORIZATION", "")):
-            return self.app(environ, start_response)
-        start_response("401 Unauthorized", [("Content-Type", "text/plain"),
-                                            ("WWW-Authenticate", 'Basic realm="nodetune"')])
-        return [b"401 Unauthorized\n"]
 
 
 # -- the read-only app --------------------------------------------------------------------------------
@@ -247,25 +156,51 @@ class Served:
     def port(self) -> int:
         return self.server.port
 
+    def update(self, web: WebConfig) -> None:
+        """Take a reloaded web config: new certificates for new connections, new users and headers.
+        Turning TLS or auth on or off needs a restart (the caller says so)."""
+        if web.tls is not None and self.server.ssl_ctx is not None:
+            self.server.ssl_ctx = tls_context(web.tls, web.source)
+        auth = self.server.app
+        if web.users and isinstance(auth, BasicAuth):
+            auth.users = web.users
+        self.server.headers = dict(web.headers)
+
     def stop(self) -> None:
         self.server.stop()
 
 
-def serve(app: WsgiApp, listen: Listen, certfile: str = "", keyfile: str = "") -> Served:
-    """Bind and serve in a daemon thread; ConfigError (one line) when the address or TLS is unusable."""
-    ctx: ssl.SSLContext | None = None
-    if certfile or keyfile:
-        if not (certfile and keyfile):
-            raise ConfigError("[agent].tls_cert_file and tls_key_file: set both or neither")
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+def _room_for(connections: int) -> None:
+    """Raise the soft descriptor limit to fit the connection cap, or say it does not fit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    need = connections + FD_MARGIN
+    if soft != resource.RLIM_INFINITY and soft < need:
+        target = need if hard == resource.RLIM_INFINITY else min(need, hard)
         try:
-            ctx.load_cert_chain(certfile, keyfile)
-        except (OSError, ssl.SSLError) as exc:
-            raise ConfigError(f"[agent].tls_cert_file {certfile}: cannot load: {exc}") from None
-    cheap = getattr(app, "cheap", None)
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (OSError, ValueError) as exc:
+            log.warning("cannot raise the open-file limit to %d: %s", need, exc)
+        if soft < need:
+            log.warning("[agent].max_connections %d leaves too few of %d file descriptors (LimitNOFILE=)",
+                        connections, soft)
+
+
+def serve(app: WsgiApp, listen: Listen, web: WebConfig | None = None, limits: Limits | None = None) -> Served:
+    """Bind and serve in a daemon thread; ConfigError (one line) when the address or TLS is unusable.
+    With users in `web`, `app` is wrapped in BasicAuth."""
+    web = web or WebConfig()
+    limits = limits or Limits()
+    ctx = tls_context(web.tls, web.source) if web.tls is not None else None
+    if web.users:
+        app = BasicAuth(app, web.users)
+    route = getattr(app, "route", None)
+    if route is None:
+        cheap = getattr(app, "cheap", None)
+        route = (lambda env: "loop" if cheap(env) else "pool") if cheap else None
+    _room_for(limits.max_connections)
     try:
-        server = AsyncServer(app, listen.host, listen.port, ctx, cheap)
+        server = AsyncServer(app, listen.host, listen.port, ctx, route, limits=limits, headers=web.headers)
     except OSError as exc:
         why = os.strerror(exc.errno) if exc.errno else str(exc)  # asyncio's text wraps the errno's
         raise ConfigError(f"[agent].listen {listen}: cannot listen: {why}") from None

@@ -4,11 +4,20 @@ Why not wsgiref's threading server (prometheus-client's `start_http_server`): a 
 connection and a Python header parser cost ~1 ms of GIL time a scrape, so 100 concurrent scrapers
 on a 2-core node queued for ~120 ms (p99 390 ms, measured with wrk). Here a scrape whose answer
 is ready (the exposition of the current state is cached, the credentials already verified) is
-answered inside the loop with no thread hop; anything that must compute (the one render per
-state, a first PBKDF2 check) runs in a small thread pool so the loop never stalls on it.
+answered inside the loop with no thread hop; a render runs in a small thread pool and a password
+check in a one-thread pool of its own, so neither stalls the loop nor waits behind the other.
 
 The routes, auth and caching stay in the WSGI apps of `agent/http.py`; this module only moves
-bytes. GET and HEAD only; requests are bounded (8 KiB of headers, 10 s to send them).
+bytes, and bounds what a client can hold:
+- at most `max_connections` open, a quarter of them from one address; a new connection past either
+  closes the longest-idle kept-alive one (of that address, or of all), else the longest stalled
+  on its client, so a scraper gets in however many idle or slow ones there are;
+- a request's headers must arrive within `header_timeout_s` of its first byte (slowloris), a new
+  connection's first request within `header_timeout_s`, a kept-alive one's within `idle_timeout_s`;
+- each response must be taken by the client within `write_timeout_s`, or the connection is
+  aborted and its buffers freed (a client that pipelines and never reads);
+- TLS is negotiated inside the connection's handler, so handshakes count against the cap and the
+  header timeout too. GET and HEAD only; 8 KiB of headers.
 """
 
 from __future__ import annotations
@@ -17,19 +26,65 @@ import asyncio
 import logging
 import ssl
 import threading
+import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 log = logging.getLogger("nodetune.agent")
 MAX_HEAD = 8192
-HEAD_TIMEOUT_S = 10.0
-IDLE_TIMEOUT_S = 60.0  # Prometheus scrapes every 15-60 s over one kept-alive connection
-_REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed",
-            431: "Request Header Fields Too Large", 503: "Service Unavailable"}
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 Response = tuple[str, list[tuple[str, str]], bytes]
+Route = Callable[[dict[str, Any]], str]  # environ -> "loop" | "pool" | "hash"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one client may hold: connections, and the time to send a request or take a response."""
+
+    max_connections: int = 64  # one client address may hold a quarter of them
+    idle_timeout_s: float = 60.0  # Prometheus scrapes every 15-60 s over one kept-alive connection
+    header_timeout_s: float = 10.0
+    write_timeout_s: float = 10.0
+
+
+@dataclass
+class ServerCounts:
+    requests: int = 0
+    errors: int = 0
+    evicted: int = 0  # connections closed to make room for a new one
+    refused: int = 0  # new connections refused: every open one was being answered
+    write_timeouts: int = 0
+    read_timeouts: int = 0
+
+
+# Connection phases. Who is closed for a newcomer: the longest-idle kept-alive connection first,
+# then the longest stalled on its client (TLS handshake, a partial request, an unread response)
+# for longer than GRACE_S; never one being answered (WORK) nor one that has not had time to send.
+IDLE, TLS, HEAD, WRITE, WORK = "idle", "tls", "head", "write", "work"
+STALLED = (IDLE, TLS, HEAD, WRITE)
+GRACE_S = 0.5
+
+
+class _Conn:
+    __slots__ = ("writer", "addr", "phase", "since", "served")
+
+    def __init__(self, writer: asyncio.StreamWriter, addr: str, phase: str) -> None:
+        self.writer = writer
+        self.addr = addr
+        self.phase = phase
+        self.since = time.monotonic()
+        self.served = False  # answered a request: an idle one is a kept-alive connection
+
+    def enter(self, phase: str) -> None:
+        self.phase = phase
+        self.since = time.monotonic()
+
+    def drop(self) -> None:
+        """Close now, unsent data and all (abort: close() would wait for a non-reader to read)."""
+        self.writer.transport.abort()
 
 
 def call_wsgi(app: WsgiApp, environ: dict[str, Any]) -> Response:
@@ -54,25 +109,42 @@ def _environ(method: str, target: str, version: str, headers: dict[str, str], pe
 
 
 class AsyncServer:
-    """Serves `app` on (host, port); `cheap(environ)` says a request can be answered in the loop."""
+    """Serves `app` on (host, port). `route(environ)` says where a request runs: "loop" (answer
+    now), "pool" (a render) or "hash" (a password check). `ssl_ctx` and `headers` (added to every
+    response) may be replaced while serving; new connections use the new ones."""
 
     def __init__(self, app: WsgiApp, host: str, port: int, ssl_ctx: ssl.SSLContext | None = None,
-                 cheap: Callable[[dict[str, Any]], bool] | None = None, workers: int = 4) -> None:
+                 route: Route | None = None, workers: int = 4, limits: Limits | None = None,
+                 headers: dict[str, str] | None = None) -> None:
         self.app = app
-        self.cheap = cheap or (lambda env: False)
+        self.route = route or (lambda env: "pool")
+        self.ssl_ctx = ssl_ctx
+        self.limits = limits or Limits()
+        self.headers = dict(headers or {})
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="nodetune-http")
+        # bcrypt and PBKDF2 release the GIL: one thread bounds a login flood to one core
+        self.hash_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nodetune-auth")
         self.loop = asyncio.new_event_loop()
-        self.requests = 0
-        self.errors = 0
+        self.counts = ServerCounts()
+        self.conns: dict[_Conn, None] = {}
+        self.by_addr: dict[str, int] = {}  # open connections per client address
         # bind here, in the caller's thread, so an address in use is the caller's error at once
         self.server = self.loop.run_until_complete(asyncio.start_server(
-            self._client, host, port, ssl=ssl_ctx, backlog=1024, limit=MAX_HEAD, reuse_address=True))
+            self._client, host, port, backlog=1024, limit=MAX_HEAD, reuse_address=True))
         self.thread = threading.Thread(target=self.loop.run_forever, name="nodetune-http", daemon=True)
         self.thread.start()
 
     @property
     def port(self) -> int:
         return int(self.server.sockets[0].getsockname()[1])
+
+    @property
+    def requests(self) -> int:
+        return self.counts.requests
+
+    @property
+    def errors(self) -> int:
+        return self.counts.errors
 
     def stop(self) -> None:
         async def close() -> None:
@@ -93,34 +165,98 @@ class AsyncServer:
         if not self.loop.is_running():
             self.loop.close()
         self.pool.shutdown(wait=False, cancel_futures=True)
+        self.hash_pool.shutdown(wait=False, cancel_futures=True)
 
+    # -- admission ------------------------------------------------------------------------------------
+    @property
+    def per_address(self) -> int:
+        return max(2, self.limits.max_connections // 4)
+
+    def _forget(self, conn: _Conn) -> None:
+        if conn in self.conns:
+            del self.conns[conn]
+            n = self.by_addr[conn.addr] - 1
+            if n:
+                self.by_addr[conn.addr] = n
+            else:
+                del self.by_addr[conn.addr]
+
+    def _victim(self, new: _Conn) -> _Conn | None:
+        """Whom to close so that `new` fits, or None: `new` itself must go."""
+        if self.by_addr.get(new.addr, 0) >= self.per_address:
+            # one address at its share: it makes room among its own, whatever their age
+            own = [c for c in self.conns if c.addr == new.addr and c.phase in STALLED]
+            idle = [c for c in own if c.phase == IDLE]
+            return min(idle or own, key=lambda c: c.since) if own else None
+        if len(self.conns) < self.limits.max_connections:
+            return None
+        kept = [c for c in self.conns if c.phase == IDLE and c.served]
+        if kept:
+            return min(kept, key=lambda c: c.since)
+        old = time.monotonic() - GRACE_S
+        stalled = [c for c in self.conns if c.phase in STALLED and c.since < old]
+        return min(stalled, key=lambda c: c.since) if stalled else None
+
+    def _admit(self, conn: _Conn) -> bool:
+        full = self.by_addr.get(conn.addr, 0) >= self.per_address or len(self.conns) >= self.limits.max_connections
+        if full:
+            victim = self._victim(conn)
+            if victim is None:
+                self.counts.refused += 1
+                return False
+            self.counts.evicted += 1
+            self._forget(victim)
+            victim.drop()
+        self.conns[conn] = None
+        self.by_addr[conn.addr] = self.by_addr.get(conn.addr, 0) + 1
+        return True
+
+    # -- one connection --------------------------------------------------------------------------------
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")
+        ctx = self.ssl_ctx
+        conn = _Conn(writer, str(peer[0]) if peer else "", TLS if ctx else IDLE)
+        lim = self.limits
+        if not self._admit(conn):
+            if ctx is None:  # over TLS there is no way to say it before a handshake: just close
+                await self._send(conn, "503 Service Unavailable", [("Retry-After", "1")], b"too many connections\n",
+                                 False)
+            conn.drop()
+            return
         try:
-            first = True
+            if ctx is not None:
+                await writer.start_tls(ctx, ssl_handshake_timeout=lim.header_timeout_s)
+            served = False
             while True:
+                conn.enter(IDLE)
                 try:
-                    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"),
-                                                  HEAD_TIMEOUT_S if first else IDLE_TIMEOUT_S)
+                    first = await asyncio.wait_for(reader.readexactly(1),
+                                                   lim.idle_timeout_s if served else lim.header_timeout_s)
+                    conn.enter(HEAD)
+                    head = first + await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), lim.header_timeout_s)
                 except asyncio.LimitOverrunError:
-                    await self._send(writer, "431 Request Header Fields Too Large", [], b"headers too large\n", False)
+                    await self._send(conn, "431 Request Header Fields Too Large", [], b"headers too large\n", False)
                     return
-                except (asyncio.IncompleteReadError, TimeoutError, ConnectionError):
+                except TimeoutError:
+                    self.counts.read_timeouts += conn.phase == HEAD
                     return
-                first = False
-                keep = await self._one(head, writer, peer)
-                if not keep:
+                except asyncio.IncompleteReadError:
                     return
-        except (ConnectionError, ssl.SSLError):
+                served = conn.served = True
+                if not await self._one(head, conn, peer):
+                    return
+        except (ConnectionError, ssl.SSLError, TimeoutError, OSError):
             return
         finally:
-            writer.close()
+            self._forget(conn)
+            if not writer.transport.is_closing():
+                writer.close()
 
-    async def _one(self, head: bytes, writer: asyncio.StreamWriter, peer: Any) -> bool:
+    async def _one(self, head: bytes, conn: _Conn, peer: Any) -> bool:
         lines = head.decode("latin-1").split("\r\n")
         parts = lines[0].split(" ")
         if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
-            await self._send(writer, "400 Bad Request", [], b"bad request line\n", False)
+            await self._send(conn, "400 Bad Request", [], b"bad request line\n", False)
             return False
         method, target, version = parts
         headers: dict[str, str] = {}
@@ -128,38 +264,49 @@ class AsyncServer:
             if line:
                 k, sep, v = line.partition(":")
                 if not sep:
-                    await self._send(writer, "400 Bad Request", [], b"bad header\n", False)
+                    await self._send(conn, "400 Bad Request", [], b"bad header\n", False)
                     return False
                 headers[k.strip().lower()] = v.strip()
-        conn = headers.get("connection", "").lower()
-        keep = (version == "HTTP/1.1" and conn != "close") or (version == "HTTP/1.0" and conn == "keep-alive")
+        conn_hdr = headers.get("connection", "").lower()
+        keep = (version == "HTTP/1.1" and conn_hdr != "close") or (version == "HTTP/1.0" and conn_hdr == "keep-alive")
         if "content-length" in headers or "transfer-encoding" in headers:
             keep = False  # a request body on a read-only server: answer (405 below) and hang up
         env = _environ(method, target, version, headers, peer)
-        self.requests += 1
+        self.counts.requests += 1
+        conn.enter(WORK)
         try:
-            if self.cheap(env):
+            where = self.route(env)
+            if where == "loop":
                 status, hdrs, body = call_wsgi(self.app, env)
             else:
-                status, hdrs, body = await asyncio.get_running_loop().run_in_executor(self.pool, call_wsgi, self.app, env)
+                pool = self.hash_pool if where == "hash" else self.pool
+                status, hdrs, body = await asyncio.get_running_loop().run_in_executor(pool, call_wsgi, self.app, env)
         except Exception as exc:  # a bug in an app: this request fails, the server goes on
-            self.errors += 1
-            log.error("HTTP %s %s failed: %s: %s", method, target, type(exc).__name__, exc)
+            self.counts.errors += 1
+            log.error("HTTP %s %s failed: %s: %s", method, target[:100], type(exc).__name__, exc)
             status, hdrs, body = "500 Internal Server Error", [("Content-Type", "text/plain")], b"internal error\n"
             keep = False
-        await self._send(writer, status, hdrs, b"" if method == "HEAD" else body, keep, len(body))
-        return keep
+        return await self._send(conn, status, hdrs, b"" if method == "HEAD" else body, keep, len(body)) and keep
 
-    @staticmethod
-    async def _send(writer: asyncio.StreamWriter, status: str, headers: list[tuple[str, str]], body: bytes,
-                    keep: bool, length: int | None = None) -> None:
+    async def _send(self, conn: _Conn, status: str, headers: list[tuple[str, str]], body: bytes,
+                    keep: bool, length: int | None = None) -> bool:
+        """Write one response; False (and the connection aborted) when the client does not take it
+        within the write timeout."""
         out = [f"HTTP/1.1 {status}"]
         names = {k.lower() for k, _ in headers}
         out += [f"{k}: {v}" for k, v in headers]
+        out += [f"{k}: {v}" for k, v in self.headers.items() if k.lower() not in names]
         if "content-length" not in names:
             out.append(f"Content-Length: {len(body) if length is None else length}")
         if "content-type" not in names:
             out.append("Content-Type: text/plain")
         out.append("Connection: keep-alive" if keep else "Connection: close")
-        writer.write(("\r\n".join(out) + "\r\n\r\n").encode("latin-1") + body)
-        await writer.drain()
+        conn.enter(WRITE)
+        conn.writer.write(("\r\n".join(out) + "\r\n\r\n").encode("latin-1") + body)
+        try:
+            await asyncio.wait_for(conn.writer.drain(), self.limits.write_timeout_s)
+        except TimeoutError:
+            self.counts.write_timeouts += 1
+            conn.drop()
+            return False
+        return True

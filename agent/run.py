@@ -6,14 +6,15 @@ import logging
 import sys
 
 
-def run_agent(config: str | None, root: str, listen: str | None, once: bool, verbose: bool) -> None:
+def run_agent(config: str | None, root: str, listen: str | None, once: bool, verbose: bool,
+              web_config: str | None = None) -> None:
     """Sample, diagnose every N seconds, serve Prometheus metrics until SIGTERM (or one window with `once`)."""
     from nodetune.agent.ratelog import install
 
     install(logging.DEBUG if verbose else logging.INFO, "nodetune agent: %(levelname)s: %(message)s")
     from nodetune.agent.daemon import Agent
 
-    a = Agent(root=root, config_path=config, listen=listen)
+    a = Agent(root=root, config_path=config, listen=listen, web_config_file=web_config)
     if once:
         from prometheus_client.exposition import generate_latest
 

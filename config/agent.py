@@ -33,7 +33,16 @@ class AgentConfig:
     hotplug: bool = flag(True, "watch PCI and block devices through udev and re-probe the topology on add/remove")
     tls_cert_file: str = text("", "PEM certificate: serve HTTPS (with tls_key_file)")
     tls_key_file: str = text("", "PEM private key for tls_cert_file")
-    basic_auth_file: str = text("", "file of user:pbkdf2_sha256$... lines; when set, every request needs one of them")
+    basic_auth_file: str = text("", "file of user:HASH lines (pbkdf2_sha256$... or bcrypt); when set, every request "
+                                "needs one of them")
+    web_config_file: str = text("", "node_exporter's web configuration file (TLS, bcrypt basic_auth_users, headers); "
+                                "instead of tls_*_file and basic_auth_file")
+    max_connections: int = number(64, "most open HTTP connections; past it the longest-idle one is closed", lo=4,
+                                  hi=4096)
+    idle_timeout_s: float = number(60, "seconds a kept-alive connection may wait for its next request", lo=1, hi=3600)
+    header_timeout_s: float = number(10, "seconds a client has to send a request's headers (and TLS handshake)",
+                                     lo=0.5, hi=300)
+    write_timeout_s: float = number(10, "seconds a client has to take a response before it is dropped", lo=0.5, hi=300)
     history: bool = flag(True, "keep per-job verdict history in SQLite (`nodetune history`)")
     history_path: str = text("/var/lib/nodetune/history.sqlite", "the history database (under the node's root)")
     history_retention_days: float = number(90, "days a job stays in the history after it was last seen", lo=0, hi=3650)

@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry, Gauge
 
-from nodetune.agent.http import BasicAuth, Listen, MetricsApp, hash_password, serve
+from nodetune.agent.http import Listen, MetricsApp, hash_password, serve
 from nodetune.agent.state import State
+from nodetune.agent.web_config import WebConfig, web_config
 
 
 def app_and_state() -> tuple[MetricsApp, State, Gauge]:
@@ -72,7 +73,7 @@ def test_read_only_and_bounded(served):
 
 def test_basic_auth():
     app, state, _ = app_and_state()
-    s = serve(BasicAuth(app, {"prom": hash_password("s3cret", iterations=1000)}), Listen("127.0.0.1", 0))
+    s = serve(app, Listen("127.0.0.1", 0), WebConfig(users={"prom": hash_password("s3cret", iterations=1000)}))
     try:
         def get(user: str | None, pw: str = "") -> int:
             c = http.client.HTTPConnection("127.0.0.1", s.port, timeout=5)
@@ -97,7 +98,7 @@ def test_tls(tmp_path: Path):
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
                     "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
     app, state, _ = app_and_state()
-    s = serve(app, Listen("127.0.0.1", 0), str(cert), str(key))
+    s = serve(app, Listen("127.0.0.1", 0), web_config("", str(cert), str(key)))
     try:
         ctx = ssl.create_default_context(cafile=str(cert))
         ctx.check_hostname = False
@@ -113,7 +114,7 @@ def test_tls(tmp_path: Path):
     from nodetune.config.loader import ConfigError
 
     with pytest.raises(ConfigError, match="set both or neither"):
-        serve(app, Listen("127.0.0.1", 0), str(cert), "")
+        web_config("", str(cert), "")
 
 
 def test_gzip_and_plain_scrapes_of_one_state_share_one_render():
