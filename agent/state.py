@@ -60,7 +60,7 @@ def job_label(job_id: str, kind: str, command: str | None) -> str:
         if w == "-m" and i + 1 < len(words):
             name = words[i + 1]
             break
-        if w.startswith("-") or "=" in w or _INTERPRETERS.match(base):
+        if w.startswith("-") or "=" in w or w.isdigit() or _INTERPRETERS.match(base):  # options, their numbers
             continue
         name = base
         break
