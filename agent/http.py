@@ -19,6 +19,7 @@ import hashlib
 import hmac
 import logging
 import os
+import socket
 import ssl
 import sys
 import threading
@@ -33,6 +34,8 @@ from prometheus_client.openmetrics import exposition as om
 
 from nodetune.agent.http_server import AsyncServer
 from nodetune.agent.state import State
+from nodetune.config.agent import parse_listen as config_parse_listen
+from nodetune.config.agent import read_users
 from nodetune.config.loader import ConfigError
 
 log = logging.getLogger("nodetune.agent")
@@ -53,21 +56,9 @@ class Listen:
 
 
 def parse_listen(text: str) -> Listen:
-    """"ADDR:PORT", "[V6]:PORT" or ":PORT" (all IPv4 addresses); ValueError names what is wrong."""
-    t = text.strip()
-    if t.startswith("["):
-        host, sep, port = t[1:].partition("]:")
-        if not sep:
-            raise ValueError(f"expected [IPV6]:PORT, got {text!r:.60}")
-    else:
-        host, sep, port = t.rpartition(":")
-        if not sep:
-            raise ValueError(f"expected ADDRESS:PORT, got {text!r:.60}")
-        if ":" in host:
-            raise ValueError(f"an IPv6 address needs brackets ([::1]:9847), got {text!r:.60}")
-    if not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError(f"expected a port 0-65535, got {port!r:.20}")
-    return Listen(host or "0.0.0.0", int(port))
+    """"ADDR:PORT", "[V6]:PORT" or ":PORT"; ValueError names what is wrong (config/agent.py's rule)."""
+    host, port = config_parse_listen(text)
+    return Listen(host, port)
 
 
 # -- basic auth -------------------------------------------------------------------------------------
@@ -92,24 +83,9 @@ def check_password(password: str, stored: str) -> bool:
 def load_users(path: str) -> dict[str, str]:
     """user -> stored hash; ConfigError naming the file and line on anything malformed."""
     try:
-        with open(path, encoding="utf-8") as fh:
-            lines = fh.read(1 << 20).splitlines()
-    except OSError as exc:
-        raise ConfigError(f"[agent].basic_auth_file {path}: cannot read: {exc.strerror or exc}") from None
-    users: dict[str, str] = {}
-    for n, line in enumerate(lines, 1):
-        s = line.strip()
-        if not s or s.startswith("#"):
-            continue
-        user, sep, stored = s.partition(":")
-        parts = stored.split("$")
-        if not sep or not user or len(parts) != 4 or parts[0] != "pbkdf2_sha256" or not parts[1].isdigit():
-            raise ConfigError(f"{path}:{n}: expected user:pbkdf2_sha256$ITERATIONS$SALT$HASH "
-                              "(make one with `python3 -m nodetune.agent.http USER`)")
-        users[user] = stored
-    if not users:
-        raise ConfigError(f"{path}: no users (a basic_auth_file with no user would lock every scraper out)")
-    return users
+        return read_users(path)
+    except ValueError as exc:
+        raise ConfigError(f"[agent].basic_auth_file {exc}") from None
 
 
 class BasicAuth:
@@ -266,6 +242,8 @@ def serve(app: WsgiApp, listen: Listen, certfile: str = "", keyfile: str = "") -
     cheap = getattr(app, "cheap", None)
     try:
         server = AsyncServer(app, listen.host, listen.port, ctx, cheap)
+    except socket.gaierror as exc:  # its errno is getaddrinfo's (-2), which strerror cannot name
+        raise ConfigError(f"[agent].listen {listen}: cannot resolve {listen.host!r}: {exc.strerror}") from None
     except OSError as exc:
         why = os.strerror(exc.errno) if exc.errno else str(exc)  # asyncio's text wraps the errno's
         raise ConfigError(f"[agent].listen {listen}: cannot listen: {why}") from None
