@@ -41,6 +41,8 @@ def _node_b(root: Path) -> tuple[Preset, FakeNvml]:
     gpus[0].processes = [(JOB_PID, 20 << 30)]  # held, idle: GPU-hours lost
     gpus[0].pcie_width = 8
     (root / "var/lib/nodetune/journal.jsonl").mkdir(parents=True)  # unreadable journal
+    (root / "dev").mkdir(exist_ok=True)
+    (root / "dev/kmsg").write_text("3,1,1,-;NVRM: Xid (PCI:0000:00:06): 79, pid=1, GPU has fallen off the bus.\n")
     return p, FakeNvml(gpus)
 
 
@@ -178,3 +180,28 @@ def test_fleet_bad_input_and_unreachable_exit_2() -> None:
         assert r.returncode == 2, r.stdout + r.stderr
         lines = r.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("nodetune: error: ") and says in lines[0], r.stderr
+
+
+@pytest.mark.integration
+def test_every_dashboard_panel_and_alert_query_returns_data(prometheus: tuple[str, float]) -> None:
+    """Each panel's queries and each alert's expression, over the three fake nodes, return series
+    (an alert's condition stripped of its comparison: the series it judges exist)."""
+    import re as _re
+
+    url = prometheus[0]
+    root = Path(__file__).resolve().parent.parent / "monitoring"
+    dash = json.loads((root / "grafana-nodetune.json").read_text())
+
+    def query(q: str) -> list[dict]:
+        q = q.replace('instance="$instance"', 'instance=~".+"').replace("$__rate_interval", "1m").replace("$__range", "5m")
+        with urllib.request.urlopen(f"{url}/api/v1/query?query={urllib.parse.quote(q)}", timeout=5) as r:  # noqa: S310
+            return list(json.load(r)["data"]["result"])
+
+    empty = [(p["title"], t["expr"]) for p in dash["panels"] for t in p.get("targets", []) if not query(t["expr"])]
+    assert not empty, empty
+    rules = (root / "nodetune.rules.yml").read_text()
+    for expr in _re.findall(r"expr: (?:\|\n((?:\s{10}.*\n)+)|(.*))", rules):
+        text = " ".join((expr[0] or expr[1]).split())
+        series = set(_re.findall(r"\b(nodetune_[a-z_]+|up)\b", text))
+        missing = [s for s in series if not query(s)]
+        assert not missing, (text, missing)
