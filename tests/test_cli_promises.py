@@ -67,3 +67,9 @@ def test_tune_recommend_takes_replay(tmp_path: Path) -> None:
     assert '"changes"' in r.stdout
     both = nodetune("tune", "recommend", "--replay", SNAP, "--advice", "x.json")
     assert both.returncode == 2 and "give one" in both.stderr
+
+
+def test_prefetch_of_a_device_says_only_that_it_failed() -> None:
+    r = nodetune("prefetch", "/dev/null")
+    assert r.returncode == 1 and r.stdout.strip() == "nothing warmed: 1 failed"
+    assert "character device" in r.stderr and "warmed" not in r.stderr
