@@ -82,7 +82,7 @@ def parse_listen(text: str) -> tuple[str, int]:
     else:
         host, sep, port = t.rpartition(":")
         if not sep:
-            raise ValueError(f"expected ADDRESS:PORT (e.g. 0.0.0.0:{DEFAULT_PORT}), got {text!r:.60}")
+            raise ValueError(f"expected ADDRESS:PORT, got {text!r:.60}")
         if ":" in host:
             raise ValueError(f"an IPv6 address needs brackets ([::1]:{DEFAULT_PORT}), got {text!r:.60}")
     if not port.isdigit() or not 0 <= int(port) <= 65535:
