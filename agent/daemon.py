@@ -32,6 +32,7 @@ from nodetune.agent.hotplug import Hotplug
 from nodetune.agent.http import Listen, MetricsApp, Served, parse_listen, serve
 from nodetune.agent.http_server import Limits
 from nodetune.agent.kmsg import KmsgReader, XidLabels
+from nodetune.agent.lost_hours import GpuBook
 from nodetune.agent.notify import Notifier
 from nodetune.agent.state import JobBook, State, TuningSummary, lateness_bucket
 from nodetune.agent.web_config import WebConfig, web_config
@@ -108,6 +109,7 @@ class Agent:
         self._kmsg_path = kmsg_path or self.src.host.path("/dev/kmsg")
         self.notifier = Notifier()
         self.jobs = JobBook(self.acfg.job_retention_s, self.acfg.max_jobs)
+        self.gpu_book = GpuBook()
         self._diag_q: queue.Queue[Job] = queue.Queue(maxsize=1)
         self._threads: list[threading.Thread] = []
         self._wake = threading.Event()  # cuts the loop's wait short (SIGHUP) without stopping it
@@ -215,7 +217,7 @@ class Agent:
     def registry(self) -> CollectorRegistry:
         reg = CollectorRegistry(auto_describe=False)
         reg.register(StateCollector(self.state))
-        reg.register(ProcessCollector(namespace="nodetune_agent", registry=None))
+        reg.register(ProcessCollector(registry=None))  # the standard process_* series every exporter has
         return reg
 
     def app(self) -> Any:
@@ -435,8 +437,11 @@ class Agent:
         self._last_diag_mono = now
         self.jobs.retention_s, self.jobs.max_jobs = self.acfg.job_retention_s, self.acfg.max_jobs
         self.jobs.add(report, max(dt, 0.0), now)
+        self.gpu_book.add(report, max(dt, 0.0))
+        verdict_s, lost_s = self.gpu_book.frozen()
         v = self.state.update(report=report, report_wall=time.time(), diagnosis_duration_s=now - t0,
-                              diagnoses_total=self.state.view.diagnoses_total + 1, jobs=self.jobs.rows())
+                              diagnoses_total=self.state.view.diagnoses_total + 1, jobs=self.jobs.rows(),
+                              gpu_verdict_seconds=verdict_s, gpu_lost_seconds=lost_s)
         del v
         self.notifier.status(self._status_line())
         wall = time.time()
@@ -575,7 +580,9 @@ class Agent:
         by_state: dict[str, int] = {}
         active: dict[str, int] = {}
         for e in js.entries():
-            by_state[e.state] = by_state.get(e.state, 0) + 1
+            # an entry whose restore failed is still applied in the fold; the gauge says what to do
+            st = "restore_failed" if e.attempted and e.active else e.state
+            by_state[st] = by_state.get(st, 0) + 1
             if e.active:
                 active[e.knob.group] = active.get(e.knob.group, 0) + 1
         self.state.update(tuning=TuningSummary(DEFAULT_JOURNAL, js.exists, MappingProxyType(by_state),

@@ -21,10 +21,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from nodetune.agent.lost_hours import has_data, idle_by_cause, idle_share, lost_seconds, total
 from nodetune.diagnosis.findings import GpuVerdict, JobReport, Report
 
 DEFAULT_HISTORY = "/var/lib/nodetune/history.sqlite"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 class HistoryError(Exception):
@@ -54,6 +55,12 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
                t REAL NOT NULL, kind TEXT NOT NULL, text TEXT NOT NULL)""",
         "CREATE INDEX events_job_t ON events(job, t)",
     ),
+    # 3: lost GPU-seconds by agent/lost_hours.py's definition (idle time plus unproductive busy
+    # time); older intervals only knew their idle time, which is what they lost as far as is known
+    3: (
+        "ALTER TABLE intervals ADD COLUMN lost_gpu_s REAL NOT NULL DEFAULT 0",
+        "UPDATE intervals SET lost_gpu_s = idle_gpu_s",
+    ),
 }
 
 
@@ -74,6 +81,7 @@ class Interval:
     idle_gpu_s: float
     energy_j: float | None
     idle_by_cause: dict[str, float] = field(default_factory=dict)
+    lost_gpu_s: float = 0.0  # agent/lost_hours.py: idle GPU-seconds plus unproductive busy ones
 
 
 @dataclass
@@ -89,7 +97,7 @@ class JobSummary:
     last_seen: float
     seconds: dict[str, float]  # verdict -> seconds
     dominant: str
-    lost_gpu_hours: float  # GPU time its GPUs sat idle while it held them
+    lost_gpu_hours: float  # agent/lost_hours.py: idle GPU time by cause plus unproductive busy time
     energy_kwh: float | None
     mean: dict[str, float | None] = field(default_factory=dict)  # util/sm/tensor/dram, time-weighted
 
@@ -237,19 +245,18 @@ class History:
             vals = [float(v) for g in gv if isinstance(v := g.metrics.get(key), int | float)]
             return round(sum(vals) / len(vals), 1) if vals else None
 
-        idle = sum(float(g.metrics.get("idle_share") or 0.0) for g in gv) * dt
         power = [float(p) for g in gv if isinstance(p := g.metrics.get("power_w"), int | float)]
         by_cause: dict[str, float] = {}
+        lost = 0.0
         for g in gv:
-            # diagnosis v2 attributes idle time; each share is of the GPU's window
-            attr = g.metrics.get("idle_by_cause")
-            if isinstance(attr, dict):
-                for cause, share in attr.items():
-                    if isinstance(share, int | float):
-                        by_cause[str(cause)] = by_cause.get(str(cause), 0.0) + float(share) * dt
+            for cause, secs in idle_by_cause(g, dt).items():
+                by_cause[cause] = by_cause.get(cause, 0.0) + secs
+            lost += total(lost_seconds(g, dt))
+        idle = sum(idle_share(g) for g in gv if has_data(g)) * dt
         return Interval(t0, t1, j.verdict, j.cause, j.healthy, len(gv), mean("util_pct"), mean("sm_active_pct"),
                         mean("tensor_active_pct"), mean("dram_bw_pct"), round(idle, 3),
-                        round(sum(power) * dt, 1) if power else None, {k: round(v, 3) for k, v in by_cause.items()})
+                        round(sum(power) * dt, 1) if power else None, {k: round(v, 3) for k, v in by_cause.items()},
+                        round(lost, 3))
 
     @staticmethod
     def _insert(db: sqlite3.Connection, rows: list[tuple[JobReport, Interval]], now: float) -> None:
@@ -259,10 +266,10 @@ class History:
                           kind = excluded.kind, user = COALESCE(excluded.user, jobs.user),
                           command = COALESCE(excluded.command, jobs.command)""",
                        (j.id, j.kind, j.user, j.command, json.dumps(sorted(j.gpus)), iv.t_start, now))
-            db.execute("INSERT INTO intervals VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            db.execute("INSERT INTO intervals VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                        (j.id, iv.t_start, iv.t_end, iv.verdict, iv.cause, int(iv.healthy), iv.gpus, iv.util_pct,
                         iv.sm_pct, iv.tensor_pct, iv.dram_pct, iv.idle_gpu_s, iv.energy_j,
-                        json.dumps(iv.idle_by_cause, sort_keys=True)))
+                        json.dumps(iv.idle_by_cause, sort_keys=True), iv.lost_gpu_s))
 
     def prune(self) -> int:
         """Drop jobs older than the retention, then the oldest until the file fits; jobs dropped."""
@@ -333,7 +340,8 @@ class History:
     def _intervals(self, job: str) -> list[Interval]:
         rows = self._conn().execute(
             """SELECT t_start, t_end, verdict, cause, healthy, gpus, util_pct, sm_pct, tensor_pct, dram_pct,
-                      idle_gpu_s, energy_j, idle_by_cause FROM intervals WHERE job = ? ORDER BY t_start""", (job,))
+                      idle_gpu_s, energy_j, idle_by_cause, lost_gpu_s FROM intervals WHERE job = ?
+               ORDER BY t_start""", (job,))
         out = []
         for r in rows:
             try:
@@ -341,7 +349,7 @@ class History:
             except ValueError:
                 by_cause = {}
             out.append(Interval(r[0], r[1], r[2], r[3], bool(r[4]), r[5], r[6], r[7], r[8], r[9], r[10], r[11],
-                                by_cause if isinstance(by_cause, dict) else {}))
+                                by_cause if isinstance(by_cause, dict) else {}, r[13]))
         return out
 
     def _summary(self, job: str) -> JobSummary:
@@ -359,6 +367,6 @@ class History:
         return JobSummary(job, kind, user, command, gpu_list, first, last,
                           {k: round(v, 1) for k, v in sorted(seconds.items(), key=lambda kv: -kv[1])},
                           max(seconds, key=lambda k: seconds[k]) if seconds else "-",
-                          round(sum(iv.idle_gpu_s for iv in ivs) / 3600, 4),
+                          round(sum(iv.lost_gpu_s for iv in ivs) / 3600, 4),
                           round(sum(energy) / 3.6e6, 4) if energy else None,
                           {k: _weighted(ivs, k) for k in ("util_pct", "sm_pct", "tensor_pct", "dram_pct")})

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import re
 import sys
 import time
 from datetime import datetime
@@ -22,19 +21,20 @@ STRIP_LETTERS = {
     "communication_bound": "N", "idle_allocated": "A", "idle": ".", "checkpoint": "K", "startup": "S",
     "host_other": "H", "straggler": "G", "throttled": "P", "gpu_lost": "X", "unclassified": "?",
 }
-_SINCE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
-_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
 def parse_since(text: str, now: float) -> float:
-    """'90m', '24h', '7d' back from now, or an ISO date/time."""
-    m = _SINCE.match(text.strip())
-    if m:
-        return now - float(m.group(1)) * _UNIT_S[m.group(2)]
+    """A duration back from now (the CLI's one grammar: 90s, 30m, 1.5h, 7d, 1w), or an ISO date/time."""
+    from nodetune.config.fields import parse_duration
+
+    try:
+        return now - parse_duration(text)
+    except ValueError as exc:
+        why = str(exc)
     try:
         return datetime.fromisoformat(text).timestamp()
     except ValueError:
-        raise typer.BadParameter(f"expected a duration such as 90m, 24h, 7d or an ISO date, got {text!r:.40}") from None
+        raise typer.BadParameter(f"{why.replace(', got', ' or an ISO date, got')}") from None
 
 
 def strip(intervals: list[Interval], start: float, end: float, width: int = 120) -> tuple[str, float]:
@@ -95,6 +95,13 @@ def history(job: Annotated[str | None, typer.Argument(help="A job id (or its sta
         _print_timeline(tl)
 
 
+def _gpus(gpus: list[int]) -> str:
+    """'2 GPUs (0,1)': the count first (a list of indices reads as a count: GPU 0 is not 0 GPUs)."""
+    if not gpus:
+        return "no GPUs"
+    return f"{len(gpus)} GPU{'s' if len(gpus) != 1 else ''} ({','.join(map(str, gpus))})"
+
+
 def _print_jobs(jobs: list[JobSummary]) -> None:
     if not jobs:
         typer.echo("no jobs in the history for that filter")
@@ -104,14 +111,14 @@ def _print_jobs(jobs: list[JobSummary]) -> None:
     for j in jobs:
         secs = ", ".join(f"{k} {v:.0f}" for k, v in list(j.seconds.items())[:4])
         typer.echo(f"{j.job[:28]:<28} {j.kind[:10]:<10} {(j.user or '-')[:10]:<10} "
-                   f"{','.join(map(str, j.gpus)) or '-':<6} {_when(j.last_seen):<16} {_dur(j.last_seen - j.first_seen):>8}  "
+                   f"{len(j.gpus):<6} {_when(j.last_seen):<16} {_dur(j.last_seen - j.first_seen):>8}  "
                    f"{j.dominant:<20} {j.lost_gpu_hours:>10.3f}  {secs}")
 
 
 def _print_timeline(tl: JobTimeline) -> None:
     j = tl.job
     ivs = tl.intervals
-    typer.echo(f"job {j.job} ({j.kind}, user {j.user or '-'}, GPUs {','.join(map(str, j.gpus)) or '-'})")
+    typer.echo(f"job {j.job} ({j.kind}, user {j.user or '-'}, {_gpus(j.gpus)})")
     if j.command:
         typer.echo(f"  {j.command[:160]}")
     typer.echo(f"  {_when(j.first_seen)} .. {_when(j.last_seen)} ({_dur(j.last_seen - j.first_seen)}); dominant "
@@ -131,9 +138,8 @@ def _print_timeline(tl: JobTimeline) -> None:
     for iv in ivs:
         for c, s in iv.idle_by_cause.items():
             causes[c] = causes.get(c, 0.0) + s
-    if causes:
-        typer.echo("  idle GPU-seconds by cause: " + ", ".join(f"{c} {s:.0f}" for c, s in
-                                                           sorted(causes.items(), key=lambda kv: -kv[1])))
+    typer.echo("  idle GPU-seconds by cause: " + (", ".join(
+        f"{c} {s:.0f}" for c, s in sorted(causes.items(), key=lambda kv: -kv[1])) or "none recorded"))
     for e in tl.events:
         typer.echo(f"  {_when(e.t)}  {e.kind}: {e.text}")
 

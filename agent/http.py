@@ -16,6 +16,7 @@ import gzip
 import logging
 import os
 import resource
+import socket
 import sys
 import threading
 from collections.abc import Callable, Iterable
@@ -30,6 +31,7 @@ from nodetune.agent.http_server import AsyncServer, Limits
 from nodetune.agent.state import State
 from nodetune.agent.web_auth import BasicAuth, check_password, hash_password, load_users
 from nodetune.agent.web_config import WebConfig, tls_context
+from nodetune.config.agent import parse_listen as config_parse_listen
 from nodetune.config.loader import ConfigError
 
 __all__ = ["BasicAuth", "Listen", "MetricsApp", "Served", "check_password", "hash_password", "load_users",
@@ -52,21 +54,9 @@ class Listen:
 
 
 def parse_listen(text: str) -> Listen:
-    """"ADDR:PORT", "[V6]:PORT" or ":PORT" (all IPv4 addresses); ValueError names what is wrong."""
-    t = text.strip()
-    if t.startswith("["):
-        host, sep, port = t[1:].partition("]:")
-        if not sep:
-            raise ValueError(f"expected [IPV6]:PORT, got {text!r:.60}")
-    else:
-        host, sep, port = t.rpartition(":")
-        if not sep:
-            raise ValueError(f"expected ADDRESS:PORT, got {text!r:.60}")
-        if ":" in host:
-            raise ValueError(f"an IPv6 address needs brackets ([::1]:9847), got {text!r:.60}")
-    if not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError(f"expected a port 0-65535, got {port!r:.20}")
-    return Listen(host or "0.0.0.0", int(port))
+    """"ADDR:PORT", "[V6]:PORT" or ":PORT"; ValueError names what is wrong (config/agent.py's rule)."""
+    host, port = config_parse_listen(text)
+    return Listen(host, port)
 
 
 # -- the read-only app --------------------------------------------------------------------------------
@@ -201,6 +191,8 @@ def serve(app: WsgiApp, listen: Listen, web: WebConfig | None = None, limits: Li
     _room_for(limits.max_connections)
     try:
         server = AsyncServer(app, listen.host, listen.port, ctx, route, limits=limits, headers=web.headers)
+    except socket.gaierror as exc:  # its errno is getaddrinfo's (-2), which strerror cannot name
+        raise ConfigError(f"[agent].listen {listen}: cannot resolve {listen.host!r}: {exc.strerror}") from None
     except OSError as exc:
         why = os.strerror(exc.errno) if exc.errno else str(exc)  # asyncio's text wraps the errno's
         raise ConfigError(f"[agent].listen {listen}: cannot listen: {why}") from None

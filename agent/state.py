@@ -9,6 +9,7 @@ their label sets (probe names, GPU indices, Xid codes, verdict names).
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections import deque
@@ -33,13 +34,37 @@ def frozen(d: Mapping[Any, Any]) -> Mapping[Any, Any]:
 
 @dataclass(frozen=True)
 class JobSeconds:
-    """One job's seconds by verdict, as diagnoses saw it."""
+    """One job's seconds by verdict and lost GPU-seconds by (state, cause), as diagnoses saw it."""
 
-    job: str
+    job: str  # the exported label: `job_label` of the diagnosis's job id
     kind: str
     gpus: tuple[int, ...]
     seconds: Mapping[str, float]
     last_seen: float  # monotonic
+    lost: Mapping[tuple[str, str], float] = field(default_factory=lambda: EMPTY)
+
+
+_INTERPRETERS = re.compile(r"^(python[\d.]*|pypy[\d.]*|torchrun|accelerate|deepspeed|env|bash|sh|srun|mpirun|"
+                           r"uv|launch)$")
+
+
+def job_label(job_id: str, kind: str, command: str | None) -> str:
+    """The job's exported label: the scheduler's id where there is one; a bare process (whose id,
+    `pid:N`, would make a new series every run) is named by its program, `program:train.py`."""
+    if kind not in ("process", "process-group"):
+        return job_id
+    words = (command or "").split()
+    name = ""
+    for i, w in enumerate(words):
+        base = w.rsplit("/", 1)[-1]
+        if w == "-m" and i + 1 < len(words):
+            name = words[i + 1]
+            break
+        if w.startswith("-") or "=" in w or w.isdigit() or _INTERPRETERS.match(base):  # options, their numbers
+            continue
+        name = base
+        break
+    return f"program:{name[:60]}" if name else f"{kind}:unnamed"
 
 
 @dataclass(frozen=True)
@@ -82,6 +107,8 @@ class View:
     diagnosis_errors_total: int = 0
     diagnoses_skipped_total: int = 0
     jobs: tuple[JobSeconds, ...] = ()
+    gpu_verdict_seconds: Mapping[tuple[str, str], float] = field(default_factory=lambda: EMPTY)  # (gpu, verdict)
+    gpu_lost_seconds: Mapping[tuple[str, str, str], float] = field(default_factory=lambda: EMPTY)  # (gpu, state, cause)
     xid: Mapping[tuple[str, str], int] = field(default_factory=lambda: EMPTY)  # (gpu, code) -> events
     kmsg_up: bool = False
     kmsg_reason: str | None = "not started"
@@ -158,11 +185,21 @@ class JobBook:
         self.expired = 0
 
     def add(self, report: Report, seconds: float, now: float) -> None:
+        from nodetune.agent.lost_hours import add_into, lost_seconds
+
+        gpus = {g.index: g for g in report.gpus}
         for j in report.jobs:
-            old = self._jobs.get(j.id)
+            label = job_label(j.id, j.kind, j.command)
+            old = self._jobs.get(label)
             secs = dict(old.seconds) if old else {}
             secs[j.verdict] = secs.get(j.verdict, 0.0) + seconds
-            self._jobs[j.id] = JobSeconds(j.id, j.kind, tuple(j.gpus), MappingProxyType(secs), now)
+            lost = dict(old.lost) if old else {}
+            for i in j.gpus:
+                if i in gpus:
+                    add_into(lost, lost_seconds(gpus[i], seconds))
+            held = tuple(sorted(set(j.gpus) | (set(old.gpus) if old and old.last_seen == now else set())))
+            self._jobs[label] = JobSeconds(label, j.kind, held, MappingProxyType(secs), now,
+                                           MappingProxyType(lost))
         self.expire(now)
 
     def expire(self, now: float) -> None:

@@ -7,9 +7,10 @@ Heavy imports (NVML bindings, probes, rich renderers) happen inside the commands
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+import typer.main
 
 from .errors import UserError, user_message
 
@@ -22,6 +23,8 @@ app = typer.Typer(
     # Plain help: typer's rich help pulls in rich.markdown (~100 ms of imports) on every --help.
     rich_markup_mode=None,
     pretty_exceptions_enable=False,
+    # `-h` as well as `--help`, inherited by every subcommand's context
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 
 
@@ -79,18 +82,53 @@ def _fail(message: str, code: int = 2) -> None:
     raise SystemExit(code)
 
 
+def _name_metavars(cmd: Any) -> None:
+    """Help shows each value by name (`--pid PID`, `--data-path DATA-PATH`), never a Python type
+    such as `<list[int]>`: every parameter without a metavar of its own gets its name in capitals."""
+    for p in getattr(cmd, "params", []):
+        if getattr(p, "metavar", "") is None and not getattr(p, "is_flag", False) and not getattr(p, "count", False):
+            longest = max(p.opts, key=len) if p.opts else (p.name or "value")
+            p.metavar = longest.lstrip("-").upper().replace("_", "-") + ("..." if p.nargs == -1 else "")
+        if getattr(p, "param_type_name", "") == "argument":
+            p.display_type_rich = lambda ctx=None: None  # an argument's help names it once, not with its type
+    for sub in getattr(cmd, "commands", {}).values():
+        _name_metavars(sub)
+
+
+# pydantic's sentences for a value of the wrong type, in the words every other option uses
+_TYPE_WORDS = (("valid integer", "a whole number"), ("valid number", "a number"), ("valid boolean", "true or false"))
+
+
+def _given(hint: str, argv: list[str]) -> str | None:
+    """The value given to option `hint` on the command line (for the error line)."""
+    for i, a in enumerate(argv):
+        if a == hint and i + 1 < len(argv):
+            return argv[i + 1]
+        if a.startswith(hint + "="):
+            return a.split("=", 1)[1]
+    return None
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: every user error is one line on stderr and exit 2."""
     register_commands()
+    args = list(sys.argv[1:] if argv is None else argv)
     try:
-        rc = app(args=argv, prog_name="nodetune", standalone_mode=False)
+        cmd = typer.main.get_command(app)
+        _name_metavars(cmd)
+        rc = cmd.main(args=args, prog_name="nodetune", standalone_mode=False)
     except typer.BadParameter as exc:
         hint = exc.param.opts[0] if exc.param is not None and exc.param.opts else (exc.param_hint or "argument")
         if isinstance(hint, list | tuple):
             hint = hint[0]
         if not exc.message:  # a missing value: click's own sentence names the option
             _fail(" ".join(exc.format_message().split()))
-        _fail(f"{hint}: {' '.join(exc.message.split())}")
+        msg = " ".join(exc.message.split())
+        for pyd, words in _TYPE_WORDS:
+            if msg.startswith(f"Input should be a {pyd}"):
+                given = _given(str(hint), args)
+                msg = f"expected {words}" + (f", got {given!r:.40}" if given is not None else "")
+        _fail(f"{hint}: {msg}")
     except typer.TyperException as exc:  # usage errors: no such option, missing value, ...
         if type(exc).__name__ == "NoArgsIsHelpError":  # `nodetune` or `nodetune tune` alone: the help
             typer.echo(exc.format_message())
@@ -102,10 +140,10 @@ def main(argv: list[str] | None = None) -> None:
     except UserError as exc:
         _fail(str(exc), exc.exit_code)
     except Exception as exc:
-        msg = user_message(exc)
-        if msg is None:
+        text = user_message(exc)
+        if text is None:
             raise
-        _fail(msg)
+        _fail(text)
     if isinstance(rc, int) and rc:
         raise SystemExit(rc)
 

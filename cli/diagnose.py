@@ -86,11 +86,10 @@ def diagnose(
     if as_json:
         print_json(report)
     else:
-        from rich.console import Console
-
+        from .output import console
         from .render_diagnosis import render_report
 
-        render_report(report, Console(emoji=False, highlight=False), verbose)
+        render_report(report, console(), verbose)
     if fail_on is not None:
         from nodetune.diagnosis.findings import SEVERITY_ORDER
 

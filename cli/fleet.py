@@ -28,19 +28,21 @@ import typer
 from .errors import UserError
 from .options import JsonOpt
 
-# Verdicts in which the GPU does the job's work; every other verdict's time counts as lost.
+# Lost GPU-hours are the agents' counters (agent/lost_hours.py defines them); this only names the
+# verdicts that count as productive in the output.
 PRODUCTIVE = frozenset({"compute_bound", "memory_bound"})
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
 def parse_range(value: str | int) -> int:
-    """'90s', '15m', '24h', '7d', '1w' -> seconds (what a PromQL range selector takes)."""
+    """The CLI's one duration grammar (90s, 30m, 1.5h, 7d, 1w) -> whole seconds for PromQL."""
     if isinstance(value, int):  # the default
         return value
-    m = re.fullmatch(r"\s*(\d+)\s*([smhdw])\s*", value or "")
-    if not m or int(m.group(1)) == 0:
-        raise typer.BadParameter(f"expected a duration like 30m, 24h or 7d, got {value!r:.40}")
-    return int(m.group(1)) * _UNITS[m.group(2)]
+    from nodetune.config.fields import parse_duration
+
+    try:
+        return max(1, round(parse_duration(value)))
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
 
 
 def _url(value: str) -> str:
@@ -65,16 +67,22 @@ class Prometheus:
                 body = json.load(r)
         except urllib.error.HTTPError as exc:  # 400/422: Prometheus's own error in the body
             try:
-                detail = json.load(exc).get("error", "")
+                err = json.load(exc)
+                detail = err.get("error") if isinstance(err, dict) else None
             except (ValueError, OSError):
-                detail = ""
-            raise UserError(f"{self.base}: query failed (HTTP {exc.code}) {detail}".strip()) from None
+                detail = None
+            if not detail:  # no Prometheus error document: something else answers at that address
+                raise UserError(f"{self.base}: not a Prometheus server (HTTP {exc.code} {exc.reason} for "
+                                "/api/v1/query; give the Prometheus URL, e.g. http://HOST:9090, not an agent's)") from None
+            raise UserError(f"{self.base}: query failed (HTTP {exc.code}): {detail}") from None
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
             raise UserError(f"{self.base}: cannot reach Prometheus: {reason}") from None
         except ValueError:
             raise UserError(f"{self.base}: not a Prometheus API (the answer is not JSON)") from None
-        if not isinstance(body, dict) or body.get("status") != "success":
+        if not isinstance(body, dict) or "status" not in body:
+            raise UserError(f"{self.base}: not a Prometheus server (its answer to /api/v1/query has no status)")
+        if body.get("status") != "success":
             raise UserError(f"{self.base}: query failed: {body.get('error', body) if isinstance(body, dict) else body}")
         result = body.get("data", {}).get("result", [])
         return [r for r in result if isinstance(r, dict)]
@@ -94,8 +102,18 @@ def _node(m: dict[str, str]) -> str:
 
 
 def _job(m: dict[str, str]) -> str:
-    """The nodetune job label: Prometheus renames it exported_job unless honor_labels is set."""
-    return m.get("exported_job") or m.get("job", "?")
+    """The agent's `job_id` label (`exported_job`: an agent from before the rename)."""
+    return m.get("job_id") or m.get("exported_job", "?")
+
+
+def _lost(row: dict[str, Any], m: dict[str, str], secs: float) -> None:
+    """Add lost GPU-seconds of one (state, cause) series to a node's or job's row, in hours."""
+    h = secs / 3600
+    cause = m.get("cause", "?")
+    row["by_cause"][cause] = row["by_cause"].get(cause, 0.0) + h
+    row["gpu_hours_lost"] += h
+    if m.get("state") == "idle":
+        row["idle_gpu_hours"] += h
 
 
 @dataclass
@@ -120,43 +138,56 @@ def collect(prom: Prometheus, range_s: int, node_re: re.Pattern[str] | None = No
     keep = (lambda m: bool(node_re.search(_node(m)))) if node_re else (lambda m: True)
     rep = FleetReport(prom.base, range_s, sorted(PRODUCTIVE))
 
-    # Per node, from each GPU's verdict state set: the share of the range under each verdict.
+    # Per node, from counters of seconds (increase() over the range counts only the time the agent
+    # was there): each GPU's seconds by verdict, and its lost GPU-seconds by state and cause.
     nodes: dict[str, dict[str, Any]] = {}
-    for r in prom.query(f"avg_over_time(nodetune_gpu_verdict{rng})"):
-        m, share = r.get("metric", {}), _val(r)
-        if not keep(m) or not share > 0:
+
+    def node(m: dict[str, str]) -> dict[str, Any]:
+        return nodes.setdefault(_node(m), {"node": _node(m), "gpus": set(), "by_verdict": {}, "by_cause": {},
+                                           "gpu_hours_lost": 0.0, "idle_gpu_hours": 0.0})
+
+    for r in prom.query(f"increase(nodetune_gpu_verdict_seconds_total{rng})"):
+        m, secs = r.get("metric", {}), _val(r)
+        if not keep(m) or not secs > 0:
             continue
-        n = nodes.setdefault(_node(m), {"node": _node(m), "gpus": set(), "by_verdict": {}, "idle_gpu_hours": 0.0})
+        n = node(m)
         n["gpus"].add(m.get("gpu", "?"))
         v = m.get("verdict", "?")
-        n["by_verdict"][v] = n["by_verdict"].get(v, 0.0) + share * range_s / 3600
-    for r in prom.query(f"avg_over_time(nodetune_gpu_idle_ratio{rng})"):
-        m, share = r.get("metric", {}), _val(r)
-        if keep(m) and share > 0 and _node(m) in nodes:
-            nodes[_node(m)]["idle_gpu_hours"] += share * range_s / 3600
+        n["by_verdict"][v] = n["by_verdict"].get(v, 0.0) + secs / 3600
+    for r in prom.query(f"increase(nodetune_gpu_lost_seconds_total{rng})"):
+        m, secs = r.get("metric", {}), _val(r)
+        if not keep(m) or not secs > 0:
+            continue
+        n = node(m)
+        n["gpus"].add(m.get("gpu", "?"))
+        _lost(n, m, secs)
     for n in nodes.values():
         n["gpus"] = len(n["gpus"])
-        n["gpu_hours_lost"] = sum(h for v, h in n["by_verdict"].items() if v not in PRODUCTIVE)
     rep.nodes = sorted(nodes.values(), key=lambda n: (-n["gpu_hours_lost"], n["node"]))
 
-    # Per job: seconds under each verdict times the job's GPUs (the most it held in the range).
+    # Per job: its GPUs' lost GPU-seconds by cause and its seconds under each verdict.
     gpus: dict[tuple[str, str], int] = {}
     for r in prom.query(f"max_over_time(nodetune_job_gpu{rng})"):
         m = r.get("metric", {})
         key = (_node(m), _job(m))
         gpus[key] = gpus.get(key, 0) + 1
     jobs: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def job(m: dict[str, str]) -> dict[str, Any]:
+        key = (_node(m), _job(m))
+        return jobs.setdefault(key, {"node": key[0], "job": key[1], "gpus": gpus.get(key, 0), "by_verdict": {},
+                                     "by_cause": {}, "gpu_hours_lost": 0.0, "idle_gpu_hours": 0.0})
+
     for r in prom.query(f"increase(nodetune_job_verdict_seconds_total{rng})"):
         m, secs = r.get("metric", {}), _val(r)
-        if not keep(m) or not secs > 0:
-            continue
-        key = (_node(m), _job(m))
-        n_gpus = max(1, gpus.get(key, 0))
-        j = jobs.setdefault(key, {"node": key[0], "job": key[1], "gpus": n_gpus, "by_verdict": {}})
-        v = m.get("verdict", "?")
-        j["by_verdict"][v] = j["by_verdict"].get(v, 0.0) + secs * n_gpus / 3600
-    for j in jobs.values():
-        j["gpu_hours_lost"] = sum(h for v, h in j["by_verdict"].items() if v not in PRODUCTIVE)
+        if keep(m) and secs > 0:
+            j = job(m)
+            v = m.get("verdict", "?")
+            j["by_verdict"][v] = j["by_verdict"].get(v, 0.0) + secs / 3600  # hours of the job, not GPU-hours
+    for r in prom.query(f"increase(nodetune_job_lost_gpu_seconds_total{rng})"):
+        m, secs = r.get("metric", {}), _val(r)
+        if keep(m) and secs > 0:
+            _lost(job(m), m, secs)
     rep.jobs = sorted(jobs.values(), key=lambda j: (-j["gpu_hours_lost"], j["node"], j["job"]))
 
     # PCIe: the narrowest width seen in the range below the GPU's maximum (width never drops at
@@ -178,7 +209,7 @@ def collect(prom: Prometheus, range_s: int, node_re: re.Pattern[str] | None = No
     rep.gpus_lost = [{"node": n, "gpu": g, "reason": why} for (n, g), why in sorted(lost.items())]
 
     tuning: list[dict[str, Any]] = []
-    for r in prom.query(f'max_over_time(nodetune_tuning_changes{{state="restore_failed"}}{rng}) > 0'):
+    for r in prom.query(f'max_over_time(nodetune_tuning_journal_changes{{state="restore_failed"}}{rng}) > 0'):
         if keep(r.get("metric", {})):
             tuning.append({"node": _node(r["metric"]), "reason": f"{int(_val(r))} change(s) could not be restored "
                            "(`nodetune tune rollback` on the node names them)"})
@@ -200,13 +231,20 @@ def collect(prom: Prometheus, range_s: int, node_re: re.Pattern[str] | None = No
     return rep
 
 
+def _span(s: int) -> str:
+    for unit, n in (("d", 86400), ("h", 3600), ("m", 60)):
+        if s >= n and s % n == 0:
+            return f"{s // n}{unit}"
+    return f"{s}s"
+
+
 def _hours(h: float) -> str:
     return f"{h:.3f}" if h < 10 else f"{h:.1f}"
 
 
-def _top(by_verdict: dict[str, float]) -> str:
-    lost = sorted(((h, v) for v, h in by_verdict.items() if v not in PRODUCTIVE and h > 0), reverse=True)
-    return ", ".join(f"{v} {_hours(h)}" for h, v in lost[:3]) or "-"
+def _top(by_cause: dict[str, float]) -> str:
+    lost = sorted(((h, c) for c, h in by_cause.items() if h > 0), reverse=True)
+    return ", ".join(f"{_hours(h)} to {c}" for h, c in lost[:3]) or "-"
 
 
 def _table(rows: list[list[str]], head: list[str]) -> None:
@@ -216,17 +254,18 @@ def _table(rows: list[list[str]], head: list[str]) -> None:
 
 
 def render(rep: FleetReport, top: int) -> None:
-    typer.echo(f"fleet from {rep.prometheus}, last {rep.range_s}s (GPU-hours; productive: {', '.join(rep.productive)})")
+    typer.echo(f"fleet from {rep.prometheus}, last {_span(rep.range_s)} (GPU-hours lost: idle GPU time by cause "
+               f"plus time under verdicts other than {' and '.join(rep.productive)})")
     typer.echo("\nGPU-hours lost by node")
     if rep.nodes:
-        _table([[n["node"], str(n["gpus"]), _hours(n["gpu_hours_lost"]), _hours(n["idle_gpu_hours"]), _top(n["by_verdict"])]
-                for n in rep.nodes[:top]], ["node", "gpus", "lost", "idle", "top verdicts"])
+        _table([[n["node"], str(n["gpus"]), _hours(n["gpu_hours_lost"]), _hours(n["idle_gpu_hours"]), _top(n["by_cause"])]
+                for n in rep.nodes[:top]], ["node", "gpus", "lost", "idle", "lost to"])
     else:
-        typer.echo("  no nodetune_gpu_verdict series in the range")
+        typer.echo("  no nodetune_gpu_verdict_seconds_total series in the range")
     typer.echo("\nGPU-hours lost by job")
     if rep.jobs:
-        _table([[j["node"], j["job"], str(j["gpus"]), _hours(j["gpu_hours_lost"]), _top(j["by_verdict"])]
-                for j in rep.jobs[:top]], ["node", "job", "gpus", "lost", "top verdicts"])
+        _table([[j["node"], j["job"], str(j["gpus"]), _hours(j["gpu_hours_lost"]), _top(j["by_cause"])]
+                for j in rep.jobs[:top]], ["node", "job", "gpus", "lost", "lost to"])
     else:
         typer.echo("  no nodetune_job_verdict_seconds_total series in the range")
     typer.echo(f"\nProblems: {rep.problems}")

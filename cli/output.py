@@ -14,17 +14,30 @@ def print_json(obj: object) -> None:
     sys.stdout.write(json.dumps(to_jsonable(obj), indent=1) + "\n")
 
 
+# Piped or redirected output has no width to fit: lines are never broken (a command line, a PCI
+# address cut mid-word helps nobody's grep) and tables get room for their widest cell.
+PIPED_WIDTH = 250
+
+
 def term_width() -> int:
+    """The terminal's columns; COLUMNS where set; PIPED_WIDTH when stdout is not a terminal."""
+    if os.environ.get("COLUMNS", "").isdigit():
+        return int(os.environ["COLUMNS"])
+    if not sys.stdout.isatty():
+        return PIPED_WIDTH
     try:
         return os.get_terminal_size().columns
     except OSError:
-        return 120
+        return PIPED_WIDTH
 
 
 def console() -> Any:
+    """The console every human-readable command prints to."""
     from rich.console import Console
 
-    return Console(emoji=False, highlight=False, soft_wrap=False, width=max(100, min(200, term_width())))
+    tty = sys.stdout.isatty()
+    return Console(emoji=False, highlight=False, soft_wrap=not tty,
+                   width=max(100, min(200, term_width())) if tty else max(term_width(), PIPED_WIDTH))
 
 
 def escape(text: str) -> str:

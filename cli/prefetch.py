@@ -71,14 +71,19 @@ def prefetch(paths: Annotated[list[str], typer.Argument(help="Files or directori
         for f in rep.files:
             if f.status == "failed" or f.note:
                 typer.echo(f"{f.path}: {f.status}: {f.note}", err=True)
+        failed = {f"{f.path}:" for f in rep.files if f.status == "failed"}
         for n in rep.notes:
-            typer.echo(n, err=True)
+            if n.split(" ", 1)[0] not in failed:  # a path refused before it was read: no note on how it was read
+                typer.echo(n, err=True)
         if rep.stopped:
             typer.echo(f"stopped: {rep.stopped}", err=True)
         counts = {s: sum(f.status == s for f in rep.files) for s in ("warmed", "partial", "skipped", "failed")}
         tail = ", ".join(f"{n} {s}" for s, n in counts.items() if n and s != "warmed")
-        typer.echo(f"warmed {counts['warmed']} file(s), {human(rep.bytes_read)} in {rep.seconds:.2f}s "
-                   f"({rep.gbps:.2f} GB/s) with {rep.engine_why}" + (f"; {tail}" if tail else ""))
+        if not counts["warmed"] and not counts["partial"] and tail:  # nothing was read: no "warmed" line
+            typer.echo(f"nothing warmed: {tail}")
+        else:
+            typer.echo(f"warmed {counts['warmed']} file(s), {human(rep.bytes_read)} in {rep.seconds:.2f}s "
+                       f"({rep.gbps:.2f} GB/s) with {rep.engine_why}" + (f"; {tail}" if tail else ""))
     if rep.exit_code:
         raise SystemExit(rep.exit_code)
 

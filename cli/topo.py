@@ -24,11 +24,10 @@ def topo(root: RootOpt = "/", replay: ReplayOpt = None, as_json: JsonOpt = False
     if as_json:
         print_json(topology)
         return
-    from rich.console import Console
-
+    from .output import console
     from .render_topo import render_topology
 
-    render_topology(topology, Console(emoji=False))
+    render_topology(topology, console())
 
 
 def snapshot(

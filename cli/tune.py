@@ -16,7 +16,7 @@ from nodetune.probes.host import Host, format_cpulist
 
 from . import render_tune as render
 from .errors import UserError
-from .options import SecondsOpt, number
+from .options import ReplayOpt, SecondsOpt, number
 from .output import console, print_json
 from .tune_session import (
     Session,
@@ -25,6 +25,7 @@ from .tune_session import (
     load_target_profile,
     make_tune_plan,
     read_report_advice,
+    replay_advice,
     user_errors,
 )
 
@@ -154,13 +155,17 @@ def build_tune_app(deps: TuneDeps) -> typer.Typer:
                       advice: Annotated[str | None, typer.Option("--advice", metavar="REPORT.json", help="A report written by `nodetune diagnose --json` instead of a live diagnosis.")] = None,
                       seconds: SecondsOpt = 10.0,
                       allow_lower: AllowLowerOpt = False, allow_gpu_power: AllowGpuOpt = False,
-                      as_json: JsonOpt = False) -> None:
+                      as_json: JsonOpt = False, replay: ReplayOpt = None) -> None:
         """Turn the current diagnosis's advice into a plan (nothing is applied)."""
         from nodetune.tuners.profiles import load_profile
         from nodetune.tuners.recommend import advice_items, profile_from_advice
 
+        if advice is not None and replay is not None:
+            raise UserError("--advice and --replay: give one (a report, or a snapshot to diagnose)")
         if advice is not None:
             items = advice_items(read_report_advice(advice))
+        elif replay is not None:
+            items = advice_items(replay_advice(replay))
         else:
             items = advice_items((deps.diagnose or live_advice)(root, seconds))
         with Session(deps, root, journal) as s, user_errors():

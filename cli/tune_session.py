@@ -146,6 +146,20 @@ def live_advice(root: str, seconds: float) -> Iterable[Any]:
     return [a for f in report.findings for a in f.advice]
 
 
+def replay_advice(path: str) -> list[Any]:
+    """Advice items from the diagnosis of a snapshot file (`--replay`), as `diagnose --replay` gives it."""
+    from nodetune.config.diagnosis import Thresholds
+    from nodetune.config.loader import defaults
+    from nodetune.diagnosis.engine import diagnose
+    from nodetune.probes.snapshot import load_snapshot
+
+    snap = load_snapshot(path)
+    if snap.window is None:
+        raise UserError(f"{path}: snapshot has no sample window (record one with `nodetune snapshot --seconds N`)")
+    report = diagnose(snap.topology, snap.window, defaults().get(Thresholds), f"replay:{path}")
+    return [a for f in report.findings for a in f.advice]
+
+
 def read_report_advice(path: str) -> list[dict[str, Any]]:
     """The advice items of a report written by `nodetune diagnose --json`; anything else is an error."""
     import errno

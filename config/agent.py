@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import errno
+import ipaddress
+import os
+import re
+import socket
+import stat
 from dataclasses import dataclass
 
 from .fields import flag, names, number, section, text
@@ -53,3 +59,101 @@ class AgentConfig:
     autotune_hold_windows: int = number(3, "consecutive diagnoses a finding must hold before autotune acts", lo=1,
                                         hi=1000)
     autotune_max_per_hour: int = number(4, "most automatic tuning transactions an hour", lo=0, hi=1000)
+
+    def check(self) -> list[tuple[str, str]]:
+        """(key, what is wrong) for every value the agent would refuse: `config check`, the agent and
+        the Ansible role (which runs `config check`) share this one validator."""
+        errors: list[tuple[str, str]] = []
+        try:
+            parse_listen(self.listen)
+        except ValueError as exc:
+            errors.append(("listen", str(exc)))
+        if bool(self.tls_cert_file) != bool(self.tls_key_file):
+            key, other = ("tls_cert_file", "tls_key_file") if self.tls_cert_file else ("tls_key_file", "tls_cert_file")
+            errors.append((key, f"set {other} too (TLS needs both the certificate and its key)"))
+        for key in ("tls_cert_file", "tls_key_file"):
+            path = getattr(self, key)
+            if path and (why := _unreadable(path)):
+                errors.append((key, f"{path}: {why}"))
+        if self.basic_auth_file:
+            try:
+                read_users(self.basic_auth_file)
+            except ValueError as exc:
+                errors.append(("basic_auth_file", str(exc)))
+        return errors
+
+
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """"ADDR:PORT", "[V6]:PORT" or ":PORT" (every IPv4 address) -> (host, port); ValueError naming
+    what is wrong. A host name must resolve: the agent binds what it names."""
+    t = text.strip()
+    if t.startswith("["):
+        host, sep, port = t[1:].partition("]:")
+        if not sep:
+            raise ValueError(f"expected [IPV6]:PORT, got {text!r:.60}")
+    else:
+        host, sep, port = t.rpartition(":")
+        if not sep:
+            raise ValueError(f"expected ADDRESS:PORT, got {text!r:.60}")
+        if ":" in host:
+            raise ValueError(f"an IPv6 address needs brackets ([::1]:{DEFAULT_PORT}), got {text!r:.60}")
+    if not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"expected a port 0-65535, got {port!r:.20}")
+    host = host or "0.0.0.0"
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        if not _HOSTNAME.match(host):
+            raise ValueError(f"{host!r:.60} is not an IP address or host name") from None
+        try:
+            socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM)
+        except (socket.gaierror, UnicodeError) as exc:
+            raise ValueError(f"cannot resolve host {host!r:.60}: {getattr(exc, 'strerror', None) or exc}") from None
+    return host, int(port)
+
+
+def _read_regular(path: str, limit: int) -> bytes:
+    """Up to `limit` bytes of a regular file; OSError for anything else (a FIFO would block an open)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+        return os.read(fd, limit)
+    finally:
+        os.close(fd)
+
+
+def _unreadable(path: str) -> str | None:
+    try:
+        _read_regular(path, 1)
+    except OSError as exc:
+        return f"cannot read: {exc.strerror or exc}"
+    return None
+
+
+def read_users(path: str) -> dict[str, str]:
+    """A basic_auth_file: user -> stored hash (pbkdf2_sha256 or bcrypt); ValueError naming the file and line."""
+    try:
+        lines = _read_regular(path, 1 << 20).decode("utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path}: cannot read: {getattr(exc, 'strerror', None) or exc}") from None
+    users: dict[str, str] = {}
+    for n, line in enumerate(lines, 1):
+        s = line.strip()
+        if not s or s.startswith("#"):
+            continue
+        user, sep, stored = s.partition(":")
+        parts = stored.split("$")
+        if stored.startswith(("$2a$", "$2b$", "$2y$")) and sep and user:
+            users[user] = stored  # bcrypt (htpasswd -B); its cost is checked where it is loaded
+            continue
+        if not sep or not user or len(parts) != 4 or parts[0] != "pbkdf2_sha256" or not parts[1].isdigit():
+            raise ValueError(f"{path}:{n}: expected user:pbkdf2_sha256$ITERATIONS$SALT$HASH "
+                             "(make one with `python3 -m nodetune.agent.http USER`)")
+        users[user] = stored
+    if not users:
+        raise ValueError(f"{path}: no users (a basic_auth_file with no user would lock every scraper out)")
+    return users

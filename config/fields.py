@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import field
 from typing import Any
 
@@ -48,3 +49,18 @@ def text(default: str, doc: str) -> Any:
 def names(default: list[str], doc: str, choices: tuple[str, ...] | None = None) -> Any:
     """A list of strings, optionally from a fixed set."""
     return field(default_factory=lambda: list(default), metadata={"doc": doc, "choices": choices})
+
+
+_DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*")
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_duration(text: str) -> float:
+    """'90s', '15m', '1.5h', '7d', '1w' -> seconds (> 0); ValueError naming the grammar otherwise.
+
+    The one duration grammar of the command line (`fleet --range`, `history --since`)."""
+    m = _DURATION.fullmatch(text or "")
+    secs = float(m.group(1)) * _DURATION_UNITS[m.group(2)] if m else 0.0
+    if not m or secs <= 0:
+        raise ValueError(f"expected a duration such as 90s, 30m, 1.5h, 7d or 1w, got {text!r:.40}")
+    return secs

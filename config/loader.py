@@ -128,7 +128,11 @@ def _section(cls: type, table: dict[str, Any], src: str, text: str, name: str) -
             hint = f" (did you mean {', '.join(close)}?)" if close else ""
             raise ConfigError(f"{what}: unknown key{hint}")
         values[key] = _coerce(hints[key], dict(known[key].metadata), val, what)
-    return cls(**values)
+    obj = cls(**values)
+    check = getattr(obj, "check", None)  # a section's checks across keys (files, addresses)
+    for key, why in check() if callable(check) else []:
+        raise ConfigError(f"{_where(src, text, name, key)}: [{name}].{key}: {why}")
+    return obj
 
 
 def parse_config(data: bytes | str, src: str) -> Config:

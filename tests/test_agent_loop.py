@@ -49,9 +49,9 @@ def test_metrics_reflect_fake_nvml(running) -> None:
 def test_job_verdict_seconds_grow_and_name_the_slurm_job(running) -> None:
     wait_for(lambda: running.agent.state.view.diagnoses_total >= 2, what="two diagnoses")
     m = parse(scrape_text(running.url))
-    secs = value(m, "nodetune_job_verdict_seconds_total", job="slurm:1234.0", verdict="compute_bound")
+    secs = value(m, "nodetune_job_verdict_seconds_total", job_id="slurm:1234.0", verdict="compute_bound")
     assert secs is not None and secs > 0.5
-    assert value(m, "nodetune_job_gpu", job="slurm:1234.0", gpu="0") == 1.0
+    assert value(m, "nodetune_job_gpu", job_id="slurm:1234.0", gpu="0") == 1.0
     assert running.agent.state.view.followed >= 1 and JOB_PID in running.agent.sampler.infos
 
 

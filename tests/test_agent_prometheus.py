@@ -95,7 +95,7 @@ def test_real_prometheus_scrapes_the_agent(running, tmp_path: Path) -> None:
         assert float(util["value"][1]) == pytest.approx(0.97) and util["metric"]["job"] == "nodetune"
         verdict = query('nodetune_gpu_verdict{verdict="compute_bound"} == 1')
         assert verdict and verdict[0]["metric"]["gpu"] == "0"
-        assert query('nodetune_job_verdict_seconds_total{exported_job="slurm:1234.0"}')  # Prometheus renames a target's own job label
+        assert query('nodetune_job_verdict_seconds_total{job_id="slurm:1234.0"}')  # no clash with the scrape job's label
         assert float(query('up{job="nodetune"}')[0]["value"][1]) == 1.0
         m = parse(scrape_text(running.url))
         assert value(m, "nodetune_gpu_power_watts", gpu="0") == float(query('nodetune_gpu_power_watts')[0]["value"][1])

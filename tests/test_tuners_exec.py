@@ -52,6 +52,8 @@ def test_binding_uses_the_gpus_node_through_nvml_order(tmp_path):
     assert (b.address, b.numa_node, b.cpus, b.notes) == ("0000:ba:00.0", 1, NODE1, [])
     narrow = binding_for_gpu(Host(str(pre.node.root)), gpus, 6, [0, 1, 60, 61])
     assert narrow.cpus == [60, 61]
+    assert len(narrow.notes) == 1 and narrow.notes[0].startswith("warning: only 2 of GPU 6's ")  # said, not hidden
+    assert narrow.notes[0] in bind(narrow, False, lambda pid, cpus: None, missing_libnuma)
     with pytest.raises(TargetError, match="none of its local CPUs"):
         binding_for_gpu(Host(str(pre.node.root)), gpus, 6, [0, 1])
     with pytest.raises(TargetError, match="GPU 8: no such GPU on this node \\(GPUs: 0, 1, 2, 3, 4, 5, 6, 7\\)"):

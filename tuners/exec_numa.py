@@ -41,6 +41,10 @@ def binding_for_gpu(host: Host, gpus: GpuControl, index: int, allowed: Sequence[
         raise TargetError(f"GPU {index}: none of its local CPUs {format_cpulist(place.local_cpus)} is "
                           f"allowed to this process ({format_cpulist(list(allowed))})")
     b = ExecBinding(index, place.address, cpus, place.numa_node)
+    if len(cpus) < len(set(place.local_cpus)):
+        b.notes.append(f"warning: only {len(cpus)} of GPU {index}'s {len(set(place.local_cpus))} local CPUs "
+                       f"({format_cpulist(place.local_cpus)}) are allowed to this process (its cpuset or "
+                       f"affinity): bound to {format_cpulist(cpus)}")
     if place.numa_node is None:
         b.notes.append(f"GPU {index}'s NUMA node is unknown (numa_node -1): CPUs bound to its "
                        f"local_cpulist, memory policy left alone")

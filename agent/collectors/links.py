@@ -35,10 +35,17 @@ def links(v: View) -> Iterator[Metric]:
     remap = gauge("nodetune_gpu_remapped_rows", "Rows of HBM remapped.", ["gpu", "type"])
     remap_failed = gauge("nodetune_gpu_remapped_rows_failure", "1 if row remapping failed (the GPU needs service).",
                          ["gpu"])
+    # Where NVML gives no link state (no driver, a lost GPU), the link as sysfs showed it at the
+    # last topology probe: a degraded link is a fact about the slot, with or without NVML.
+    sysfs = {tg.index: d.link for tg in (v.topo.gpus if v.topo else []) for d in v.topo.pci
+             if tg.address and d.address == tg.address}
+    seen: set[int] = set()
     for g in s.gpus:
         i = [str(g.index)]
-        put(gen, i, g.pcie_gen)
-        put(width, i, g.pcie_width)
+        link = sysfs.get(g.index)
+        put(gen, i, g.pcie_gen if g.pcie_gen is not None else link.gen if link else None)
+        put(width, i, g.pcie_width if g.pcie_width is not None else link.width if link else None)
+        seen.add(g.index)
         if g.gpm is not None and g.gpm.pcie_tx_mibps is not None:
             put(tx, i, g.gpm.pcie_tx_mibps * MIB)
             put(rx, i, None if g.gpm.pcie_rx_mibps is None else g.gpm.pcie_rx_mibps * MIB)
@@ -48,10 +55,16 @@ def links(v: View) -> Iterator[Metric]:
         if g.gpm is not None:
             put(ntx, i, None if g.gpm.nvlink_tx_mibps is None else g.gpm.nvlink_tx_mibps * MIB)
             put(nrx, i, None if g.gpm.nvlink_rx_mibps is None else g.gpm.nvlink_rx_mibps * MIB)
+    for idx, link in sorted(sysfs.items()):
+        if idx not in seen:
+            put(gen, [str(idx)], link.gen)
+            put(width, [str(idx)], link.width)
     for tg in v.topo.gpus if v.topo else []:
         i = [str(tg.index)]
-        put(max_gen, i, tg.static.pcie_max_gen)
-        put(max_width, i, tg.static.pcie_max_width)
+        link = sysfs.get(tg.index)
+        put(max_gen, i, tg.static.pcie_max_gen if tg.static.pcie_max_gen is not None else link.max_gen if link else None)
+        put(max_width, i, tg.static.pcie_max_width if tg.static.pcie_max_width is not None
+            else link.max_width if link else None)
         active.add_metric(i, sum(1 for lk in tg.nvlinks if lk.active))
     for idx, d in sorted(v.gpu_detail.items()):
         i = [str(idx)]

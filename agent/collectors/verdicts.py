@@ -7,11 +7,12 @@ from collections.abc import Iterator
 from prometheus_client.core import Metric
 
 from nodetune.agent.collectors import collector, gauge, put
+from nodetune.agent.lost_hours import UNKNOWN, has_data, verdict_of
 from nodetune.agent.state import View
 from nodetune.diagnosis.rules import primary_order
 
 # Verdicts the engine gives besides the rules' own: no finding on the GPU.
-EXTRA = ("idle", "unclassified")
+EXTRA = ("idle", "unclassified", UNKNOWN)
 _verdicts: tuple[str, ...] | None = None
 
 
@@ -35,10 +36,13 @@ def verdicts(v: View) -> Iterator[Metric]:
     idle = gauge("nodetune_gpu_idle_ratio", "Share of the diagnosed window's samples in which the GPU was idle.", ["gpu"])
     for g in r.gpus:
         i = [str(g.index)]
+        verdict = verdict_of(g)
         for name in names:
-            vd.add_metric([*i, name], 1.0 if g.verdict == name else 0.0)
-        if g.verdict not in names:  # a verdict added after start-up: shown rather than dropped
-            vd.add_metric([*i, g.verdict], 1.0)
+            vd.add_metric([*i, name], 1.0 if verdict == name else 0.0)
+        if verdict not in names:  # a verdict added after start-up: shown rather than dropped
+            vd.add_metric([*i, verdict], 1.0)
+        if not has_data(g):  # no NVML: neither healthy nor not, and no confidence in a verdict
+            continue
         healthy.add_metric(i, 1.0 if g.healthy else 0.0)
         conf.add_metric(i, g.confidence)
         share = g.metrics.get("idle_share")
