@@ -17,7 +17,7 @@ SIZE_HELP = "binary units: 512K, 1MiB, 8GiB"
 
 def _size(what: str) -> Callable[[str], int]:
     def parse(value: str) -> int:
-        from nodetune.tuners.prefetch import PrefetchError, parse_size
+        from nodetune.prefetch import PrefetchError, parse_size
 
         try:
             return parse_size(value, what)
@@ -58,8 +58,8 @@ def prefetch(paths: Annotated[list[str], typer.Argument(help="Files or directori
              allow_evict: Annotated[bool, typer.Option("--allow-evict", help="Fill MemAvailable (reclaims cold cached pages) instead of free memory only.")] = False,
              root: RootOpt = "/", as_json: JsonOpt = False) -> None:
     """Read files into the page cache with a deep queue (io_uring), bounded by a memory budget."""
+    from nodetune.prefetch import PrefetchOptions, human, warm
     from nodetune.probes.host import Host
-    from nodetune.tuners.prefetch import PrefetchOptions, human, warm
 
     opts = PrefetchOptions(depth=depth, block_size=block_size, budget=budget, order=order, engine=engine,
                            allow_evict=allow_evict)

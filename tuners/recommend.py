@@ -46,7 +46,7 @@ def prefetch_notes(params: dict[str, Any]) -> list[str]:
     if not paths:
         return []
     return [f"prefetch: warm the job's data before it reads it: nodetune prefetch --budget 8GiB "
-            f"{' '.join(shlex.quote(p) for p in paths)}  (or nodetune.tuners.prefetch.Prefetcher in the loader)"]
+            f"{' '.join(shlex.quote(p) for p in paths)}  (or nodetune.prefetch.Prefetcher in the loader)"]
 
 
 def _merge(tables: dict[str, dict[str, Any]], table: str, key: str, value: Any, notes: list[str]) -> None:
