@@ -74,7 +74,7 @@ def prefetch(paths: Annotated[list[str] | None, typer.Argument(help="Files or di
         _follow(Host(root), follow, list_file, budget, lead, threads, method, seconds, as_json)
         return
     if not paths:
-        raise UserError("prefetch: expected paths to warm or --follow PID")
+        raise UserError("prefetch: expected PATH... to warm, or --follow PID")
     if list_file is not None:
         raise UserError("--list: only with --follow PID")
     opts = PrefetchOptions(depth=depth, block_size=block_size, budget=budget, order=order, engine=engine,

@@ -205,3 +205,27 @@ def test_steps_in_order_wrap_at_the_end_of_an_epoch():
     assert orders.step_in_order(10, 12, 100, 16)
     assert not orders.step_in_order(10, 9, 100, 16)
     assert not orders.step_in_order(10, 60, 100, 16)
+
+
+def test_recommend_proposes_the_follower_for_an_io_starved_job(tmp_path):
+    from faketree import laptop
+
+    from nodetune.cli.advice_command import advice_command
+    from nodetune.tuners.recommend import advice_items, follow_items, profile_from_advice
+
+    laptop(tmp_path / "root")
+    starved = {"kind": "data_starved", "cause": "io_input", "severity": "critical", "pids": [567, 601, 602],
+               "job": "pid567", "evidence": {"gpu_idle_share": 0.7},
+               "advice": [{"text": "Overlap I/O"}]}
+    cpu = {**starved, "cause": "cpu_input", "pids": [700], "advice": []}
+    report = tmp_path / "report.json"
+    report.write_text(__import__("json").dumps({"gpus": [], "findings": [starved, cpu]}))
+    r = subprocess.run([sys.executable, "-m", "nodetune.cli", "tune", "recommend", "--advice", str(report),
+                        "--root", str(tmp_path / "root")], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "nodetune prefetch --follow 567" in r.stdout and "--follow 700" not in r.stdout
+    items = follow_items([starved, cpu])
+    assert items == [{"tuner": "prefetch", "params": {"pid": 567}, "text": items[0]["text"]}]
+    assert advice_command("prefetch", {"pid": 567}) == "nodetune prefetch --follow 567"
+    _, notes = profile_from_advice(advice_items(items))
+    assert notes == [f"prefetch: nodetune prefetch --follow 567  ({items[0]['text']})"]
