@@ -19,6 +19,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 MiB = 1 << 20
@@ -48,9 +49,28 @@ def drop_caches() -> None:
         f.write("3\n")
 
 
-def loader(d: str, seconds: float, step_ms: float, evict: bool, naive: int) -> dict[str, float]:
-    """The job: read every file in name order, a sleep per file, until `seconds` are up (whole files only)."""
+def gpu_step(device: str) -> Callable[[bytes], None] | None:
+    """A light GPU step per file (its first 64 KiB to the GPU, a small matmul, a sync); None without torch."""
+    try:
+        import torch  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    w = torch.randn(256, 256, device=device)
+
+    def step(data: bytes) -> None:
+        x = torch.frombuffer(bytearray(data[: 64 * 1024]), dtype=torch.uint8).to(device).float().view(256, 256)
+        (x @ w).sum().item()
+
+    step(bytes(64 * 1024))  # CUDA context and kernels before the clock starts
+    return step
+
+
+def loader(d: str, seconds: float, step_ms: float, evict: bool, naive: int, device: str = "") -> dict[str, float]:
+    """The job: read every file in name order, a GPU step (or a sleep) per file, until `seconds` are up."""
     paths = sorted(os.path.join(d, n) for n in os.listdir(d))
+    step = gpu_step(device) if device else None
+    if device and step is None:
+        print(f"loader: no torch, so no GPU step on {device}: sleeping {step_ms} ms a file instead", file=sys.stderr)
     pool = ThreadPoolExecutor(8) if naive else None
 
     def advise(p: str) -> None:
@@ -69,14 +89,17 @@ def loader(d: str, seconds: float, step_ms: float, evict: bool, naive: int) -> d
     while time.monotonic() - t0 < seconds:
         p = paths[i % len(paths)]
         with open(p, "rb") as f:
-            nbytes += len(f.read())
+            data = f.read()
+            nbytes += len(data)
             if evict:
                 os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
         if pool is not None:
             pool.submit(advise, paths[(i + naive) % len(paths)])
         files += 1
         i += 1
-        if step_ms:
+        if step is not None:
+            step(data)
+        elif step_ms:
             time.sleep(step_ms / 1000)
     dt = time.monotonic() - t0
     if pool is not None:
@@ -85,7 +108,7 @@ def loader(d: str, seconds: float, step_ms: float, evict: bool, naive: int) -> d
             "epochs": files / len(paths)}
 
 
-def one_run(mode: str, a: argparse.Namespace) -> dict[str, object]:
+def one_run(mode: str, a: argparse.Namespace, run: int = 1) -> dict[str, object]:
     drop_caches()
     if mode == "warm":
         for n in sorted(os.listdir(a.dir)):
@@ -93,7 +116,7 @@ def one_run(mode: str, a: argparse.Namespace) -> dict[str, object]:
                 while f.read(8 * MiB):
                     pass
     cmd = [sys.executable, __file__, "--loader", "--dir", a.dir, "--seconds", str(a.seconds), "--step-ms",
-           str(a.step_ms)]
+           str(a.step_ms), "--device", a.device]
     if mode != "warm" and a.evict:
         cmd.append("--evict")
     if mode == "naive":
@@ -103,7 +126,19 @@ def one_run(mode: str, a: argparse.Namespace) -> dict[str, object]:
     if mode == "follower":
         fol = subprocess.Popen([sys.executable, "-m", "nodetune.cli", "prefetch", "--follow", str(job.pid),
                                 *a.follow_args.split()], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    diag = None
+    if a.diag_dir and run == 1 and mode in ("cold", "follower"):
+        # `diagnose` of this run, a few seconds in: the io-bound loader before, the follower's effect after
+        time.sleep(a.diag_after)
+        with open(os.path.join(a.diag_dir, f"pid_{mode}.txt"), "w") as f:
+            f.write(f"{job.pid}\n")
+        out_f = open(os.path.join(a.diag_dir, f"diag_{mode}.json"), "w")  # noqa: SIM115 - closed below
+        diag = subprocess.Popen([sys.executable, "-m", "nodetune.cli", "diagnose", "--seconds", str(a.diag_seconds),
+                                 "--json"], stdout=out_f, stderr=subprocess.DEVNULL)
     out, _ = job.communicate()
+    if diag is not None:
+        diag.wait()
+        out_f.close()
     res: dict[str, object] = json.loads(out.strip().splitlines()[-1])
     if fol is not None:
         try:
@@ -141,12 +176,20 @@ def main() -> None:
     ap.add_argument("--no-evict", dest="evict", action="store_false", help="let epochs after the first run warm")
     ap.add_argument("--follow-args", default="", help="extra arguments for `nodetune prefetch --follow`")
     ap.add_argument("--json", help="write every run here")
+    ap.add_argument("--device", default="", help="a light GPU step per file on this torch device (e.g. cuda)")
+    ap.add_argument("--diag-dir", help="run `nodetune diagnose --json` in the first cold and follower runs, here")
+    ap.add_argument("--diag-after", type=float, default=4)
+    ap.add_argument("--diag-seconds", type=float, default=10)
+    ap.add_argument("--prepare", action="store_true", help="only create the files")
     ap.add_argument("--loader", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--evict", dest="evict", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--naive", type=int, default=0, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.loader:
-        print(json.dumps(loader(a.dir, a.seconds, a.step_ms, a.evict, a.naive)))
+        print(json.dumps(loader(a.dir, a.seconds, a.step_ms, a.evict, a.naive, a.device)))
+        return
+    if a.prepare:
+        make_files(a.dir, a.files, int(a.size_mib * MiB))
         return
     if os.geteuid() != 0:
         sys.exit("bench_prefetch_follow: needs root to drop the page cache between runs")
@@ -154,7 +197,7 @@ def main() -> None:
     runs = []
     for i in range(a.runs):
         for m in a.modes.split(","):
-            r = one_run(m, a)
+            r = one_run(m, a, i + 1)
             runs.append(r)
             print(f"run {i + 1} {m:8} {float(r['files_per_s']):8.0f} files/s  {float(r['gbps']):.2f} GB/s  "  # type: ignore[arg-type]
                   f"{float(r['epochs']):.1f} epochs  {r.get('follower', [''])[0] if m == 'follower' else ''}",  # type: ignore[arg-type,index]
