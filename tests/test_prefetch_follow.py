@@ -229,3 +229,39 @@ def test_recommend_proposes_the_follower_for_an_io_starved_job(tmp_path):
     assert advice_command("prefetch", {"pid": 567}) == "nodetune prefetch --follow 567"
     _, notes = profile_from_advice(advice_items(items))
     assert notes == [f"prefetch: nodetune prefetch --follow 567  ({items[0]['text']})"]
+
+
+def test_autotune_starts_a_follower_for_an_io_starved_job_and_it_stops_when_the_job_ends(tmp_path):
+    import time
+
+    from nodetune.agent.autotune import Autotuner
+    from nodetune.agent.collectors.prefetch import prefetch as prefetch_metrics
+    from nodetune.agent.state import View
+    from nodetune.diagnosis.findings import Finding, Report
+
+    job = Job(tmp_path, n=100)
+    job.reads(PID, job.paths[0])
+    starved = Finding("data_starved", "critical", 0.9, "starved", cause="io_input", pids=[PID], job="pid4242")
+    report = Report(version=1, source="agent", taken_at="now", window_s=60, elapsed_s=0.1, hostname="x",
+                    gpu_backend="fake", findings=[starved])
+    off = Autotuner(job.host, ["readahead"], hold_windows=1)
+    assert off.observe(report) == [] and off.followers is None  # not allowed: nothing follows
+    at = Autotuner(job.host, ["prefetch"], hold_windows=2)
+    assert at.observe(report) == []  # the finding must hold for two diagnoses
+    changes = at.observe(report)
+    assert [(c.tuner, c.knob, c.ok) for c in changes] == [("prefetch", f"follow pid {PID}", True)]
+    assert at.followers is not None and at.followers.totals().followers == 1
+    assert at.observe(report) == []  # once per job
+    shutil.rmtree(job.node.p(f"/proc/{PID}"))  # the job ends
+    for _ in range(200):
+        if at.followers.totals().followers == 0:
+            break
+        time.sleep(0.01)
+    t = at.followers.totals()
+    assert t.followers == 0 and t.started_total == 1 and t.stopped_total == {"exited": 1}
+    names = {m.name: m for m in prefetch_metrics(View(prefetch=t))}
+    assert names["nodetune_prefetch_followers"].samples[0].value == 0
+    assert [s.labels for s in names["nodetune_prefetch_followers_stopped"].samples if s.name.endswith("_total")] == \
+        [{"reason": "exited"}]
+    assert list(prefetch_metrics(View())) == []  # no followers allowed, no series
+    at.close()
