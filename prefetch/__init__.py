@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from .engine import choose_engine, warm
 from .guard import MemoryGuard
-from .loader import Prefetcher, PrefetcherStats
+from .loader import Prefetcher, PrefetcherStats, SamplerFeed
 from .options import (
            FileResult,
            GiB,
@@ -23,4 +23,4 @@ from .options import (
 )
 
 __all__ = ["GiB", "KiB", "MiB", "FileResult", "MemoryGuard", "PrefetchError", "PrefetchOptions", "PrefetchReport",
-           "Prefetcher", "PrefetcherStats", "choose_engine", "human", "parse_size", "warm"]
+           "Prefetcher", "PrefetcherStats", "SamplerFeed", "choose_engine", "human", "parse_size", "warm"]

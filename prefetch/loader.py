@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import collections
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from nodetune.probes.host import Host
@@ -136,3 +136,22 @@ class Prefetcher:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class SamplerFeed:
+    """A sampler wrapper for DataLoader(sampler=...): each epoch draws the sampler's order once, feeds the
+    Prefetcher the paths in that order, and yields the same indices, so a shuffled order is warmed as read.
+
+    `path_of(index)` names the file a dataset index reads. Call `prefetcher.advance(batch_size)` per batch.
+    """
+
+    def __init__(self, sampler: Iterable[int], path_of: Callable[[int], str], prefetcher: Prefetcher) -> None:
+        self.sampler, self.path_of, self.prefetcher = sampler, path_of, prefetcher
+
+    def __iter__(self) -> Iterator[int]:
+        order = list(self.sampler)
+        self.prefetcher.feed(self.path_of(i) for i in order)
+        return iter(order)
+
+    def __len__(self) -> int:
+        return len(self.sampler)  # type: ignore[arg-type]

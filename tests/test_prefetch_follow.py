@@ -265,3 +265,45 @@ def test_autotune_starts_a_follower_for_an_io_starved_job_and_it_stops_when_the_
         [{"reason": "exited"}]
     assert list(prefetch_metrics(View())) == []  # no followers allowed, no series
     at.close()
+
+
+def test_sampler_feed_warms_the_order_the_loader_reads_each_epoch(tmp_path):
+    from nodetune.prefetch import SamplerFeed
+
+    class Fed:
+        def __init__(self) -> None:
+            self.fed: list[list[str]] = []
+
+        def feed(self, paths: object) -> None:
+            self.fed.append(list(paths))  # type: ignore[call-overload]
+
+    class Shuffled:
+        def __init__(self) -> None:
+            self.rng = random.Random(1)
+
+        def __iter__(self):  # a new order each epoch, like RandomSampler
+            order = list(range(10))
+            self.rng.shuffle(order)
+            return iter(order)
+
+        def __len__(self) -> int:
+            return 10
+
+    pf = Fed()
+    feed = SamplerFeed(Shuffled(), lambda i: f"/d/{i}", pf)  # type: ignore[arg-type]
+    e1, e2 = list(feed), list(feed)
+    assert e1 != e2 and len(feed) == 10
+    assert pf.fed == [[f"/d/{i}" for i in e1], [f"/d/{i}" for i in e2]]  # fed exactly what was read, in order
+
+
+def test_the_dataloader_example_imports_without_torch():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("prefetch_dataloader", Path(__file__).parent.parent / "examples/prefetch_dataloader.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert callable(mod.main)
+    if mod.torch is None:
+        r = subprocess.run([sys.executable, spec.origin, "/tmp"], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 2 and "needs torch" in r.stderr
