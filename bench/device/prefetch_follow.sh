@@ -46,6 +46,17 @@ step "cold / warm / naive / follower, $R runs of ${S}s (diagnose in the first co
 timeout 420 python3 bench/bench_prefetch_follow.py --dir "$D" --files "$N" --seconds "$S" --runs "$R" --device "$DEV" \
   --diag-dir "$RAW" --json "$RAW/runs.json" > "$RAW/table.txt" 2> "$RAW/runs.log" || fail "the runs: $(tail -2 "$RAW/runs.log" | tr '\n' ' ')"
 
+# The read path by measurement: the follower with readahead(2) instead of fadvise, one run, if time is left.
+for M in ${METHODS:-readahead}; do
+  if [ "$SECONDS" -lt 380 ]; then
+    step "follower --method $M, 1 run"
+    timeout 60 python3 bench/bench_prefetch_follow.py --dir "$D" --files "$N" --seconds "$S" --runs 1 --device "$DEV" \
+      --modes follower --follow-args "--method $M" > "$RAW/table_$M.txt" 2> "$RAW/runs_$M.log" || fail "follower --method $M: $(tail -1 "$RAW/runs_$M.log")"
+  else
+    echo "- follower --method $M: skipped, ${SECONDS}s already spent" >> "$RAW/failures.md"
+  fi
+done
+
 step "recommend from the cold run's diagnosis"
 if [ -s "$RAW/diag_cold.json" ]; then
   $NT tune recommend --advice "$RAW/diag_cold.json" > "$RAW/recommend.txt" 2>&1 || fail "tune recommend: $(tail -1 "$RAW/recommend.txt")"
@@ -90,6 +101,10 @@ try:
             lines.append(f"- rc {run.get('follower_rc')}: {(run.get('follower') or [''])[0]}")
 except (OSError, ValueError) as exc:
     lines.append(f"- no runs.json: {exc}")
+import glob
+for t in sorted(glob.glob(os.path.join(raw, "table_*.txt"))):
+    rows = [l for l in open(t).read().splitlines() if l.startswith("| follower")]
+    lines.append(f"- follower --method {os.path.basename(t)[6:-4]}: {rows[0] if rows else 'no result'} (files/s mean, min, max, runs)")
 fails = open(os.path.join(raw, "failures.md")).read().strip()
 lines += ["", "Failures:", "", fails or "- none"]
 open(md, "w").write("\n".join(lines) + "\n")
