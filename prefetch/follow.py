@@ -126,7 +126,7 @@ class Follower:
         self.seen = orders.Tracker(orders.Order("order seen"))
         self.active: orders.Tracker | None = None
         self._top = ""  # the directory whose name order is followed
-        self._listed_at = -math.inf
+        self._listed_at = self._inferred_at = -math.inf
         self._regular: dict[str, int | None] = {}  # path -> size, None when not a regular file
         self._pids: list[int] = [pid]
         self._pids_at = -math.inf
@@ -155,11 +155,10 @@ class Follower:
             data = sorted({r.path for r in reads})
             seen_before = [p for p in self.seen.order.paths[-64:] if p not in data]
             candidates = data + seen_before
-            if len(candidates) >= 2:
-                top = orders.common_dir(candidates[:2])
-                if top not in ("/", ""):  # two files with nothing in common but the root are no dataset
-                    self._top = top
-                    self.primary = orders.Tracker(orders.from_dir(self.host, top))
+            top = orders.common_dir(candidates[:2]) if len(candidates) >= 2 else None
+            if top is not None:  # two files far apart (a config and a log) are no dataset
+                self._top, self._inferred_at = top, now
+                self.primary = orders.Tracker(orders.from_dir(self.host, top))
         for r in reads:
             key = (r.pid, r.fd)
             p = self.primary
@@ -173,8 +172,11 @@ class Follower:
             if not known:
                 self.seen.order.append(r.path, self._size(r.path) or 0)
             self.seen.observe(key, r.path, r.pos, now, score=known)
-        self.report.readers = len([k for k, v in (self.active or self.primary or self.seen).readers.items()
-                                   if now - v.seen_at <= (self.active or self.seen).stale_s])
+        t = self.active or self.primary or self.seen
+        self.report.readers = sum(now - v.seen_at <= t.stale_s for v in t.readers.values())
+        if self.active is None and self._top and not (self.primary and self.primary.readers) \
+                and reads and now - self._inferred_at >= 1.0:
+            self.primary, self._top = None, ""  # the directory guessed holds none of what it reads: guess again
 
     def _decide(self) -> str | None:
         """Pick the order the readers follow; a reason to stop when they follow none."""
@@ -234,7 +236,7 @@ class Follower:
         self.report.window_files = want
         cap = min(self.opts.budget, max(self.guard.room(), 0))
         start = max(self._issued + 1, slow + 1)
-        ahead = sum(order.sizes[a % n] for a in range(slow + 1, start))
+        ahead = order.span_bytes(slow + 1, start)
         batch: list[tuple[str, int]] = []
         a = start
         while a <= slow + want and a - slow < n:  # never lap the reader: one epoch ahead at most

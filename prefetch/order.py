@@ -41,6 +41,20 @@ class Order:
         self.index[path] = len(self.paths)
         self.paths.append(path)
         self.sizes.append(size)
+        self._cum: list[int] = []
+
+    def span_bytes(self, a0: int, a1: int) -> int:
+        """Bytes listed from absolute position a0 up to a1 (exclusive; positions wrap at the end: epochs)."""
+        n = len(self.paths)
+        if a1 <= a0 or not n:
+            return 0
+        cum = getattr(self, "_cum", [])
+        if len(cum) != n + 1:
+            cum = [0]
+            for size in self.sizes:
+                cum.append(cum[-1] + size)
+            self._cum = cum
+        return (a1 // n - a0 // n) * cum[n] + cum[a1 % n] - cum[a0 % n]
 
 
 def _walk(host: Host, top: str, out: list[tuple[str, int]]) -> None:
@@ -89,9 +103,13 @@ def from_list(host: Host, list_file: str) -> Order:
     return order
 
 
-def common_dir(paths: list[str]) -> str:
-    """The deepest directory holding every path."""
-    return os.path.commonpath([os.path.dirname(p) for p in paths])
+def common_dir(paths: list[str], max_up: int = 2) -> str | None:
+    """The deepest directory holding every path, if it is at most `max_up` levels above each of them
+    (a dataset's files, or its class subdirectories) and not the root; else None."""
+    top = os.path.commonpath([os.path.dirname(p) for p in paths])
+    if top in ("/", "") or any(os.path.relpath(p, top).count("/") >= max_up for p in paths):
+        return None
+    return top
 
 
 @dataclass

@@ -307,3 +307,12 @@ def test_the_dataloader_example_imports_without_torch():
     if mod.torch is None:
         r = subprocess.run([sys.executable, spec.origin, "/tmp"], capture_output=True, text=True, timeout=60)
         assert r.returncode == 2 and "needs torch" in r.stderr
+
+
+def test_bytes_ahead_wrap_epochs_and_far_apart_files_are_no_dataset():
+    o = orders.Order("t", ["/d/a", "/d/b", "/d/c"], [1, 10, 100])
+    assert o.span_bytes(1, 3) == 110 and o.span_bytes(2, 5) == 100 + 1 + 10 and o.span_bytes(0, 6) == 222
+    assert o.span_bytes(3, 3) == 0
+    assert orders.common_dir(["/data/ds/a/1.jpg", "/data/ds/b/2.jpg"]) == "/data/ds"
+    assert orders.common_dir(["/home/u/cfg.yaml", "/home/u/runs/x/log.txt"]) is None
+    assert orders.common_dir(["/a.bin", "/b.bin"]) is None
