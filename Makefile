@@ -17,10 +17,10 @@ diagnose: $(VENV)/.ok
 	$(VENV)/bin/nodetune diagnose --replay $(SNAPSHOT)
 
 lint: $(VENV)/.ok
-	$(VENV)/bin/ruff check agent cli config diagnosis probes tuners tests bench
+	$(VENV)/bin/ruff check agent cli config diagnosis probes tuners prefetch tests bench examples
 
 typecheck: $(VENV)/.ok
-	$(VENV)/bin/mypy agent cli config diagnosis probes tuners
+	$(VENV)/bin/mypy agent cli config diagnosis probes tuners prefetch
 
 unit: $(VENV)/.ok
 	$(PY) -m pytest -q

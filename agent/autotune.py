@@ -1,8 +1,10 @@
 """Auto-tuning, off by default: the agent applies what its own findings advise, within limits.
 
 Only tuners named in `[agent] autotune` act; GPU power and clocks never do (the GPU tuner is
-refused by name and its keys are dropped from any advice), nor does anything that reads user data.
-A piece of advice must hold for `autotune_hold_windows` consecutive diagnoses (a flickering finding
+refused by name and its keys are dropped from any advice).
+With `prefetch` allowed, a job diagnosed data_starved (io_input) gets a follower that keeps the
+files it reads next in the page cache (nodetune.prefetch; nothing to journal) and stops when the job
+ends. A piece of advice must hold for `autotune_hold_windows` consecutive diagnoses (a flickering finding
 never acts), at most `autotune_max_per_hour` transactions run an hour, and each piece of advice is
 applied once: every change goes through the tuning journal, so `nodetune tune status` and
 `nodetune tune rollback` see and undo it like any other.
@@ -19,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nodetune.diagnosis.findings import Report
+from nodetune.prefetch.pool import FollowerPool
 from nodetune.probes.host import Host
 
 log = logging.getLogger("nodetune.agent.autotune")
@@ -72,8 +75,11 @@ class Autotuner:
     changes_total: dict[tuple[str, str], int] = field(default_factory=dict)  # (tuner, knob group) -> n
     failures_total: int = 0
     rate_limited_total: int = 0
+    followers: FollowerPool | None = None  # made when `prefetch` is allowed
 
     def __post_init__(self) -> None:
+        if "prefetch" in self.allow and self.followers is None:
+            self.followers = FollowerPool(self.host)
         bad = sorted(set(self.allow) & NEVER)
         if bad:
             raise ValueError(f"autotune may not use {', '.join(bad)}: GPU power/clocks and whole profiles are "
@@ -96,6 +102,13 @@ class Autotuner:
                 if not params:
                     continue
                 out.append(_Candidate(a.tuner, params, f.kind, [f.job] if f.job else [], a.text))
+        if "prefetch" in self.allow:
+            from nodetune.tuners.recommend import follow_items
+
+            for f in report.findings:
+                if f.severity != "info":
+                    for it in follow_items([f]):
+                        out.append(_Candidate("prefetch", it["params"], f.kind, [f.job] if f.job else [], it["text"]))
         return out
 
     def observe(self, report: Report) -> list[AutoChange]:
@@ -125,7 +138,9 @@ class Autotuner:
         return out
 
     def apply(self, c: _Candidate, now: float) -> list[AutoChange]:
-        """Plan and apply one piece of advice as one journaled transaction."""
+        """Plan and apply one piece of advice as one journaled transaction (a follower: started, not journaled)."""
+        if c.tuner == "prefetch":
+            return [self._follow(c, now)]
         from nodetune.tuners.affinity import affinity_for
         from nodetune.tuners.base import TuneContext, TuneError
         from nodetune.tuners.gpu_control import GpuControl
@@ -159,3 +174,20 @@ class Autotuner:
                      c.tuner, c.finding, a.knob.label, a.original, a.actual, res.txn, res.txn)
             out.append(AutoChange(now, c.tuner, c.finding, c.jobs, a.knob.label, a.original, a.actual, True, "", res.txn))
         return out
+
+    def _follow(self, c: _Candidate, now: float) -> AutoChange:
+        pid = int(c.params["pid"])
+        why = self.followers.start(pid) if self.followers is not None else "prefetch not allowed"
+        if why is not None:
+            self.failures_total += 1
+            log.warning("autotune prefetch for %s: %s", c.finding, why)
+            return AutoChange(now, "prefetch", c.finding, c.jobs, f"follow pid {pid}", ok=False, reason=why)
+        key = ("prefetch", "follow")
+        self.changes_total[key] = self.changes_total.get(key, 0) + 1
+        log.info("autotune prefetch for %s: following pid %d until it exits", c.finding, pid)
+        return AutoChange(now, "prefetch", c.finding, c.jobs, f"follow pid {pid}", "", "following")
+
+    def close(self) -> None:
+        """Stop the followers this autotuner started (reload, shutdown)."""
+        if self.followers is not None:
+            self.followers.stop_all()

@@ -164,6 +164,8 @@ class Agent:
             self.state.update(history_up=True, history_reason=None)
         elif not a.history:
             self.state.update(history_up=False, history_reason="[agent].history = false")
+        if self.autotuner is not None:
+            self.autotuner.close()  # its followers: a reload starts over from the new allowlist
         if a.autotune:
             self.autotuner = Autotuner(self.src.host, list(a.autotune), a.autotune_hold_windows, a.autotune_max_per_hour)
             log.warning("autotune on for %s: the agent applies its own findings through the tuning journal",
@@ -196,7 +198,8 @@ class Agent:
         if changes:
             self._journal_mtime = -1.0  # re-read the journal at the next chance
         self.state.update(autotune_changes=MappingProxyType(dict(at.changes_total)),
-                          autotune_failures_total=at.failures_total, autotune_rate_limited_total=at.rate_limited_total)
+                          autotune_failures_total=at.failures_total, autotune_rate_limited_total=at.rate_limited_total,
+                          prefetch=at.followers.totals() if at.followers is not None else None)
 
     def _probe_topology(self) -> Topology:
         topo = probe_topology(self.src.host, self.src.backend, self.src.status)

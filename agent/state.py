@@ -19,6 +19,7 @@ from types import MappingProxyType
 from typing import Any
 
 from nodetune.diagnosis.findings import Report
+from nodetune.prefetch.pool import PrefetchTotals
 from nodetune.probes.gpu import GpuSample
 from nodetune.probes.node import Topology
 from nodetune.probes.snapshot import Sample
@@ -129,6 +130,7 @@ class View:
     autotune_changes: Mapping[tuple[str, str], int] = field(default_factory=lambda: EMPTY)  # (tuner, knob) -> n
     autotune_failures_total: int = 0
     autotune_rate_limited_total: int = 0
+    prefetch: PrefetchTotals | None = None  # the autotune's followers, when it may start them
 
 
 class State:

@@ -25,8 +25,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tables import print_table  # noqa: E402
 
+from nodetune.prefetch import MiB, PrefetchOptions, warm  # noqa: E402
 from nodetune.probes.host import Host, ProbeError  # noqa: E402
-from nodetune.tuners.prefetch import MiB, PrefetchOptions, warm  # noqa: E402
 from nodetune.tuners.readahead import devices_for_path  # noqa: E402
 
 CHUNK = 16 * MiB
@@ -172,7 +172,7 @@ def train(args: argparse.Namespace) -> int:
     so page-cache warming can help), a tiny GPU step per batch; --prefetch warms ahead via Prefetcher."""
     import torch
 
-    from nodetune.tuners.prefetch import Prefetcher
+    from nodetune.prefetch import Prefetcher
 
     paths = make_dataset(Path(args.dir), args.small, 0, 0)
     order = paths[:]

@@ -20,6 +20,10 @@ def advice_command(tuner: str | None, params: dict[str, Any]) -> str | None:
         args = [f"--pid {int(p)}" for p in params["pids"]]
         args += [f"--gpu {int(g)}" for g in params.get("gpus") or []]
         return "nodetune tune apply " + " ".join(args)
+    if tuner == "prefetch":
+        from nodetune.tuners.recommend import prefetch_command
+
+        return prefetch_command(params)
     if tuner == "readahead" and params.get("paths"):
         args = [f"--data-path {shlex.quote(str(p))}" for p in params["paths"]]
         return "nodetune tune apply --profile data-loading " + " ".join(args)

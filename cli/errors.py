@@ -18,6 +18,7 @@ _LAYER_ERRORS = (
     ("nodetune.probes.host", "ProbeError"),
     ("nodetune.probes.snapshot", "SnapshotError"),
     ("nodetune.tuners.base", "TuneError"),
+    ("nodetune.prefetch.options", "PrefetchError"),
     ("nodetune.agent.history", "HistoryError"),  # named, not imported: cli and agent stay apart
 )
 

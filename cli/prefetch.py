@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
+from .errors import UserError
 from .options import JsonOpt, RootOpt, choice, number
 from .output import print_json
 
@@ -17,7 +18,7 @@ SIZE_HELP = "binary units: 512K, 1MiB, 8GiB"
 
 def _size(what: str) -> Callable[[str], int]:
     def parse(value: str) -> int:
-        from nodetune.tuners.prefetch import PrefetchError, parse_size
+        from nodetune.prefetch import PrefetchError, parse_size
 
         try:
             return parse_size(value, what)
@@ -49,18 +50,33 @@ def _bar(enabled: bool) -> Iterator[Callable[[int, int], None]]:
         yield lambda done, total: prog.update(task, completed=done, total=max(total, done))
 
 
-def prefetch(paths: Annotated[list[str], typer.Argument(help="Files or directories (walked) to warm.", metavar="PATH...")],
+def prefetch(paths: Annotated[list[str] | None, typer.Argument(help="Files or directories (walked) to warm.", metavar="[PATH...]")] = None,
+             follow: Annotated[int | None, typer.Option("--follow", parser=number(1, 1 << 22, integer=True), metavar="PID", help="Follow this process's reads (and its children's): keep the files it reads next in the page cache until it exits.")] = None,
+             list_file: Annotated[str | None, typer.Option("--list", metavar="FILE", help="With --follow: the order the job reads its files in, one path a line (default: inferred).")] = None,
+             lead: Annotated[float, typer.Option("--lead", parser=number(0.05, 600), metavar="S", help="With --follow: seconds of the job's consumption to keep warmed ahead.")] = 1.0,
+             threads: Annotated[int, typer.Option("--threads", parser=number(0, 256, integer=True), metavar="N", help="With --follow: files in flight.")] = 16,
+             method: Annotated[str, typer.Option("--method", parser=choice("auto", "fadvise", "readahead", "io_uring"), metavar="M", help="With --follow: auto (fadvise for large files, io_uring for small ones), fadvise, readahead, io_uring.")] = "auto",
+             seconds: Annotated[float | None, typer.Option("--seconds", parser=number(0.1, 30 * 86400), metavar="S", help="With --follow: stop after this long even if the process runs on.")] = None,
              depth: Annotated[int, typer.Option("--depth", parser=number(1, 4096, integer=True), metavar="N", help="Reads in flight (1-4096).")] = 32,
              block_size: Annotated[int, typer.Option("--block-size", parser=_size("--block-size"), metavar="SIZE", help=f"Bytes per read ({SIZE_HELP}).")] = "1MiB",  # type: ignore[assignment]
-             budget: Annotated[int, typer.Option("--budget", parser=_size("--budget"), metavar="SIZE", help=f"Read at most this much ({SIZE_HELP}); free memory above a floor limits it too.")] = "8GiB",  # type: ignore[assignment]
+             budget: Annotated[int, typer.Option("--budget", parser=_size("--budget"), metavar="SIZE", help=f"Read at most this much ({SIZE_HELP}); with --follow, the most warmed ahead at once; free memory above a floor limits it too.")] = "8GiB",  # type: ignore[assignment]
              order: Annotated[str, typer.Option("--order", parser=choice("listed", "sorted"), metavar="listed|sorted", help="As given (directories in name order), or sorted by path.")] = "listed",
              engine: Annotated[str, typer.Option("--engine", parser=choice("auto", "io_uring", "threads", "fadvise"), metavar="E", help="auto (io_uring where it works, else threads), io_uring, threads (preads), fadvise (WILLNEED, unchecked).")] = "auto",
              allow_evict: Annotated[bool, typer.Option("--allow-evict", help="Fill MemAvailable (reclaims cold cached pages) instead of free memory only.")] = False,
              root: RootOpt = "/", as_json: JsonOpt = False) -> None:
-    """Read files into the page cache with a deep queue (io_uring), bounded by a memory budget."""
+    """Warm files into the page cache (a deep io_uring queue, bounded by a memory budget), or --follow a job's reads."""
+    from nodetune.prefetch import PrefetchOptions, human, warm
     from nodetune.probes.host import Host
-    from nodetune.tuners.prefetch import PrefetchOptions, human, warm
 
+    if follow is not None:
+        if paths:
+            raise UserError("--follow: give a PID or paths to warm, not both")
+        _follow(Host(root), follow, list_file, budget, lead, threads, method, seconds, as_json)
+        return
+    if not paths:
+        raise UserError("prefetch: expected PATH... to warm, or --follow PID")
+    if list_file is not None:
+        raise UserError("--list: only with --follow PID")
     opts = PrefetchOptions(depth=depth, block_size=block_size, budget=budget, order=order, engine=engine,
                            allow_evict=allow_evict)
     with _bar(not as_json) as tick:
@@ -84,6 +100,35 @@ def prefetch(paths: Annotated[list[str], typer.Argument(help="Files or directori
         else:
             typer.echo(f"warmed {counts['warmed']} file(s), {human(rep.bytes_read)} in {rep.seconds:.2f}s "
                        f"({rep.gbps:.2f} GB/s) with {rep.engine_why}" + (f"; {tail}" if tail else ""))
+    if rep.exit_code:
+        raise SystemExit(rep.exit_code)
+
+
+def _follow(host: Any, pid: int, list_file: str | None, budget: int, lead: float, threads: int, method: str,
+            seconds: float | None, as_json: bool) -> None:
+    """Follow until the process exits; a summary line (or JSON) at the end, exit 1 when following could not help."""
+    import dataclasses
+    import signal
+
+    from nodetune.prefetch.follow import Follower, FollowOptions, summary
+
+    opts = FollowOptions(list_file=list_file, budget=budget, lead_s=lead, threads=threads, method=method,
+                         max_seconds=seconds)
+    f = Follower(host, pid, opts)
+    signal.signal(signal.SIGTERM, lambda *_: f.stop_event.set())
+    if not as_json:
+        typer.echo(f"following pid {pid} ({f.warmer.method}, {threads} in flight, lead {lead:g}s, budget "
+                   f"{budget >> 20} MiB); Ctrl-C stops", err=True)
+    try:
+        rep = f.run()
+    except KeyboardInterrupt:
+        f.stop_event.set()
+        rep = f.report
+        rep.stopped = rep.stopped or "interrupted"
+    if as_json:
+        print_json({**dataclasses.asdict(rep), "exit_code": rep.exit_code})
+    else:
+        typer.echo(summary(rep), err=rep.exit_code != 0)
     if rep.exit_code:
         raise SystemExit(rep.exit_code)
 

@@ -143,7 +143,9 @@ def live_advice(root: str, seconds: float) -> Iterable[Any]:
         _, report = sample_and_diagnose(src, load_config(src.host).get(Thresholds), seconds, 1.0, stacks=False)
     finally:
         src.close()
-    return [a for f in report.findings for a in f.advice]
+    from nodetune.tuners.recommend import follow_items
+
+    return [a for f in report.findings for a in f.advice] + follow_items(report.findings)
 
 
 def replay_advice(path: str) -> list[Any]:
@@ -193,4 +195,6 @@ def read_report_advice(path: str) -> list[dict[str, Any]]:
         if not isinstance(advice, list) or not all(isinstance(a, dict) for a in advice):
             raise UserError(f"--advice {path}: findings[{n}].advice is not a list of advice objects")
         items += advice
-    return items
+    from nodetune.tuners.recommend import follow_items
+
+    return items + follow_items(f for f in raw["findings"] if isinstance(f, dict))

@@ -54,8 +54,8 @@ class AgentConfig:
     history_retention_days: float = number(90, "days a job stays in the history after it was last seen", lo=0, hi=3650)
     history_max_mib: float = number(256, "largest the history database may grow (oldest jobs dropped first)", lo=1,
                                     hi=1 << 20)
-    autotune: list[str] = names([], "tuners the agent may apply from its own findings (off when empty); GPU power "
-                                "and clocks never", choices=("readahead", "hugepages", "pinning", "power"))
+    autotune: list[str] = names([], "tuners the agent may apply from its own findings (off when empty; prefetch: "
+                                "follow an io-starved job's reads); GPU power and clocks never", choices=("readahead", "hugepages", "pinning", "power", "prefetch"))
     autotune_hold_windows: int = number(3, "consecutive diagnoses a finding must hold before autotune acts", lo=1,
                                         hi=1000)
     autotune_max_per_hour: int = number(4, "most automatic tuning transactions an hour", lo=0, hi=1000)

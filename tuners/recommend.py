@@ -36,17 +36,43 @@ def advice_items(raw: Iterable[Any]) -> list[dict[str, Any]]:
     return out
 
 
+def follow_items(findings: Iterable[Any]) -> list[dict[str, Any]]:
+    """A `prefetch` advice item for each job diagnosed data_starved (io_input): follow its main process.
+
+    Findings come as objects or as the dicts of a `diagnose --json` report; the job's pids list its
+    GPU processes first and its loader workers after, and the follower takes the workers with their parent.
+    """
+    out: list[dict[str, Any]] = []
+    seen: set[int] = set()
+    for f in findings:
+        get = f.get if isinstance(f, Mapping) else (lambda k, f=f: getattr(f, k, None))
+        pids = get("pids") or []
+        if get("kind") != "data_starved" or get("cause") != "io_input" or not pids or not isinstance(pids[0], int):
+            continue
+        if pids[0] not in seen:
+            seen.add(pids[0])
+            out.append({"tuner": "prefetch", "params": {"pid": pids[0]}, "text": f"job {get('job') or pids[0]} "
+                        "waits on reads: keep the files it reads next in the page cache while it runs"})
+    return out
+
+
+def prefetch_command(params: dict[str, Any]) -> str | None:
+    """`nodetune prefetch --follow PID` for a prefetch advice item, or None when it names no process."""
+    pid = params.get("pid")
+    return f"nodetune prefetch --follow {pid}" if isinstance(pid, int) and pid > 0 else None
+
+
 def prefetch_notes(params: dict[str, Any]) -> list[str]:
     """Read-ahead advice names the directories a job reads: warming them is `nodetune prefetch`'s job.
 
     A note, not a planned change: the prefetcher reads user data, so it is run by a person (or the
-    job), never applied by a tune transaction or the agent's autotune.
+    job, or the agent's autotune when `[agent] autotune` names prefetch), never by a tune transaction.
     """
     paths = [p for p in params.get("paths") or [] if isinstance(p, str) and p != "/"]
     if not paths:
         return []
     return [f"prefetch: warm the job's data before it reads it: nodetune prefetch --budget 8GiB "
-            f"{' '.join(shlex.quote(p) for p in paths)}  (or nodetune.tuners.prefetch.Prefetcher in the loader)"]
+            f"{' '.join(shlex.quote(p) for p in paths)}  (or nodetune.prefetch.Prefetcher in the loader)"]
 
 
 def _merge(tables: dict[str, dict[str, Any]], table: str, key: str, value: Any, notes: list[str]) -> None:
@@ -81,7 +107,12 @@ def profile_from_advice(items: list[dict[str, Any]],
                             _merge(tables, name, k, v, notes)
             notes.append(f"profile {params['profile']}: {text}" if text else f"profile {params['profile']}")
             continue
-        if tuner == "readahead":
+        if tuner == "prefetch":
+            cmd = prefetch_command(params)
+            if cmd:
+                notes.append(f"prefetch: {cmd}  ({text})")
+            continue
+        if tuner == "readahead" and not any(i["tuner"] == "prefetch" for i in items):
             notes.extend(prefetch_notes(params))
         if tuner not in sections():
             notes.append(f"advice names tuner {tuner!r}, which nodetune cannot run here: {text}")

@@ -1,13 +1,11 @@
-"""Page-cache warming: read the files a job reads next with a deep queue, inside a memory budget.
+"""Page-cache warming: read a list of files with a deep queue, inside a memory budget.
 
-`warm(paths, options)` reads files into the page cache through io_uring (`prefetch_uring`) or, where
+`warm(paths, options)` reads files into the page cache through io_uring (`uring`) or, where
 io_uring is missing or forbidden, a thread pool of preads (or fire-and-forget
 posix_fadvise(WILLNEED)); the report says which ran. It never evicts what the node caches: by
-default it only fills free memory above a floor (MemFree - floor, `allow_evict` widens that to
-MemAvailable), re-checks /proc/meminfo and the PSI memory stall share while it reads, and stops
-with the reason under pressure. Bad input (missing, unreadable, not a regular file) is one line
-per path and the rest goes on. `Prefetcher` is the same engine behind a background thread for a
-DataLoader: `feed()` the paths in sampler order, `advance()` as batches are consumed.
+default it only fills free memory above a floor (see `guard`) and stops with the reason under
+pressure. Bad input (missing, unreadable, not a regular file) is one line per path and the rest
+goes on.
 """
 
 from __future__ import annotations
@@ -17,174 +15,18 @@ import ctypes
 import errno
 import mmap
 import os
-import re
 import stat
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from nodetune.probes.host import Host, ProbeError
 from nodetune.probes.storage import parse_mountinfo
 
-from . import prefetch_uring
-from .base import TuneError
-
-KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
-ENGINES = ("auto", "io_uring", "threads", "fadvise")
-ORDERS = ("listed", "sorted")
-_UNITS = {"": 1, "b": 1, "k": KiB, "kb": 1000, "kib": KiB, "m": MiB, "mb": 1000**2, "mib": MiB,
-          "g": GiB, "gb": 1000**3, "gib": GiB, "t": 1 << 40, "tb": 1000**4, "tib": 1 << 40}
-
-
-class PrefetchError(TuneError):
-    """Bad prefetch options (a TuneError: the CLI prints it as one line, exit 2)."""
-
-
-def parse_size(text: str | int, what: str = "size") -> int:
-    """'1MiB', '8G', '4096' -> bytes (binary units for K/M/G/T, decimal for KB/MB/GB/TB)."""
-    if isinstance(text, int):
-        return text
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", text)
-    unit = m.group(2).lower() if m else ""
-    if m is None or unit not in _UNITS:
-        raise PrefetchError(f"{what}: expected a size such as 1MiB, 512K or 8GiB, got {text!r:.40}")
-    return int(float(m.group(1)) * _UNITS[unit])
-
-
-def human(n: float) -> str:
-    for unit, size in (("GiB", GiB), ("MiB", MiB), ("KiB", KiB)):
-        if abs(n) >= size:
-            return f"{n / size:.1f} {unit}"
-    return f"{int(n)} B"
-
-
-@dataclass(frozen=True)
-class PrefetchOptions:
-    depth: int = 32  # reads in flight
-    block_size: int = MiB
-    budget: int = 8 * GiB  # at most this many bytes read per run
-    order: str = "listed"  # listed: as given (directories walked in name order); sorted: by path
-    engine: str = "auto"
-    floor: int | None = None  # keep this much memory free; None: max(512 MiB, 5% of MemTotal)
-    psi_max_pct: float = 10.0  # stop when PSI memory `some` exceeds this share of wall time
-    allow_evict: bool = False  # room is MemAvailable (reclaims cold cache), not just MemFree
-    check_every_s: float = 0.2
-
-    def check(self) -> None:
-        if not 1 <= self.depth <= 4096:
-            raise PrefetchError(f"depth: expected 1..4096 reads in flight, got {self.depth}")
-        if not 4 * KiB <= self.block_size <= 64 * MiB or self.block_size % 4096:
-            raise PrefetchError(f"block size: expected a multiple of 4 KiB between 4 KiB and 64 MiB, "
-                                f"got {self.block_size}")
-        if self.depth * self.block_size > 2 * GiB:
-            raise PrefetchError(f"depth x block size = {human(self.depth * self.block_size)} of buffers; keep it "
-                                "under 2 GiB")
-        if self.budget <= 0:
-            raise PrefetchError(f"budget: expected a positive size, got {self.budget}")
-        if self.order not in ORDERS:
-            raise PrefetchError(f"order: expected one of {', '.join(ORDERS)}, got {self.order!r}")
-        if self.engine not in ENGINES:
-            raise PrefetchError(f"engine: expected one of {', '.join(ENGINES)}, got {self.engine!r}")
-
-
-@dataclass
-class FileResult:
-    path: str
-    size: int = 0
-    bytes_read: int = 0
-    status: str = "pending"  # warmed | partial | skipped | failed
-    note: str = ""
-
-
-@dataclass
-class PrefetchReport:
-    engine: str
-    engine_why: str
-    files: list[FileResult] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)  # per input path (tmpfs, empty dir) and the run
-    bytes_read: int = 0
-    seconds: float = 0.0
-    stopped: str | None = None  # memory pressure or a full page cache
-    mem_before: dict[str, int] = field(default_factory=dict)
-    mem_after: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def failed(self) -> list[FileResult]:
-        return [f for f in self.files if f.status == "failed"]
-
-    @property
-    def gbps(self) -> float:
-        return self.bytes_read / self.seconds / 1e9 if self.seconds > 0 else 0.0
-
-    @property
-    def exit_code(self) -> int:
-        return 1 if self.failed or self.stopped else 0
-
-
-# -- memory ----------------------------------------------------------------------------------------
-
-def meminfo(host: Host) -> dict[str, int]:
-    """/proc/meminfo in bytes."""
-    out = {}
-    for line in host.read("/proc/meminfo").splitlines():
-        k, _, v = line.partition(":")
-        parts = v.split()
-        if parts and parts[0].isdigit():
-            out[k.strip()] = int(parts[0]) * (KiB if parts[1:] == ["kB"] else 1)
-    for k in ("MemTotal", "MemFree", "MemAvailable"):
-        if k not in out:
-            raise ProbeError(f"/proc/meminfo: no {k}")
-    return out
-
-
-def _psi_some_total_us(host: Host) -> int | None:
-    try:
-        text = host.read("/proc/pressure/memory")
-    except ProbeError:
-        return None  # no PSI (kernel without it, or psi=0): MemAvailable is the only guard
-    m = re.search(r"^some .*total=(\d+)", text, re.M)
-    return int(m.group(1)) if m else None
-
-
-class MemoryGuard:
-    """Room to fill before reading, and the reason to stop while reading (counter deltas, not avg10)."""
-
-    def __init__(self, host: Host, opts: PrefetchOptions, clock: Callable[[], float] = time.monotonic) -> None:
-        self.host, self.opts, self.clock = host, opts, clock
-        self.before = meminfo(host)
-        self.floor = opts.floor if opts.floor is not None else max(512 * MiB, self.before["MemTotal"] // 20)
-        self._psi, self._t = _psi_some_total_us(host), clock()
-
-    def _free(self, m: dict[str, int]) -> int:
-        return m["MemAvailable"] if self.opts.allow_evict else min(m["MemFree"], m["MemAvailable"])
-
-    def room(self) -> int:
-        return self._free(self.before) - self.floor
-
-    def full_message(self, room: int) -> str:
-        m, what = self.before, "MemAvailable" if self.opts.allow_evict else "MemFree"
-        return (f"page cache full: {what} {human(self._free(m))} is not above the floor {human(self.floor)} "
-                f"(page cache {human(m.get('Cached', 0))}); warming would evict cached pages"
-                + ("" if self.opts.allow_evict else " (--allow-evict lets it reclaim cold cache)"))
-
-    def check(self) -> str | None:
-        """None to go on, or why to stop."""
-        m = meminfo(self.host)
-        if m["MemAvailable"] < self.floor:
-            return f"memory pressure: MemAvailable {human(m['MemAvailable'])} below the floor {human(self.floor)}"
-        if not self.opts.allow_evict and m["MemFree"] < self.floor:
-            return (f"page cache full: MemFree {human(m['MemFree'])} reached the floor {human(self.floor)}; "
-                    "stopped before evicting cached pages")
-        psi, t = _psi_some_total_us(self.host), self.clock()
-        if psi is not None and self._psi is not None and t > self._t:
-            share = (psi - self._psi) / ((t - self._t) * 1e6) * 100
-            if share > self.opts.psi_max_pct:
-                return f"memory pressure: PSI memory some {share:.0f}% of the last {t - self._t:.1f}s"
-        self._psi, self._t = psi, t
-        return None
-
+from . import uring
+from .guard import MemoryGuard, meminfo
+from .options import FileResult, KiB, PrefetchError, PrefetchOptions, PrefetchReport, human
 
 # -- the file list ----------------------------------------------------------------------------------
 
@@ -315,7 +157,7 @@ class _Buffers:
 
 class _UringIO:
     def __init__(self, depth: int, block: int) -> None:
-        self.ring = prefetch_uring.Ring(depth)
+        self.ring = uring.Ring(depth)
         self.bufs = _Buffers(depth, block)
         self.inflight: dict[int, _Chunk] = {}
 
@@ -402,7 +244,7 @@ def choose_engine(host: Host, wanted: str) -> tuple[str, str]:
         disabled: int | None = host.read_int("/proc/sys/kernel/io_uring_disabled")
     except ProbeError:
         disabled = None
-    ok, why = prefetch_uring.available(disabled)
+    ok, why = uring.available(disabled)
     if ok:
         return "io_uring", why
     if wanted == "io_uring":
@@ -544,127 +386,3 @@ def _run(rep: PrefetchReport, io: _UringIO | _ThreadIO, opts: PrefetchOptions, g
             f.status = "partial" if f.note.startswith("larger") else "warmed"
 
 
-# -- the DataLoader API ---------------------------------------------------------------------------------
-
-@dataclass
-class PrefetcherStats:
-    fed: int = 0
-    warmed_files: int = 0
-    bytes_read: int = 0
-    dropped: int = 0  # fed but passed by the consumer (advance) before they were warmed
-    failed: int = 0
-    engine: str = ""
-    stopped: str | None = None
-
-
-class Prefetcher:
-    """Warm files in the background, at most `ahead_files` files and `budget` bytes ahead of the consumer.
-
-    `feed(paths)` queues paths in the order they will be read and returns at once; `advance(n)` says the
-    consumer moved past the next n fed paths (one call per batch from the training loop works with
-    DataLoader workers, which run in other processes); `done(path)` releases one path. The thread stops
-    for good under memory pressure (`stats.stopped` says why). Use it as a context manager or call close().
-    """
-
-    def __init__(self, budget: str | int = "4GiB", ahead_files: int = 64, depth: int = 32,
-                 block_size: str | int = "1MiB", engine: str = "auto", host: Host | None = None,
-                 floor: str | int | None = None) -> None:
-        self.opts = PrefetchOptions(depth=depth, block_size=parse_size(block_size, "block_size"),
-                                    budget=parse_size(budget, "budget"), engine=engine,
-                                    floor=None if floor is None else parse_size(floor, "floor"))
-        self.opts.check()
-        if ahead_files < 1:
-            raise PrefetchError(f"ahead_files: expected at least 1, got {ahead_files}")
-        self.ahead_files = ahead_files
-        self.host = host or Host("/")
-        self._engine = choose_engine(self.host, engine)
-        self.stats = PrefetcherStats(engine=self._engine[0])
-        self._queue: collections.deque[str] = collections.deque()  # fed, not yet warmed
-        self._ahead: collections.OrderedDict[str, int] = collections.OrderedDict()  # warmed, bytes
-        self._cv = threading.Condition()
-        self._closed = False
-        self._idle = True
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._loop, name="nodetune-prefetcher", daemon=True)
-        self._thread.start()
-
-    def feed(self, paths: Iterable[str]) -> None:
-        with self._cv:
-            new = list(paths)
-            self._queue.extend(new)
-            self.stats.fed += len(new)
-            self._cv.notify_all()
-
-    def advance(self, n: int = 1) -> None:
-        with self._cv:
-            for _ in range(n):
-                if self._ahead:
-                    self._ahead.popitem(last=False)
-                elif self._queue:
-                    self._queue.popleft()
-                    self.stats.dropped += 1
-            self._cv.notify_all()
-
-    def done(self, path: str) -> None:
-        with self._cv:
-            self._ahead.pop(path, None)
-            self._cv.notify_all()
-
-    def _room(self) -> bool:
-        return (len(self._ahead) < self.ahead_files and sum(self._ahead.values()) < self.opts.budget)
-
-    def _loop(self) -> None:
-        try:
-            guard = MemoryGuard(self.host, self.opts)
-            while True:
-                with self._cv:
-                    while not self._closed and not (self._queue and self._room()):
-                        self._idle = True
-                        self._cv.notify_all()
-                        self._cv.wait()
-                    if self._closed:
-                        return
-                    self._idle = False
-                    take = min(len(self._queue), self.ahead_files - len(self._ahead), 8)
-                    batch = [self._queue.popleft() for _ in range(take)]
-                    left = self.opts.budget - sum(self._ahead.values())
-                opts = PrefetchOptions(**{**self.opts.__dict__, "budget": max(left, 4096)})
-                guard.opts = opts
-                rep = warm(batch, opts, self.host, engine=self._engine, guard=guard)
-                with self._cv:
-                    for f in rep.files:
-                        if f.status == "failed":
-                            self.stats.failed += 1
-                        elif f.bytes_read:
-                            self._ahead[f.path] = f.bytes_read
-                            self.stats.warmed_files += 1
-                            self.stats.bytes_read += f.bytes_read
-                    if rep.stopped:
-                        self.stats.stopped = rep.stopped
-                        self._closed = True
-                        self._cv.notify_all()
-                        return
-        except BaseException as exc:  # kept for close() to raise in the caller's thread
-            with self._cv:
-                self._error, self._closed = exc, True
-                self._cv.notify_all()
-
-    def wait_idle(self, timeout: float | None = None) -> bool:
-        """Block until everything that fits is warmed (tests and benchmarks; loaders need not call it)."""
-        with self._cv:
-            return self._cv.wait_for(lambda: self._closed or (self._idle and not (self._queue and self._room())),
-                                     timeout)
-
-    def close(self) -> None:
-        with self._cv:
-            self._closed = True
-            self._cv.notify_all()
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-
-    def __enter__(self) -> Prefetcher:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

@@ -14,9 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from nodetune.probes.host import Host
-from nodetune.tuners import prefetch_uring
-from nodetune.tuners.prefetch import (
+from nodetune.prefetch import (
     MiB,
     Prefetcher,
     PrefetchError,
@@ -25,6 +23,8 @@ from nodetune.tuners.prefetch import (
     parse_size,
     warm,
 )
+from nodetune.prefetch import uring as prefetch_uring
+from nodetune.probes.host import Host
 from nodetune.tuners.recommend import advice_items, profile_from_advice
 
 GiB = 1 << 30

@@ -1,0 +1,93 @@
+"""What a process tree is reading: /proc/PID/fd targets and /proc/PID/fdinfo offsets, through the Host's roots."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from nodetune.probes.host import Host, ProbeError
+from nodetune.probes.processes import descendants, parse_status
+
+from .options import PrefetchError
+
+_NOT_DATA = ("/dev/", "/proc/", "/sys/", "/run/", "/memfd:")
+
+
+@dataclass(frozen=True)
+class OpenRead:
+    """One file a process of the tree holds open for reading, and where its offset stands."""
+
+    pid: int
+    fd: int
+    path: str  # as the process sees it (a node path, not under a test root)
+    pos: int
+
+
+def check_target(host: Host, pid: int) -> None:
+    """Raise PrefetchError (one line) unless `pid` is a live process whose files this user may see."""
+    what = f"--follow {pid}"
+    try:
+        status = parse_status(host.read(f"/proc/{pid}/status"))
+    except ProbeError:
+        raise PrefetchError(f"{what}: no such process") from None
+    if status.get("State", "").startswith(("Z", "X")):
+        raise PrefetchError(f"{what}: the process has exited (zombie)")
+    uid = status.get("Uid", "").split()
+    if host.live and os.geteuid() != 0 and uid and uid[0] != str(os.geteuid()):
+        raise PrefetchError(f"{what}: the process belongs to uid {uid[0]}, not to this user; run as root or as its owner")
+    try:
+        host.listdir(f"/proc/{pid}/fd")
+    except ProbeError as exc:
+        raise PrefetchError(f"{what}: cannot see its open files ({exc.reason}); run as root or as its owner") from None
+
+
+def alive(host: Host, pid: int) -> bool:
+    """Is `pid` still running (not gone, not a zombie)?"""
+    try:
+        state = parse_status(host.read(f"/proc/{pid}/status")).get("State", "")
+    except ProbeError:
+        return False
+    return not state.startswith(("Z", "X"))
+
+
+def tree(host: Host, pid: int, limit: int = 256) -> list[int]:
+    """The process and its descendants (DataLoader workers are children of the training process)."""
+    return [pid, *descendants(host, pid, limit)]
+
+
+def _fdinfo(host: Host, pid: int, fd: str) -> tuple[int, int] | None:
+    """(pos, flags) of one fd, or None when it closed meanwhile."""
+    try:
+        text = host.read(f"/proc/{pid}/fdinfo/{fd}")
+    except ProbeError:
+        return None
+    pos = flags = -1
+    for line in text.splitlines():
+        k, _, v = line.partition(":")
+        if k == "pos":
+            pos = int(v.strip() or 0)
+        elif k == "flags":
+            flags = int(v.strip() or "0", 8)
+    return (pos, flags) if pos >= 0 and flags >= 0 else None
+
+
+def open_reads(host: Host, pids: list[int]) -> list[OpenRead]:
+    """Regular-looking files the processes hold open read-only (written files and devices are not data)."""
+    out: list[OpenRead] = []
+    for pid in pids:
+        try:
+            fds = host.listdir(f"/proc/{pid}/fd")
+        except ProbeError:
+            continue  # a worker that exited between the scan and now
+        for fd in fds:
+            try:
+                target = host.readlink(f"/proc/{pid}/fd/{fd}")
+            except ProbeError:
+                continue  # closed meanwhile: normal churn
+            if not target.startswith("/") or target.startswith(_NOT_DATA) or target.endswith(" (deleted)"):
+                continue
+            info = _fdinfo(host, pid, fd)
+            if info is None or info[1] & os.O_ACCMODE != os.O_RDONLY:
+                continue
+            out.append(OpenRead(pid, int(fd), target, info[0]))
+    return out
