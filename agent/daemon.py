@@ -379,7 +379,8 @@ class Agent:
             sample_cpu_s=time.thread_time() - c0, samples_total=v.samples_total + 1,
             lateness_counts=tuple(counts), lateness_sum_s=v.lateness_sum_s + late,
             missing_fields=MappingProxyType(_missing(s)), gpu_detail=detail_map,
-            gpu_states=MappingProxyType(states), ring_len=len(self.state.ring), followed=len(self.sampler.infos))
+            gpu_states=MappingProxyType(states), ring_len=len(self.state.ring), followed=len(self.sampler.infos),
+            workers_capped=self.sampler.capped())
 
     def _log_faults(self, s: Sample, states: dict[int, str], before: Any) -> None:
         """One log line per new fault (a GPU lost, a field that went missing), never one per sample."""

@@ -18,7 +18,15 @@ from .io import probe_io
 from .memory import probe_memory
 from .nic import probe_nics
 from .node import Topology, probe_topology
-from .processes import ProcessInfo, descendants, numa_placement, process_info, sample_process, users
+from .processes import (
+    MAX_WORKERS,
+    ProcessInfo,
+    descendants_capped,
+    numa_placement,
+    process_info,
+    sample_process,
+    users,
+)
 from .pystacks import PySpyRun
 from .snapshot import SNAPSHOT_VERSION, Sample, Snapshot, Window, now_iso, strip_identifiers
 from .thermal import probe_thermal
@@ -26,8 +34,10 @@ from .thermal import probe_thermal
 STACK_SECONDS = 1.0
 MIN_INTERVAL_S = 0.11  # GPM needs samples >= 100 ms apart; 10 ms of margin absorbs jitter
 MAX_STACK_PROCESSES = 8
-# How often (in samples) to look for new DataLoader workers under a GPU process: the walk of
-# /proc/PID/task/*/children costs more than the rest of a sample on a busy job.
+# How often (in samples) to look for new DataLoader workers under a GPU process, and to read the
+# workers followed: the walk of /proc/PID/task/*/children costs more than the rest of a sample on a
+# busy job, and 64 workers read every second cost more than the 8 GPUs they feed. A GPU process is
+# read every sample.
 WORKER_SCAN_EVERY = 5
 MAX_FOLLOWED = 4096  # a node with more GPU processes and workers than this is refused, not followed
 
@@ -72,12 +82,18 @@ class Sampler:
             nics=probe_nics(self.host),
         )
         self._first = False
-        self._follow(gpus, scan_workers=self._n % self.worker_scan_every == 0)
+        # Workers on their own cadence (and in a window's last sample, so it ends on fresh counters):
+        # stat and io, and their main thread only.
+        workers_due = self._n % self.worker_scan_every == 0 or detail
+        self._follow(gpus, scan_workers=workers_due)
         self._n += 1
         s.processes = []
         for pid in list(self.infos):
-            ps = sample_process(self.host, pid, self.thread_detail, self._page_kb)
             info = self.infos[pid]
+            worker = info.role == "worker"
+            if worker and not workers_due:
+                continue
+            ps = sample_process(self.host, pid, self.thread_detail, self._page_kb, main_thread_only=worker)
             if not ps.alive or (ps.starttime is not None and info.starttime is not None
                                 and ps.starttime != info.starttime):
                 # exited, or the pid now names another process: stop following it
@@ -104,10 +120,16 @@ class Sampler:
         if not scan_workers:
             return
         for pid in [p for p, i in self.infos.items() if i.role == "gpu"]:
-            for child in descendants(self.host, pid):
+            kids, capped = descendants_capped(self.host, pid)
+            self.infos[pid].worker_cap = MAX_WORKERS if capped else None
+            for child in kids:
                 if child not in self.infos:
                     self._add(process_info(self.host, child, "worker", self.infos[pid].gpus,
                                            self._users, parent_gpu_pid=pid, numa=False))
+
+    def capped(self) -> int:
+        """GPU processes followed whose workers reached the cap (some of their workers not followed)."""
+        return sum(1 for i in self.infos.values() if i.role == "gpu" and i.worker_cap is not None)
 
     def _add(self, info: ProcessInfo) -> None:
         if len(self.infos) >= MAX_FOLLOWED:
