@@ -41,6 +41,7 @@ from nodetune.agent.http import (
 from nodetune.agent.kmsg import KmsgReader
 from nodetune.agent.notify import Notifier
 from nodetune.agent.state import JobBook, State, TuningSummary, lateness_bucket
+from nodetune.agent.wakeup import StopEvent
 from nodetune.config.agent import AgentConfig
 from nodetune.config.diagnosis import Thresholds
 from nodetune.config.loader import Config, ConfigError, load_config
@@ -107,16 +108,18 @@ class Agent:
         self.listen: Listen = self._listen(self.acfg)
         self.users = load_users(self.acfg.basic_auth_file) if self.acfg.basic_auth_file else None
         self.state = State(ring_size(self.acfg))
-        self.stop_event = threading.Event()
+        self.stop_event = StopEvent()
         self._reload = threading.Event()
         self._reprobe = threading.Event()
         self._hotplug_loader = hotplug_loader
         self._kmsg_path = kmsg_path or self.src.host.path("/dev/kmsg")
         self.notifier = Notifier()
         self.jobs = JobBook(self.acfg.job_retention_s, self.acfg.max_jobs)
-        self._diag_q: queue.Queue[Job] = queue.Queue(maxsize=1)
+        self._diag_q: queue.Queue[Job | None] = queue.Queue(maxsize=1)
         self._threads: list[threading.Thread] = []
-        self._wake = threading.Event()  # cuts the loop's wait short (SIGHUP) without stopping it
+        self._wake = threading.Event()  # cuts the loop's wait short (SIGHUP, a stop) without stopping it
+        self.stop_event.on_set(self._wake.set)
+        self.stop_event.on_set(self._wake_diagnosis)
         self._auth: BasicAuth | None = None
         self.served: Served | None = None
         self._logged: set[tuple[str, str]] = set()  # (probe, field) already logged: one line per fault
@@ -348,7 +351,8 @@ class Agent:
                 if left <= 0:
                     break
                 self._wake.clear()
-                self._wake.wait(min(left, 0.25))  # short waits: SIGTERM sets stop_event from the handler
+                if not self.stop_event.is_set():  # a stop that came before the clear would be lost
+                    self._wake.wait(left)  # until the slot; a stop or SIGHUP sets _wake
 
     def _sample_once(self, detail: bool, late: float) -> None:
         t0, c0 = time.monotonic(), time.thread_time()  # the sampling thread alone, not diagnosis or HTTP
@@ -450,13 +454,17 @@ class Agent:
             log.error("history/autotune failed: %s: %s", type(exc).__name__, exc)
         return report
 
+    def _wake_diagnosis(self) -> None:
+        try:
+            self._diag_q.put_nowait(None)  # the worker sleeps on the queue: None says look at stop_event
+        except queue.Full:
+            pass  # a job is queued: the worker wakes for it and then sees the stop
+
     def _diagnosis_worker(self) -> None:
         while not self.stop_event.is_set():
-            try:
-                job = self._diag_q.get(timeout=0.25)
-            except queue.Empty:
-                continue
-            self.diagnose_now(job)
+            job = self._diag_q.get()  # no timeout: a stop puts None
+            if job is not None and not self.stop_event.is_set():
+                self.diagnose_now(job)
 
     def _status_line(self) -> str:
         v = self.state.view
@@ -552,3 +560,5 @@ class Agent:
             self.history = None
         self.notifier.close()
         self.src.close()
+        if not any(t.is_alive() for t in self._threads):
+            self.stop_event.close()  # else a helper still selects on it: the pipe goes with the process
