@@ -27,6 +27,7 @@ from prometheus_client.process_collector import ProcessCollector
 
 from nodetune.agent.autotune import Autotuner
 from nodetune.agent.collectors import StateCollector
+from nodetune.agent.exposition import CachingRegistry
 from nodetune.agent.history import History, HistoryError
 from nodetune.agent.hotplug import Hotplug
 from nodetune.agent.http import (
@@ -211,7 +212,7 @@ class Agent:
         return Sampler(self.src.host, self.src.backend, self.topo, worker_scan_every=every)
 
     def registry(self) -> CollectorRegistry:
-        reg = CollectorRegistry(auto_describe=False)
+        reg = CachingRegistry(auto_describe=False)  # each scrape re-renders only the families that changed
         reg.register(StateCollector(self.state))
         reg.register(ProcessCollector(namespace="nodetune_agent", registry=None))
         return reg
