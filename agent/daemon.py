@@ -27,6 +27,7 @@ from prometheus_client.process_collector import ProcessCollector
 
 from nodetune.agent.autotune import Autotuner
 from nodetune.agent.collectors import StateCollector
+from nodetune.agent.exposition import CachingRegistry
 from nodetune.agent.history import History, HistoryError
 from nodetune.agent.hotplug import Hotplug
 from nodetune.agent.http import Listen, MetricsApp, Served, parse_listen, serve
@@ -35,6 +36,7 @@ from nodetune.agent.kmsg import KmsgReader, XidLabels
 from nodetune.agent.lost_hours import GpuBook
 from nodetune.agent.notify import Notifier
 from nodetune.agent.state import JobBook, State, TuningSummary, lateness_bucket
+from nodetune.agent.wakeup import StopEvent
 from nodetune.agent.web_config import WebConfig, web_config
 from nodetune.config.agent import AgentConfig
 from nodetune.config.diagnosis import Thresholds
@@ -102,7 +104,7 @@ class Agent:
         self.th = self.cfg.get(Thresholds)
         self.listen: Listen = self._listen(self.acfg)
         self.state = State(ring_size(self.acfg))
-        self.stop_event = threading.Event()
+        self.stop_event = StopEvent()
         self._reload = threading.Event()
         self._reprobe = threading.Event()
         self._hotplug_loader = hotplug_loader
@@ -110,9 +112,11 @@ class Agent:
         self.notifier = Notifier()
         self.jobs = JobBook(self.acfg.job_retention_s, self.acfg.max_jobs)
         self.gpu_book = GpuBook()
-        self._diag_q: queue.Queue[Job] = queue.Queue(maxsize=1)
+        self._diag_q: queue.Queue[Job | None] = queue.Queue(maxsize=1)
         self._threads: list[threading.Thread] = []
-        self._wake = threading.Event()  # cuts the loop's wait short (SIGHUP) without stopping it
+        self._wake = threading.Event()  # cuts the loop's wait short (SIGHUP, a stop) without stopping it
+        self.stop_event.on_set(self._wake.set)
+        self.stop_event.on_set(self._wake_diagnosis)
         self.served: Served | None = None
         self._logged: set[tuple[str, str]] = set()  # (probe, field) already logged: one line per fault
         self._last_diag_mono: float | None = None
@@ -218,7 +222,7 @@ class Agent:
         return sampler
 
     def registry(self) -> CollectorRegistry:
-        reg = CollectorRegistry(auto_describe=False)
+        reg = CachingRegistry(auto_describe=False)  # each scrape re-renders only the families that changed
         reg.register(StateCollector(self.state))
         reg.register(ProcessCollector(registry=None))  # the standard process_* series every exporter has
         return reg
@@ -350,7 +354,8 @@ class Agent:
                 if left <= 0:
                     break
                 self._wake.clear()
-                self._wake.wait(min(left, 0.25))  # short waits: SIGTERM sets stop_event from the handler
+                if not self.stop_event.is_set():  # a stop that came before the clear would be lost
+                    self._wake.wait(left)  # until the slot; a stop or SIGHUP sets _wake
 
     def _sample_once(self, detail: bool, late: float) -> None:
         t0, c0 = time.monotonic(), time.thread_time()  # the sampling thread alone, not diagnosis or HTTP
@@ -381,7 +386,8 @@ class Agent:
             sample_cpu_s=time.thread_time() - c0, samples_total=v.samples_total + 1,
             lateness_counts=tuple(counts), lateness_sum_s=v.lateness_sum_s + late,
             missing_fields=MappingProxyType(_missing(s)), gpu_detail=detail_map,
-            gpu_states=MappingProxyType(states), ring_len=len(self.state.ring), followed=len(self.sampler.infos))
+            gpu_states=MappingProxyType(states), ring_len=len(self.state.ring), followed=len(self.sampler.infos),
+            workers_capped=self.sampler.capped())
 
     def _log_faults(self, s: Sample, states: dict[int, str], before: Any) -> None:
         """One log line per new fault (a GPU lost, a field that went missing), never one per sample."""
@@ -454,13 +460,17 @@ class Agent:
             log.error("history/autotune failed: %s: %s", type(exc).__name__, exc)
         return report
 
+    def _wake_diagnosis(self) -> None:
+        try:
+            self._diag_q.put_nowait(None)  # the worker sleeps on the queue: None says look at stop_event
+        except queue.Full:
+            pass  # a job is queued: the worker wakes for it and then sees the stop
+
     def _diagnosis_worker(self) -> None:
         while not self.stop_event.is_set():
-            try:
-                job = self._diag_q.get(timeout=0.25)
-            except queue.Empty:
-                continue
-            self.diagnose_now(job)
+            job = self._diag_q.get()  # no timeout: a stop puts None
+            if job is not None and not self.stop_event.is_set():
+                self.diagnose_now(job)
 
     def _status_line(self) -> str:
         v = self.state.view
@@ -608,3 +618,5 @@ class Agent:
             self.history = None
         self.notifier.close()
         self.src.close()
+        if not any(t.is_alive() for t in self._threads):
+            self.stop_event.close()  # else a helper still selects on it: the pipe goes with the process

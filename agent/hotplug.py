@@ -8,6 +8,7 @@ udev netlink socket (a container, a fake root): reported once through `on_status
 from __future__ import annotations
 
 import importlib
+import select
 import threading
 from collections.abc import Callable
 from types import ModuleType
@@ -43,7 +44,12 @@ class Hotplug(threading.Thread):
         self.on_status(True, None)
         while not self.stop.is_set():
             try:
-                dev = mon.poll(timeout=POLL_S)
+                # Sleep until an event or a stop (a StopEvent is selectable); otherwise poll.
+                if hasattr(self.stop, "fileno") and hasattr(mon, "fileno"):
+                    ready, _, _ = select.select([mon.fileno(), self.stop.fileno()], [], [])
+                    dev = mon.poll(timeout=0) if mon.fileno() in ready else None
+                else:
+                    dev = mon.poll(timeout=POLL_S)
             except Exception as exc:
                 self.on_status(False, f"udev monitor failed: {type(exc).__name__}: {exc}")
                 return

@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import generate_latest
 from prometheus_client.openmetrics import exposition as om
 
+from nodetune.agent.exposition import render
 from nodetune.agent.http_server import AsyncServer, Limits
 from nodetune.agent.state import State
 from nodetune.agent.web_auth import BasicAuth, check_password, hash_password, load_users
@@ -87,7 +87,7 @@ class MetricsApp:
             # of the same state share it, and only the compression is per encoding.
             plain = self._cache.get((openmetrics, False))
             if plain is None or plain[0] != version:
-                text = om.generate_latest(self.registry) if openmetrics else generate_latest(self.registry)
+                text = render(self.registry, openmetrics)
                 plain = (version, text)
                 self._cache[(openmetrics, False)] = plain
             if not gz:

@@ -1,8 +1,8 @@
 """GPU Xid events from the kernel log (/dev/kmsg), counted per GPU and code.
 
 `NVRM: Xid (PCI:0000:18:00): 79, pid=..., GPU has fallen off the bus.` is the NVIDIA driver's line.
-The reader is a thread of its own that waits in select() with a short timeout (so a stop is seen
-within half a second) and hands each event to a callback; an unreadable /dev/kmsg is reported
+The reader is a thread of its own that sleeps in select() on the device and the agent's stop signal
+(no timeout: an idle reader never wakes) and hands each event to a callback; an unreadable /dev/kmsg is reported
 once through `on_status` and the thread ends.
 """
 
@@ -61,8 +61,10 @@ class KmsgReader(threading.Thread):
         partial = b""
         while not self.stop.is_set():
             if device:
-                ready, _, _ = select.select([fd], [], [], POLL_S)
-                if not ready:
+                # Sleep until a record or a stop (a StopEvent is selectable); a plain Event: poll.
+                stop_fd = getattr(self.stop, "fileno", None)
+                ready, _, _ = select.select([fd, stop_fd()] if stop_fd else [fd], [], [], None if stop_fd else POLL_S)
+                if fd not in ready:
                     continue
             try:
                 chunk = os.read(fd, 8192)  # /dev/kmsg: one record per read

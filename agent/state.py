@@ -101,6 +101,7 @@ class View:
     gpu_states: Mapping[int, str] = field(default_factory=lambda: EMPTY)  # ok | lost | error
     ring_len: int = 0
     followed: int = 0
+    workers_capped: int = 0  # GPU processes whose loader workers reached the cap (some not followed)
     report: Report | None = None
     report_wall: float = 0.0
     diagnosis_duration_s: float = 0.0

@@ -1,4 +1,15 @@
-"""100 concurrent scrapers for 30 s on loopback against an agent on the 8-GPU fake tree.
+"""The agent under scrapes on the 8-GPU fake tree: its cost at Prometheus's rate, or its ceiling.
+
+`--rate` (the cost): the agent (8 busy GPUs, a training process per GPU with 8 loader workers)
+beside Debian's prometheus-node-exporter bound to 127.0.0.1, each scraped every `--scrape-every`
+seconds (15, as Prometheus) with Prometheus's headers, for `--seconds`; before that the same wall
+time unscraped. CPU is utime+stime of /proc/PID/stat, plus cutime+cstime (the py-spy runs the agent
+starts and reaps count as its own). Prints each one's % of a core idle and scraped, CPU per scrape
+with the idle CPU subtracted, the ratio, and RSS at the start and end of the run.
+
+    .venv/bin/python bench/bench_agent_load.py --rate [--seconds 90] [--scrape-every 15]
+
+Without `--rate`: 100 concurrent scrapers for 30 s on loopback against an agent on the 8-GPU fake tree.
 
 The agent runs in its own process (with fake NVML: 8 busy H100s) so the scrapers' GIL is not the
 agent's; scrapers are 4 processes x 25 threads, each a new connection per scrape (http.client).
@@ -43,6 +54,138 @@ def serve(root: str, q: mp.Queue) -> None:  # type: ignore[type-arg]
         a.run()
     finally:
         a.stop()
+
+
+def serve_jobs(root: str, q: mp.Queue, gpus: int, workers: int) -> None:  # type: ignore[type-arg]
+    """The agent on the 8-GPU tree with a training process per GPU and `workers` loader workers each."""
+    from agent_support import BUSY_GPM, write_config
+    from fakenvml import FakeNvml, hgx_gpus
+    from faketree import FakeProc, dgx_h100
+
+    from nodetune.agent.daemon import Agent
+
+    p = dgx_h100(root)
+    fg = hgx_gpus(p.gpu_addresses, util_gpu=97, power_mw=650000, gpm=dict(BUSY_GPM))
+    for g in range(gpus):
+        main = 10000 + 1000 * g
+        kids = [main + 1 + k for k in range(workers)]
+        p.node.process(FakeProc(pid=main, comm="python", cmdline=["python", "train.py", f"--rank={g}"],
+                                cpus=list(range(224)), cgroup=f"/system.slice/slurmstepd.scope/job_{g}/step_0",
+                                threads={main + t * 100000: ("python", "R", 900, 90) for t in range(1, 9)} | {
+                                    main: ("python", "R", 900, 90)}, children=kids))
+        for k in kids:
+            p.node.process(FakeProc(pid=k, comm="pt_data_worker", cmdline=["python", "train.py"], ppid=main,
+                                    cpus=list(range(224)), state="R", utime=500, stime=50,
+                                    threads={k: ("pt_data_worker", "R", 500, 50), k + 500000: ("omp", "S", 1, 1)}))
+        fg[g].processes = [(main, 30 << 30)]
+    cfg = write_config(Path(root), '[agent]\nlisten = "127.0.0.1:0"\n')  # defaults otherwise
+    a = Agent(root=root, config_path=str(cfg), nvml=FakeNvml(fg))
+    a.install_signals()
+    a.start()
+    assert a.served is not None
+    q.put(a.served.port)
+    try:
+        a.run()
+    finally:
+        a.stop()
+
+
+PROM_HEADERS = {"Accept": "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;"
+                          "q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1", "Accept-Encoding": "gzip"}
+
+
+def cpu_ticks(pid: int) -> int:
+    """utime+stime+cutime+cstime of `pid` (children it reaped, e.g. py-spy, count as its own)."""
+    rest = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(x) for x in rest[11:15])
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def scrape(port: int) -> int:
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    c.request("GET", "/metrics", headers=PROM_HEADERS)
+    r = c.getresponse()
+    body = r.read()
+    c.close()
+    if r.status != 200:
+        raise SystemExit(f"bench_agent_load: scrape of :{port} answered {r.status}")
+    return len(body)
+
+
+def rate_cost(args: argparse.Namespace) -> None:
+    import os
+    import shutil
+    import socket
+    import subprocess
+
+    from tables import print_table
+
+    ne_bin = shutil.which("prometheus-node-exporter") or shutil.which("node_exporter")
+    if not ne_bin:
+        sys.exit("prometheus-node-exporter not installed (apt-get install prometheus-node-exporter)")
+    with socket.socket() as sk:
+        sk.bind(("127.0.0.1", 0))
+        ne_port = sk.getsockname()[1]
+    clk = os.sysconf("SC_CLK_TCK")
+    ctx = mp.get_context("spawn")
+    with tempfile.TemporaryDirectory() as root:
+        q: mp.Queue = ctx.Queue()  # type: ignore[type-arg]
+        agent = ctx.Process(target=serve_jobs, args=(root, q, 8, args.workers))
+        agent.start()
+        port = q.get(timeout=60)
+        ne = subprocess.Popen([ne_bin, f"--web.listen-address=127.0.0.1:{ne_port}"], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+        try:
+            time.sleep(5)
+            assert agent.pid is not None
+            pids = {"nodetune agent": agent.pid, "node_exporter": ne.pid}
+            scrape(port), scrape(ne_port)  # both warm (first render, collectors' setup)
+            rss0 = {k: rss_mb(p) for k, p in pids.items()}
+            t0, c0 = time.monotonic(), {k: cpu_ticks(p) for k, p in pids.items()}
+            time.sleep(args.seconds)
+            t1, c1 = time.monotonic(), {k: cpu_ticks(p) for k, p in pids.items()}
+            n = 0
+            sizes = {}
+            while time.monotonic() - t1 < args.seconds:
+                slot = t1 + n * args.scrape_every
+                if slot > time.monotonic():
+                    time.sleep(slot - time.monotonic())
+                sizes = {"nodetune agent": scrape(port), "node_exporter": scrape(ne_port)}
+                n += 1
+                nxt = t1 + n * args.scrape_every
+                if nxt - t1 >= args.seconds:
+                    time.sleep(max(0.0, t1 + args.seconds - time.monotonic()))
+                    break
+            t2, c2 = time.monotonic(), {k: cpu_ticks(p) for k, p in pids.items()}
+            rss1 = {k: rss_mb(p) for k, p in pids.items()}
+        finally:
+            ne.terminate()
+            ne.wait(timeout=10)
+            if agent.pid is not None:
+                os.kill(agent.pid, signal.SIGTERM)
+            agent.join(timeout=10)
+    rows = []
+    pct = {}
+    for k in pids:
+        idle_s, busy_s = (c1[k] - c0[k]) / clk, (c2[k] - c1[k]) / clk
+        idle_pct, busy_pct = 100 * idle_s / (t1 - t0), 100 * busy_s / (t2 - t1)
+        per = (busy_s - idle_s * (t2 - t1) / (t1 - t0)) / max(n, 1) * 1e3
+        pct[k] = busy_pct
+        rows.append((k, f"{idle_pct:.3f}", f"{busy_pct:.3f}", f"{per:.1f}", str(c2[k] - c1[k]), str(sizes.get(k, 0)),
+                     f"{rss0[k]:.1f}", f"{rss1[k]:.1f}"))
+    print(f"8-GPU fake tree, 8 training processes x {args.workers} loader workers, {n} scrapes every "
+          f"{args.scrape_every:g} s over {t2 - t1:.0f} s (idle phase {t1 - t0:.0f} s before), CLK_TCK {clk}")
+    print_table(("exporter", "idle % core", "scraped % core", "ms/scrape (idle subtracted)", "ticks scraped",
+                 "bytes (gzip)", "RSS MB start", "RSS MB end"), rows)
+    ratio = pct["nodetune agent"] / pct["node_exporter"] if pct["node_exporter"] > 0 else float("inf")
+    print(f"agent / node_exporter CPU while scraped: {ratio:.2f}x; agent {pct['nodetune agent']:.3f}% of a core "
+          f"(goal <= 0.5%: {'yes' if pct['nodetune agent'] <= 0.5 else 'NO'})")
 
 
 def scraper(port: int, threads: int, seconds: float, out: mp.Queue, pause: float = 0.0) -> None:  # type: ignore[type-arg]
@@ -102,10 +245,16 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=30)
     ap.add_argument("--scrapers", type=int, default=100)
     ap.add_argument("--procs", type=int, default=4)
+    ap.add_argument("--rate", action="store_true", help="cost at Prometheus's rate beside node_exporter")
+    ap.add_argument("--scrape-every", type=float, default=15.0)
+    ap.add_argument("--workers", type=int, default=8, help="--rate: loader workers per training process")
     ap.add_argument("--pause", type=float, default=0.0, help="seconds each scraper waits between scrapes (0: closed loop)")
     ap.add_argument("--wrk", action="store_true",
                     help="scrape with wrk (C, keep-alive, closed loop) instead of Python clients: the server's ceiling")
     args = ap.parse_args()
+    if args.rate:
+        rate_cost(args)
+        return
     from tables import print_table
 
     ctx = mp.get_context("spawn")

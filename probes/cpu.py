@@ -44,29 +44,33 @@ class CpuSample:
 
 
 def parse_proc_stat(text: str) -> CpuSample:
-    """Parse /proc/stat; guest columns are ignored (they are already counted in user)."""
+    """Parse /proc/stat; guest columns are ignored (they are already counted in user).
+
+    Only the cpu lines and procs_running/procs_blocked are split: the intr and softirq lines (thousands
+    of counters on a many-CPU node) are skipped by their first characters.
+    """
     s = CpuSample()
+    per = s.per_cpu
     for line in text.splitlines():
-        parts = line.split()
-        if not parts:
-            continue
-        key = parts[0]
-        try:
-            if key.startswith("cpu"):
+        if line.startswith("cpu"):
+            parts = line.split(None, 9)
+            try:
                 vals = [int(v) for v in parts[1:9]]
-                vals += [0] * (len(_COLUMNS) - len(vals))
-                cpu = -1 if key == "cpu" else int(key[3:])
-                times = CpuTimes(cpu, **dict(zip(_COLUMNS, vals, strict=True)))
-                if cpu == -1:
-                    s.total = times
+                if len(vals) < len(_COLUMNS):
+                    vals += [0] * (len(_COLUMNS) - len(vals))
+                if parts[0] == "cpu":
+                    s.total = CpuTimes(-1, *vals)
                 else:
-                    s.per_cpu.append(times)
-            elif key == "procs_running":
-                s.procs_running = int(parts[1])
-            elif key == "procs_blocked":
-                s.procs_blocked = int(parts[1])
-        except (ValueError, IndexError):
-            raise ProbeError(f"/proc/stat: bad line {line[:40]!r}") from None
+                    per.append(CpuTimes(int(parts[0][3:]), *vals))
+            except ValueError:
+                raise ProbeError(f"/proc/stat: bad line {line[:40]!r}") from None
+        elif line.startswith("procs_"):
+            key, _, val = line.partition(" ")
+            if key in ("procs_running", "procs_blocked"):
+                try:
+                    setattr(s, key, int(val))
+                except ValueError:
+                    raise ProbeError(f"/proc/stat: bad line {line[:40]!r}") from None
     if s.total is None:
         raise ProbeError("/proc/stat: no cpu line")
     return s

@@ -69,6 +69,9 @@ class ProcessInfo:
     thread_cpus: dict[str, list[int]] = field(default_factory=dict)  # tid -> affinity, where it differs
     numa_pages_kb: dict[str, int] = field(default_factory=dict)  # node -> resident kB
     open_files: list[str] = field(default_factory=list)  # regular files it holds open (first 64)
+    # On a GPU process whose descendants reached MAX_WORKERS: the cap; the workers past it are not
+    # followed, and a report should say so.
+    worker_cap: int | None = None
     missing: dict[str, str] = field(default_factory=dict)
 
 
@@ -169,10 +172,14 @@ def users(host: Host) -> dict[int, str]:
     return out
 
 
-def sample_process(host: Host, pid: int, threads: bool = True, page_kb: int = 4) -> ProcessSample:
+def sample_process(host: Host, pid: int, threads: bool = True, page_kb: int = 4,
+                   main_thread_only: bool = False) -> ProcessSample:
     """Counters of `pid` and (optionally) each of its threads; a gone process is `alive=False`.
 
     `page_kb` is the node's page size (4 on x86, 64 on some aarch64 GPU nodes such as GH200).
+    `main_thread_only` (loader workers) keeps the main thread alone: that is the thread that reads
+    and decodes in a DataLoader worker, the one whose state (D: waiting on I/O) the rules use. A
+    single-threaded process's stat is its thread's, so it costs no read at all.
     """
     s = ProcessSample(pid=pid)
     d = f"/proc/{pid}"
@@ -196,7 +203,19 @@ def sample_process(host: Host, pid: int, threads: bool = True, page_kb: int = 4)
                 setattr(s, key, int(io[key]))
             else:
                 s.missing["io"] = f"{d}/io: {key} {io[key][:20]!r} is not a number"
-    if threads:
+    if threads and main_thread_only:
+        if s.num_threads == 1:
+            s.threads.append(ThreadSample(pid, comm, rest[0], s.utime or 0, s.stime or 0, _field(rest, 39),
+                                          s.blkio_ticks))
+        else:
+            p = f"{d}/task/{pid}/stat"
+            try:
+                name, r = parse_stat(host.read(p), p)
+                s.threads.append(ThreadSample(pid, name, r[0], _field(r, 14) or 0, _field(r, 15) or 0,
+                                              _field(r, 39), _field(r, 42)))
+            except ProbeError as exc:
+                s.missing["threads"] = exc.reason
+    elif threads:
         for tid_s in attempt(s.missing, "threads", lambda: host.listdir(f"{d}/task")) or []:
             p = f"{d}/task/{tid_s}/stat"
             try:
@@ -223,15 +242,31 @@ def children(host: Host, pid: int) -> list[int]:
     return out
 
 
-def descendants(host: Host, pid: int, limit: int = 256) -> list[int]:
+# Loader workers followed under one GPU process; past it a job's workers are left out, and the GPU
+# process's `worker_cap` says so.
+MAX_WORKERS = 256
+
+
+def descendants(host: Host, pid: int, limit: int = MAX_WORKERS) -> list[int]:
+    """Descendants of `pid`, at most `limit` of them."""
+    return descendants_capped(host, pid, limit)[0]
+
+
+def descendants_capped(host: Host, pid: int, limit: int = MAX_WORKERS) -> tuple[list[int], bool]:
+    """Descendants of `pid` (at most `limit`) and whether more were left out."""
     out: list[int] = []
+    seen: set[int] = set()
     todo = children(host, pid)
-    while todo and len(out) < limit:
+    while todo:
         c = todo.pop()
-        if c not in out:
-            out.append(c)
-            todo.extend(children(host, c))
-    return out
+        if c in seen:
+            continue
+        if len(out) >= limit:
+            return out, True
+        seen.add(c)
+        out.append(c)
+        todo.extend(children(host, c))
+    return out, False
 
 
 def parse_numa_maps(text: str) -> dict[str, int]:

@@ -19,7 +19,15 @@ from .memory import probe_memory
 from .nic import probe_nics
 from .node import Topology, probe_topology
 from .pending import pending_gpu_processes
-from .processes import ProcessInfo, descendants, numa_placement, process_info, sample_process, users
+from .processes import (
+    MAX_WORKERS,
+    ProcessInfo,
+    descendants_capped,
+    numa_placement,
+    process_info,
+    sample_process,
+    users,
+)
 from .pystacks import StackRecorder
 from .snapshot import SNAPSHOT_VERSION, Sample, Snapshot, Window, now_iso, strip_identifiers
 from .thermal import probe_thermal
@@ -30,8 +38,10 @@ MAX_STACK_PROCESSES = 8
 # rate high enough for a 10-s window to hold a few hundred main-thread samples.
 WINDOW_SLICE_S = 2.0
 WINDOW_STACK_HZ = 20
-# How often (in samples) to look for new DataLoader workers under a GPU process: the walk of
-# /proc/PID/task/*/children costs more than the rest of a sample on a busy job.
+# How often (in samples) to look for new DataLoader workers under a GPU process, and to read the
+# workers followed: the walk of /proc/PID/task/*/children costs more than the rest of a sample on a
+# busy job, and 64 workers read every second cost more than the 8 GPUs they feed. A GPU process is
+# read every sample.
 WORKER_SCAN_EVERY = 5
 # A process that maps CUDA but has no GPU context yet is followed as a starting GPU job for this
 # long after its start; one that never creates a context by then is not a GPU job.
@@ -81,14 +91,20 @@ class Sampler:
             nics=probe_nics(self.host),
         )
         self._first = False
-        self._follow(gpus, scan_workers=self._n % self.worker_scan_every == 0)
+        # Workers on their own cadence (and in a window's last sample, so it ends on fresh counters):
+        # stat and io, and their main thread only.
+        workers_due = self._n % self.worker_scan_every == 0 or detail
+        self._follow(gpus, scan_workers=workers_due)
         self._n += 1
         if self.stacks is not None:
             self.stacks.tick(self.gpu_pids())
         s.processes = []
         for pid in list(self.infos):
-            ps = sample_process(self.host, pid, self.thread_detail, self._page_kb)
             info = self.infos[pid]
+            worker = info.role == "worker"
+            if worker and not workers_due:
+                continue
+            ps = sample_process(self.host, pid, self.thread_detail, self._page_kb, main_thread_only=worker)
             if not ps.alive or (ps.starttime is not None and info.starttime is not None
                                 and ps.starttime != info.starttime):
                 # exited, or the pid now names another process: stop following it
@@ -133,10 +149,16 @@ class Sampler:
                 elif time.monotonic() - t > PENDING_MAX_AGE_S:  # CUDA loaded, never used: not a GPU job
                     del self.infos[pid], self._pending_since[pid]
         for pid in [p for p, i in self.infos.items() if i.role == "gpu"]:
-            for child in descendants(self.host, pid):
+            kids, capped = descendants_capped(self.host, pid)
+            self.infos[pid].worker_cap = MAX_WORKERS if capped else None
+            for child in kids:
                 if child not in self.infos:
                     self._add(process_info(self.host, child, "worker", self.infos[pid].gpus,
                                            self._users, parent_gpu_pid=pid, numa=False))
+
+    def capped(self) -> int:
+        """GPU processes followed whose workers reached the cap (some of their workers not followed)."""
+        return sum(1 for i in self.infos.values() if i.role == "gpu" and i.worker_cap is not None)
 
     def _add(self, info: ProcessInfo) -> None:
         if len(self.infos) >= MAX_FOLLOWED:

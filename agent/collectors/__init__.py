@@ -83,6 +83,17 @@ class StateCollector(Collector):
     def describe(self) -> list[Metric]:
         return []  # families vary with the node; nothing to pre-declare (and no collect() at register)
 
+    def run_one(self, name: str, fn: CollectorFn, view: View) -> tuple[list[Metric], float]:
+        """One family's metrics and 1.0, or nothing and 0.0 when it raised (logged once per family)."""
+        try:
+            return list(fn(view)), 1.0
+        except Exception as exc:  # a bug in one family must not take the others down
+            if name not in self._failed:
+                self._failed.add(name)
+                log.error("collector %s failed: %s: %s (nodetune_agent_collector_success=0)", name,
+                          type(exc).__name__, exc)
+            return [], 0.0
+
     def collect(self) -> Iterator[Metric]:
         view = self.state.view  # one View for the whole scrape: every family from the same instant
         dur = gauge("nodetune_agent_collector_duration_seconds", "Time each collector took in the last scrape.",
@@ -91,15 +102,7 @@ class StateCollector(Collector):
                    ["collector"])
         for name, fn in sorted(self.fns.items()):
             t0 = time.perf_counter()
-            try:
-                fams = list(fn(view))
-                success = 1.0
-            except Exception as exc:  # a bug in one family must not take the others down
-                fams, success = [], 0.0
-                if name not in self._failed:
-                    self._failed.add(name)
-                    log.error("collector %s failed: %s: %s (nodetune_agent_collector_success=0)", name,
-                              type(exc).__name__, exc)
+            fams, success = self.run_one(name, fn, view)
             dur.add_metric([name], time.perf_counter() - t0)
             ok.add_metric([name], success)
             yield from fams
