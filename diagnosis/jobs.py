@@ -42,6 +42,11 @@ def _alive_span(win: Window, pid: int) -> tuple[int, int]:
     return (seen[0], seen[-1]) if seen else (0, len(win.samples) - 1)
 
 
+def _program(cmdline: list[str]) -> tuple[str, ...]:
+    """What a command line runs: the interpreter and its script, or its `-m` module."""
+    return tuple(cmdline[:3]) if len(cmdline) >= 3 and cmdline[1] == "-m" else tuple(cmdline[:2])
+
+
 def _start_key(info: ProcessInfo) -> str:
     return f"{info.pid}@{info.starttime}" if info.starttime is not None else str(info.pid)
 
@@ -62,7 +67,7 @@ def group_jobs(win: Window) -> list[JobGroup]:
         if not (info.job and info.job.kind in _GROUPED) and info.ppid not in (None, 0, 1):
             # one parent, one process group, one program: a launcher's ranks (different programs a
             # shell starts side by side, or in sessions of their own, are apart)
-            sib = (info.ppid, info.pgid, tuple(info.cmdline[:2]))
+            sib = (info.ppid, info.pgid, _program(info.cmdline))
             siblings.setdefault(sib, []).append(info)
     rank_key: dict[int, str] = {}
     for (ppid, _, _), members in siblings.items():

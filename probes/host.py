@@ -338,10 +338,20 @@ class Host:
         return text.replace("\r\n", "\n").replace("\r", "\n") if "\r" in text else text  # as text mode reads
 
     def read_bytes(self, p: str, limit: int = 1 << 20) -> bytes:
+        """The file's first `limit` bytes (fewer at EOF). Read in a loop: procfs files such as
+        /proc/PID/maps hand out about a page per read()."""
         try:
             fd = self._open(p, os.O_RDONLY | os.O_NONBLOCK)
             try:
-                return os.read(fd, limit)
+                chunks: list[bytes] = []
+                total = 0
+                while total < limit:
+                    b = os.read(fd, min(1 << 16, limit - total))
+                    if not b:
+                        break
+                    chunks.append(b)
+                    total += len(b)
+                return b"".join(chunks)
             finally:
                 os.close(fd)
         except OSError as exc:

@@ -3,20 +3,23 @@
 A framework job spends its first seconds importing and building its model before it creates a
 CUDA context; until then NVML lists no process on any GPU, and the job is invisible to a probe that
 starts from NVML. `import torch` maps libtorch_cuda and the CUDA runtime early, so a young process
-with those mapped is a GPU job starting up. Only processes younger than `max_age_s` are looked at
-(one stat read each; their maps only then), so the scan costs little on a busy node.
+with those mapped is a GPU job starting up. Only processes younger than `max_age_s` are looked at,
+and a process's stat is read once in its life (`PendingScanner`), so the scan costs little on a
+busy node.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from .host import Host, ProbeError
 from .processes import parse_stat
 
-# Libraries a process maps when it is going to use an NVIDIA GPU (driver API, runtime, the
-# frameworks' CUDA builds, NCCL).
-CUDA_LIBS = (b"libcuda.so", b"libcudart.so", b"libtorch_cuda.so", b"libnccl.so", b"libcublas.so",
+# Libraries a process maps when it is going to run work on an NVIDIA GPU (the CUDA runtime, the
+# frameworks' CUDA builds, NCCL, cuBLAS, cuDNN).
+# Not libcuda.so itself: NVML users (this agent, nvidia-smi, exporters) map the driver's libraries.
+CUDA_LIBS = (b"libcudart.so", b"libtorch_cuda.so", b"libnccl.so", b"libcublas.so",
              b"libjax_cuda", b"xla_extension.so", b"libcudnn.so")
 MAPS_LIMIT = 4 << 20
 
@@ -52,34 +55,59 @@ def _expected_gpus(host: Host, pid: int, ngpus: int) -> list[int]:
     return [0]
 
 
+class PendingScanner:
+    """Finds young processes that load CUDA, scan after scan, at a cost that does not grow with the
+    node's process count: each new pid's stat is read once, and only processes still young and
+    without CUDA have their maps read again (a process maps CUDA some seconds after it starts)."""
+
+    def __init__(self, host: Host, ngpus: int, max_age_s: float, clk_tck: int = 100, limit: int = 16) -> None:
+        self.host, self.ngpus, self.max_age_s, self.clk_tck, self.limit = host, ngpus, max_age_s, clk_tck, limit
+        self._seen: set[int] = set()  # pids alive at the last scan (their stat already read)
+        self._young: dict[int, tuple[float, int]] = {}  # pid -> (start s since boot, ppid): young, no CUDA yet
+        self._self = os.getpid() if host.live else None  # the prober is never a GPU job
+
+    def scan(self, known: set[int]) -> list[PendingProcess]:
+        """Processes not in `known` that have mapped CUDA since the last scan; at most `limit`."""
+        if self.ngpus <= 0:
+            return []
+        up = _uptime(self.host)
+        try:
+            pids = {int(p) for p in self.host.listdir("/proc") if p.isdigit()}
+        except (OSError, ProbeError):
+            return []
+        if up is None:
+            return []
+        for pid in pids - self._seen - {self._self}:
+            try:
+                _, rest = parse_stat(self.host.read(f"/proc/{pid}/stat"), f"/proc/{pid}/stat")
+                start = int(rest[19]) / self.clk_tck  # field 22, starttime
+                ppid = int(rest[1])  # field 4
+            except (OSError, ProbeError, ValueError, IndexError):
+                continue  # gone, or not ours to read
+            if up - start <= self.max_age_s:
+                self._young[pid] = (start, ppid)
+        self._seen = pids
+        out: list[PendingProcess] = []
+        for pid, (start, ppid) in list(self._young.items()):
+            # gone, already followed, a child of a followed process (a DataLoader worker inherits its
+            # parent's mappings: the sampler follows it as a worker), or too old to be starting
+            if pid not in pids or pid in known or ppid in known or up - start > self.max_age_s:
+                del self._young[pid]
+                continue
+            if len(out) >= self.limit:
+                break
+            try:
+                maps = self.host.read_bytes(f"/proc/{pid}/maps", MAPS_LIMIT)
+            except (OSError, ProbeError):
+                continue
+            lib = next((x for x in CUDA_LIBS if x in maps), None)
+            if lib is not None:
+                del self._young[pid]
+                out.append(PendingProcess(pid, _expected_gpus(self.host, pid, self.ngpus), lib.decode()))
+        return out
+
+
 def pending_gpu_processes(host: Host, known: set[int], ngpus: int, max_age_s: float, clk_tck: int = 100,
                           limit: int = 16) -> list[PendingProcess]:
-    """Young processes (not in `known`) that have CUDA libraries mapped; at most `limit`."""
-    if ngpus <= 0:
-        return []
-    up = _uptime(host)
-    if up is None:
-        return []
-    out: list[PendingProcess] = []
-    try:
-        pids = [int(p) for p in host.listdir("/proc") if p.isdigit()]
-    except (OSError, ProbeError):
-        return []
-    for pid in pids:
-        if pid in known or len(out) >= limit:
-            continue
-        try:
-            _, rest = parse_stat(host.read(f"/proc/{pid}/stat"), f"/proc/{pid}/stat")
-            start = int(rest[19]) / clk_tck  # field 22, starttime
-        except (OSError, ProbeError, ValueError, IndexError):
-            continue  # gone, or not ours to read
-        if up - start > max_age_s:
-            continue
-        try:
-            maps = host.read_bytes(f"/proc/{pid}/maps", MAPS_LIMIT)
-        except (OSError, ProbeError):
-            continue
-        lib = next((x for x in CUDA_LIBS if x in maps), None)
-        if lib is not None:
-            out.append(PendingProcess(pid, _expected_gpus(host, pid, ngpus), lib.decode()))
-    return out
+    """Young processes (not in `known`) that have CUDA libraries mapped, in one scan."""
+    return PendingScanner(host, ngpus, max_age_s, clk_tck, limit).scan(known)

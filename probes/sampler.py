@@ -18,7 +18,7 @@ from .io import probe_io
 from .memory import probe_memory
 from .nic import probe_nics
 from .node import Topology, probe_topology
-from .pending import pending_gpu_processes
+from .pending import PendingScanner
 from .processes import (
     MAX_WORKERS,
     ProcessInfo,
@@ -70,6 +70,7 @@ class Sampler:
         self._window_pids: dict[int, ProcessInfo] = {}  # every process seen in the current window
         self.stacks: StackRecorder | None = None  # py-spy over the GPU processes, when asked for
         self._pending_since: dict[int, float] = {}  # processes with CUDA loaded and no context yet
+        self._pending = PendingScanner(host, len(self.gpu_indices), PENDING_MAX_AGE_S, topo.node.clk_tck or 100)
 
     def prime(self) -> None:
         for i in self.gpu_indices:
@@ -137,9 +138,7 @@ class Sampler:
         if not scan_workers:
             return
         if self.gpu_indices:
-            clk = self.topo.node.clk_tck or 100
-            for pend in pending_gpu_processes(self.host, set(self.infos), len(self.gpu_indices), PENDING_MAX_AGE_S,
-                                              clk):
+            for pend in self._pending.scan(set(self.infos)):
                 self._add(process_info(self.host, pend.pid, "pending", pend.gpus, self._users, numa=False))
                 self._pending_since[pend.pid] = time.monotonic()
             for pid, t in list(self._pending_since.items()):

@@ -33,6 +33,12 @@ EXPECTED = {
     "wds_shards-2": ("data_starved", "io_input"),
     "wds_shards-10": ("data_starved", "io_input"),
     "wds_shards-50": ("data_starved", "io_input"),
+    # Recorded again once the sampler followed processes with CUDA loaded and no context yet
+    # (probes/pending.py): the first seconds are start-up, not "idle: no GPU processes".
+    "hf_gpt2_train-2-pending": ("startup", "startup"),
+    "tv_imagefolder-2-pending": ("startup", "startup"),
+    "tv_imagefolder-10-pending": ("data_starved", "cpu_input"),
+    "tv_imagefolder-20-pending": ("data_starved", "cpu_input"),
 }
 
 

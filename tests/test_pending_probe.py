@@ -46,3 +46,28 @@ def test_pending_unreadable_maps_is_skipped(tmp_path: Path) -> None:
     proc(tmp_path, 10, 99_000, TORCH_MAPS)
     os.unlink(tmp_path / "proc" / "10" / "maps")
     assert pending_gpu_processes(Host(str(tmp_path)), set(), 1, 120) == []
+
+
+def test_scanner_rechecks_young_processes_until_they_map_cuda(tmp_path: Path) -> None:
+    from nodetune.probes.pending import PendingScanner
+
+    (tmp_path / "proc").mkdir()
+    (tmp_path / "proc" / "uptime").write_text("1000.00 900.00\n")
+    proc(tmp_path, 10, 99_000, "7f10 r-xp 00000000 fd:01 124 /usr/lib/libc.so.6\n")  # still importing
+    scanner = PendingScanner(Host(str(tmp_path)), ngpus=1, max_age_s=120)
+    assert scanner.scan(set()) == []
+    # its stat is not read again (a new scan needs only its maps): remove it to prove it
+    os.unlink(tmp_path / "proc" / "10" / "stat")
+    (tmp_path / "proc" / "10" / "maps").write_text(TORCH_MAPS)
+    assert [p.pid for p in scanner.scan(set())] == [10]
+    assert scanner.scan(set()) == []  # reported once; the sampler follows it from then on
+
+
+def test_children_of_followed_processes_are_workers_not_pending(tmp_path: Path) -> None:
+    # A DataLoader worker forked by a GPU process inherits its CUDA mappings.
+    (tmp_path / "proc").mkdir()
+    (tmp_path / "proc" / "uptime").write_text("1000.00 900.00\n")
+    proc(tmp_path, 20, 99_800, TORCH_MAPS)
+    (tmp_path / "proc" / "20" / "stat").write_text(STAT.format(pid=20, start=99_800).replace(" S 1 ", " S 7 ", 1))
+    assert pending_gpu_processes(Host(str(tmp_path)), {7}, ngpus=1, max_age_s=120) == []
+    assert [p.pid for p in pending_gpu_processes(Host(str(tmp_path)), set(), ngpus=1, max_age_s=120)] == [20]

@@ -129,3 +129,16 @@ def test_ranks_of_a_launcher_are_one_job():
         p.ppid = 50
     jobs = group_jobs(win)
     assert len(jobs) == 1 and jobs[0].id.startswith("ranks:50@") and jobs[0].gpus == [0, 1]
+
+
+def test_two_different_modules_under_one_parent_are_not_ranks():
+    # `python -m a` and `python -m b` started together by one script: two programs, two jobs.
+    b = WindowBuilder(gpus=2).gpu(0, util=100, sm=90, tensor=80).gpu(1, util=100, sm=90, tensor=80)
+    b.proc(ProcLoad(pid=100, gpus=[0], threads=[ThreadLoad(100, "python", 100)], age_s=30, pgid=50,
+                    cmd="python -m trainer.a"))
+    b.proc(ProcLoad(pid=101, gpus=[1], threads=[ThreadLoad(101, "python", 100)], age_s=30, pgid=50,
+                    cmd="python -m trainer.b"))
+    _, win = b.build()
+    for p in win.processes:
+        p.ppid = 50
+    assert len(group_jobs(win)) == 2
