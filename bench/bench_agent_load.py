@@ -36,33 +36,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 def serve(root: str, q: mp.Queue) -> None:  # type: ignore[type-arg]
-    from agent_support import BUSY_GPM, write_config
+    from agent_support import BUSY_GPM, serve_in_process
     from fakenvml import FakeNvml, hgx_gpus
     from faketree import dgx_h100
 
-    from nodetune.agent.daemon import Agent
 
     p = dgx_h100(root)
     nv = FakeNvml(hgx_gpus(p.gpu_addresses, util_gpu=97, power_mw=650000, gpm=dict(BUSY_GPM)))
-    cfg = write_config(Path(root), '[agent]\nlisten = "127.0.0.1:0"\n')  # defaults otherwise: 1 s samples
-    a = Agent(root=root, config_path=str(cfg), nvml=nv)
-    a.install_signals()
-    a.start()
-    assert a.served is not None
-    q.put(a.served.port)
-    try:
-        a.run()
-    finally:
-        a.stop()
+    serve_in_process(root, '[agent]\nlisten = "127.0.0.1:0"\n', nv, q)  # defaults otherwise: 1 s samples
 
 
 def serve_jobs(root: str, q: mp.Queue, gpus: int, workers: int) -> None:  # type: ignore[type-arg]
     """The agent on the 8-GPU tree with a training process per GPU and `workers` loader workers each."""
-    from agent_support import BUSY_GPM, write_config
+    from agent_support import BUSY_GPM, serve_in_process
     from fakenvml import FakeNvml, hgx_gpus
     from faketree import FakeProc, dgx_h100
 
-    from nodetune.agent.daemon import Agent
 
     p = dgx_h100(root)
     fg = hgx_gpus(p.gpu_addresses, util_gpu=97, power_mw=650000, gpm=dict(BUSY_GPM))
@@ -78,16 +67,7 @@ def serve_jobs(root: str, q: mp.Queue, gpus: int, workers: int) -> None:  # type
                                     cpus=list(range(224)), state="R", utime=500, stime=50,
                                     threads={k: ("pt_data_worker", "R", 500, 50), k + 500000: ("omp", "S", 1, 1)}))
         fg[g].processes = [(main, 30 << 30)]
-    cfg = write_config(Path(root), '[agent]\nlisten = "127.0.0.1:0"\n')  # defaults otherwise
-    a = Agent(root=root, config_path=str(cfg), nvml=FakeNvml(fg))
-    a.install_signals()
-    a.start()
-    assert a.served is not None
-    q.put(a.served.port)
-    try:
-        a.run()
-    finally:
-        a.stop()
+    serve_in_process(root, '[agent]\nlisten = "127.0.0.1:0"\n', FakeNvml(fg), q)  # defaults otherwise
 
 
 PROM_HEADERS = {"Accept": "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;"

@@ -40,24 +40,14 @@ USER, PASSWORD = "prometheus", "scrape-me"
 
 
 def serve(root: str, web: str, q: mp.Queue) -> None:  # type: ignore[type-arg]
-    from agent_support import BUSY_GPM, write_config
+    from agent_support import BUSY_GPM, serve_in_process
     from fakenvml import FakeNvml, hgx_gpus
     from faketree import dgx_h100
 
-    from nodetune.agent.daemon import Agent
 
     p = dgx_h100(root)
     nv = FakeNvml(hgx_gpus(p.gpu_addresses, util_gpu=97, power_mw=650000, gpm=dict(BUSY_GPM)))
-    cfg = write_config(Path(root), f'[agent]\nlisten = "127.0.0.1:0"\nweb_config_file = "{web}"\n')
-    a = Agent(root=root, config_path=str(cfg), nvml=nv)
-    a.install_signals()
-    a.start()
-    assert a.served is not None
-    q.put(a.served.port)
-    try:
-        a.run()
-    finally:
-        a.stop()
+    serve_in_process(root, f'[agent]\nlisten = "127.0.0.1:0"\nweb_config_file = "{web}"\n', nv, q)
 
 
 def auth_header(pw: str) -> str:

@@ -21,12 +21,12 @@ from nodetune.diagnosis.engine import diagnose
 from nodetune.probes.snapshot import Snapshot, Window, load_snapshot, save_snapshot
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "workloads", "frameworks"))  # the workloads import their _fw helper
 
 
 def expected(name: str) -> tuple[str, str | None]:
     spec = importlib.util.spec_from_file_location(name, os.path.join(HERE, "workloads", "frameworks", f"{name}.py"))
     assert spec and spec.loader
-    sys.path.insert(0, os.path.join(HERE, "workloads", "frameworks"))
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod.EXPECTED

@@ -156,7 +156,7 @@ class PySpyRun:
         # samples/rate seconds before it exited (each thread is sampled every tick with --idle).
         threads = max(1, len({s.tid for s in stacks}))
         covered = res.samples / threads / max(self.rate_hz, 1)
-        res.t_end = round(self._clock() if self.done() else res.t_end, 3)
+        res.t_end = round(self._clock(), 3)  # py-spy has exited: its samples end about now
         res.t_start = round(max(self.t_start, res.t_end - covered), 3)
         res.stacks = stacks[:MAX_STACKS]
         return res

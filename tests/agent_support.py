@@ -121,3 +121,19 @@ def agent_process(root: Path, *args: str, env: dict[str, str] | None = None) -> 
     return subprocess.Popen([sys.executable, "-m", "nodetune.cli", "agent", "--root", str(root), *args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, **(env or {})})
+
+
+def serve_in_process(root: str, config: str, nvml: Any, port_q: Any) -> None:
+    """Run an Agent on the fake tree at `root` until SIGTERM (a benchmark's child process): its
+    bound port goes to `port_q` first."""
+    from nodetune.agent.daemon import Agent
+
+    a = Agent(root=root, config_path=str(write_config(Path(root), config)), nvml=nvml)
+    a.install_signals()
+    a.start()
+    assert a.served is not None
+    port_q.put(a.served.port)
+    try:
+        a.run()
+    finally:
+        a.stop()

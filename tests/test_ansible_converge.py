@@ -27,6 +27,7 @@ import shutil
 import subprocess
 import sys
 import time
+import tomllib
 import urllib.parse
 import urllib.request
 import zipfile
@@ -41,7 +42,9 @@ from test_tuners_support import knob_values
 
 ANSIBLE = REPO / "ansible"
 MON = REPO / "monitoring"
-PACKAGE_DIRS = ("agent", "cli", "config", "diagnosis", "probes", "tuners")
+# The checkout's package folders, from pyproject's package-dir (a new subpackage needs no edit here).
+PACKAGE_DIRS = tuple(sorted(set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+                                ["package-dir"].values())))
 PARENTS = ("usr/local/bin", "etc/default", "etc/systemd/system", "opt", "run")
 RECAP = re.compile(r"localhost\s+: ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)")
 

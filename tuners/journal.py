@@ -41,6 +41,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from nodetune.probes.host import file_kind
 from nodetune.probes.serde import SchemaError, from_jsonable, to_jsonable
 
 from . import crashpoints
@@ -496,22 +497,13 @@ def open_regular(path: str, flags: int, mode: int = 0o600) -> int:
             raise
     else:
         if not stat.S_ISREG(st.st_mode):
-            raise JournalError(f"{path}: {_kind(st.st_mode)}, not a regular file; refused")
+            raise JournalError(f"{path}: {file_kind(st.st_mode)}, not a regular file; refused")
     fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, mode)
     st = os.fstat(fd)
     if not stat.S_ISREG(st.st_mode):
         os.close(fd)
-        raise JournalError(f"{path}: {_kind(st.st_mode)}, not a regular file; refused")
+        raise JournalError(f"{path}: {file_kind(st.st_mode)}, not a regular file; refused")
     return fd
-
-
-def _kind(mode: int) -> str:
-    for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISLNK, "a symbolic link"), (stat.S_ISDIR, "a directory"),
-                       (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
-                       (stat.S_ISBLK, "a block device")):
-        if test(mode):
-            return name
-    return "not a regular file"
 
 
 def _why(exc: OSError) -> str:
