@@ -16,6 +16,7 @@ never guessed.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from nodetune.config.diagnosis import Thresholds
@@ -63,6 +64,25 @@ def _cpu_pct(a: ProcessSample | None, b: ProcessSample | None, dt: float, clk: i
     if a is None or b is None or a.utime is None or b.utime is None or a.stime is None or b.stime is None:
         return 0.0
     return 100.0 * ((b.utime + b.stime) - (a.utime + a.stime)) / clk / dt
+
+
+def _spread(times: list[float], idx: list[dict[int, ProcessSample]], pid: int,
+            value: Callable[[ProcessSample, ProcessSample, float], float], rate: bool = False) -> list[float]:
+    """`value` of `pid` between each two of its consecutive readings, given to every sample interval
+    between them: a total split by time, or (`rate`) a rate held. The agent reads loader workers
+    only every few samples; the intervals between two readings share what the second one shows."""
+    out = [0.0] * len(times)
+    prev: int | None = None
+    for k in range(len(times)):
+        if pid not in idx[k]:
+            continue
+        if prev is not None:
+            span = max(times[k] - times[prev], 1e-6)
+            v = value(idx[prev][pid], idx[k][pid], span)
+            for j in range(prev + 1, k + 1):
+                out[j] = v if rate else v * (times[j] - times[j - 1]) / span
+        prev = k
+    return out
 
 
 def combine_stacks(stacks: list[StackEvidence]) -> tuple[dict[str, float], dict[str, str], float | None]:
@@ -146,14 +166,16 @@ def prepare(win: Window, gpu: int, jobs: list[JobGroup], stacks: list[StackEvide
     key = tuple(pids)
     io = memo.get(key) if memo is not None else None
     if io is None:
+        times = [s.t for s in samples]
+        written = [_spread(times, idx, p, lambda a, b, _: _delta(a, b, "write_bytes")) for p in pids]
+        read = [_spread(times, idx, p, lambda a, b, _: _delta(a, b, "read_bytes")) for p in pids]
+        cpu = [_spread(times, idx, p, lambda a, b, dt: _cpu_pct(a, b, dt, clk_tck), rate=True) for p in workers]
         io = [(0, 0, 0, [])]
         for k in range(1, len(samples)):
-            a, b = idx[k - 1], idx[k]
-            dt = max(samples[k].t - samples[k - 1].t, 1e-6)
-            io.append((sum(_delta(a.get(p), b.get(p), "write_bytes") for p in pids),
-                       sum(_delta(a.get(p), b.get(p), "read_bytes") for p in pids),
+            b = idx[k]
+            io.append((round(sum(w[k] for w in written)), round(sum(r[k] for r in read)),
                        sum(1 for p in pids if p in b for t in b[p].threads if t.state == "D"),
-                       [_cpu_pct(a.get(p), b.get(p), dt, clk_tck) for p in workers]))
+                       [c[k] for c in cpu]))
         if memo is not None:
             memo[key] = io
     for k in range(1, len(samples)):

@@ -142,3 +142,20 @@ def test_two_different_modules_under_one_parent_are_not_ranks():
     for p in win.processes:
         p.ppid = 50
     assert len(group_jobs(win)) == 2
+
+
+def test_workers_read_every_few_samples_still_explain_idle_time():
+    # The agent reads loader workers every 5th sample: each interval between two readings gets the
+    # CPU rate the readings show, so saturated workers still name the idle time (counters).
+    b = WindowBuilder(seconds=20).gpu(0, util=20, sm=8, tensor=5).proc(
+        ProcLoad(pid=100, gpus=[0], threads=[ThreadLoad(100, "python", 15)]))
+    for w in range(4):
+        b.proc(ProcLoad(pid=200 + w, gpus=[0], role="worker", parent=100, threads=[ThreadLoad(200 + w, "python", 97)]))
+    topo, win = b.build()
+    for k, s in enumerate(win.samples):
+        if k % 5:
+            s.processes = [p for p in s.processes if p.pid < 200]
+    r = diagnose(topo, win, Thresholds())
+    att = r.gpus[0].attribution
+    assert att is not None and att.share("data_loading") >= 0.5
+    assert "counters" in next(c for c in att.causes if c.cause == "data_loading").basis
