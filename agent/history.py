@@ -209,7 +209,10 @@ class History:
     def record(self, report: Report, t_start: float, t_end: float) -> bool:
         """Add one diagnosis interval for every job in `report`; False (and `paused`) on failure."""
         gpus = {g.index: g for g in report.gpus}
-        rows = [(j, self._interval(j, [gpus[i] for i in j.gpus if i in gpus], t_start, t_end)) for j in report.jobs]
+        # a job that took its turn on a GPU gets a row for the part of the interval it was there
+        spans = [(j, j.within(report.window_s, t_start, t_end)) for j in report.jobs]
+        rows = [(j, self._interval(j, [gpus[i] for i in j.gpus if i in gpus], *span))
+                for j, span in spans if span is not None]
         if not rows:
             return True
         return self._write(lambda db: self._insert(db, rows, t_end))

@@ -192,14 +192,18 @@ class JobBook:
 
         gpus = {g.index: g for g in report.gpus}
         for j in report.jobs:
+            span = j.within(report.window_s, now - seconds, now)
+            if span is None:
+                continue  # gone before this interval: its seconds were counted already
+            secs_here = span[1] - span[0]
             label = job_label(j.id, j.kind, j.command)
             old = self._jobs.get(label)
             secs = dict(old.seconds) if old else {}
-            secs[j.verdict] = secs.get(j.verdict, 0.0) + seconds
+            secs[j.verdict] = secs.get(j.verdict, 0.0) + secs_here
             lost = dict(old.lost) if old else {}
             for i in j.gpus:
                 if i in gpus:
-                    add_into(lost, lost_seconds(gpus[i], seconds))
+                    add_into(lost, lost_seconds(gpus[i], secs_here))
             held = tuple(sorted(set(j.gpus) | (set(old.gpus) if old and old.last_seen == now else set())))
             self._jobs[label] = JobSeconds(label, j.kind, held, MappingProxyType(secs), now,
                                            MappingProxyType(lost))

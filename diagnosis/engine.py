@@ -25,6 +25,7 @@ from .findings import (
     Report,
     StackEvidence,
 )
+from .job_windows import MIN_SPAN_SAMPLES, job_window, turns
 from .jobs import JobGroup, group_jobs
 from .phases import PhasePlan, find_phases, strip, trim
 from .rules import all_rules, primary_order
@@ -190,8 +191,9 @@ def _phase_words(phases: list[Phase], steady: tuple[float, float] | None) -> str
 
 
 def diagnose(topo: Topology, win: Window, th: Thresholds | None = None, source: str = "live",
-             taken_at: str | None = None) -> Report:
-    """Find the window's phases, run every rule over its steady part and assemble the report."""
+             taken_at: str | None = None, per_job: bool = True) -> Report:
+    """Find the window's phases, run every rule over its steady part and assemble the report.
+    Jobs that took turns on a GPU are each diagnosed again over their own span (`per_job`)."""
     t0 = time.monotonic()
     th = th or Thresholds()
     jobs = group_jobs(win)
@@ -243,6 +245,8 @@ def diagnose(topo: Topology, win: Window, th: Thresholds | None = None, source: 
         report.jobs.append(JobReport(job.id, job.kind, job.user, job.command, job.all_pids, job.gpus, verdict, cause,
                                      healthy, sorted({f.kind for f in jf}),
                                      [stacks[p] for p in job.pids if p in stacks]))
+    if per_job:
+        _diagnose_turns(topo, win, th, jobs, report, source)
     worst = report.worst_severity()
     report.healthy = (all(j.healthy for j in report.jobs) and worst in (None, "info")) if report.jobs else None
     if plan.trimmed:
@@ -263,6 +267,29 @@ def diagnose(topo: Topology, win: Window, th: Thresholds | None = None, source: 
     report.host["nodetune_cpu_ms_per_sample"] = round(cost * 1000, 2)
     report.elapsed_s = round(time.monotonic() - t0, 4)
     return report
+
+
+def _diagnose_turns(topo: Topology, win: Window, th: Thresholds, jobs: list[JobGroup], report: Report,
+                    source: str) -> None:
+    """Give each job that shared a GPU in turn the verdict of its own span (the GPU's verdict
+    over the whole window mixes its end with the next job's start)."""
+    spans = turns(win, jobs)
+    if not spans:
+        return
+    t0 = win.samples[0].t
+    groups = {j.id: j for j in jobs}
+    for i, jr in enumerate(report.jobs):
+        span = spans.get(jr.id)
+        if span is None:
+            continue
+        jr.span_s = [round(win.samples[span.first].t - t0, 3), round(win.samples[span.last].t - t0, 3)]
+        if span.last - span.first + 1 < MIN_SPAN_SAMPLES:
+            continue
+        sub = diagnose(topo, job_window(win, groups[jr.id], span), th, source, report.taken_at, per_job=False)
+        own = next((j for j in sub.jobs if j.id == jr.id), None)
+        if own is not None:
+            own.span_s = jr.span_s
+            report.jobs[i] = own
 
 
 def _node_summary(topo: Topology, win: Window, hs: HostStats) -> dict[str, object]:

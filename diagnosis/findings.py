@@ -123,6 +123,18 @@ class JobReport:
     healthy: bool
     findings: list[str] = field(default_factory=list)
     stacks: list[StackEvidence] = field(default_factory=list)
+    # Seconds from the window's start to the job's first and last sample, where the job took its
+    # turn on a GPU with others (its verdict is then over this span alone); None: the whole window.
+    span_s: list[float] | None = None
+
+    def within(self, window_s: float, t0: float, t1: float) -> tuple[float, float] | None:
+        """The part of [t0, t1] (times of the window's clock, t1 its end) this job was there;
+        None where it was gone all of it."""
+        if self.span_s is None:
+            return t0, t1
+        w0 = t1 - window_s
+        a, b = max(t0, w0 + self.span_s[0]), min(t1, w0 + self.span_s[1])
+        return (a, b) if b > a else None
 
 
 @dataclass
