@@ -4,7 +4,7 @@
     python3 bench/frameworks_table.py DIR [--cut 2:12,10:20,50:60] [--save DIR]
 
 Prints a table (verdict, cause, confidence, unexplained idle share, whether it is the workload's
-expected verdict, or start-up where a window is start-up and says so with evidence) and, with
+expected verdict, or start-up where most of the window came before the GPU first worked) and, with
 --save, writes each cut window as a snapshot for the replay tests.
 """
 
@@ -41,6 +41,17 @@ def cut(win: Window, a: float, b: float) -> Window:
     return dataclasses.replace(win, seconds=round(hi - lo, 3), samples=samples, stacks=stacks)
 
 
+# The GPU has run the job's kernels once a sample shows it this busy: before that the job starts up.
+WORK_UTIL_PCT = 10.0
+
+
+def first_work(win: Window) -> float:
+    """Seconds from launch to the first sample in which the GPU worked (inf: never)."""
+    t0 = win.samples[0].t
+    return next((s.t - t0 for s in win.samples if any((g.util_gpu_pct or 0) >= WORK_UTIL_PCT for g in s.gpus)),
+                float("inf"))
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("dir")
@@ -63,7 +74,7 @@ def main() -> int:
             r = diagnose(snap.topology, w, Thresholds(), f"replay:{name}")
             g = r.gpus[0]
             un = g.attribution.unexplained_share if g.attribution else 0.0
-            ok = (g.verdict, g.cause) == exp or (g.verdict == "startup" and a < 10)
+            ok = (g.verdict, g.cause) == exp or (g.verdict == "startup" and first_work(snap.window) > (a + b) / 2)
             right += ok
             total += 1
             print(f"| {name} | {a:.0f}-{b:.0f} | {g.verdict} ({g.cause or '-'}) | {g.confidence:.2f} | {un:.0%} | "

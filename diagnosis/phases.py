@@ -139,14 +139,40 @@ def _cpu_pct(win: Window, pids: list[int], k: int, clk_tck: int) -> float:
     return best
 
 
-def _startup(win: Window, gpu: int, pids: list[int], th: Thresholds, clk_tck: int, tl: Timeline) -> _Startup | None:
+def _worker_readings(win: Window, workers: list[int]) -> list[list[tuple[float, int]]]:
+    """Each worker's (time, CPU ticks) readings; the agent reads workers every few samples."""
+    ws = set(workers)
+    out: dict[int, list[tuple[float, int]]] = {}
+    for s in win.samples:
+        for p in s.processes:
+            if p.pid in ws and p.alive and p.utime is not None and p.stime is not None:
+                out.setdefault(p.pid, []).append((s.t, p.utime + p.stime))
+    return list(out.values())
+
+
+def _workers_busy(readings: list[list[tuple[float, int]]], a: float, b: float, clk_tck: int) -> bool:
+    """Did a loader worker run at BUSY_MAIN_PCT or more between times a and b (its nearest readings
+    around them)? Workers exist once the job iterates its data: it has started."""
+    for rs in readings:
+        before = [r for r in rs if r[0] <= a + 1e-6]
+        after = [r for r in rs if r[0] >= b - 1e-6]
+        if not before or not after or after[0][0] <= before[-1][0]:
+            continue
+        (t0, c0), (t1, c1) = before[-1], after[0]
+        if 100.0 * (c1 - c0) / clk_tck / (t1 - t0) >= BUSY_MAIN_PCT:
+            return True
+    return False
+
+
+def _startup(win: Window, gpu: int, pids: list[int], th: Thresholds, clk_tck: int, tl: Timeline,
+             workers: list[int] | None = None) -> _Startup | None:
     """The window's leading stretch in which the job was starting up, by positive evidence only:
     stacks under imports, model construction, weight loading, CUDA initialisation or compilation;
     and before the GPU first ran any of the job's work: stacks dispatching it (the first use of
     each kernel), GPU memory climbing, or a GPU context created inside the window by a process busy
     on the CPU. Age alone never makes start-up: a young job whose GPU idles while it loads data,
     sleeps or holds memory is judged like any other. The stretch ends at its last interval with
-    evidence; stacks showing regular work or the GPU working end it."""
+    evidence; stacks showing regular work, busy loader workers or the GPU working end it."""
     samples = win.samples
     t0 = samples[0].t
     pidset = set(pids)
@@ -160,6 +186,7 @@ def _startup(win: Window, gpu: int, pids: list[int], th: Thresholds, clk_tck: in
     seen = any(p.pid in pidset for g in samples[0].gpus if g.index == gpu for p in g.processes)
     appeared = False
     mem_end = _job_gpu_memory(samples[0], gpu, pidset)
+    readings = _worker_readings(win, workers or [])
     for k in range(1, len(samples)):
         s = samples[k]
         g = next((x for x in s.gpus if x.index == gpu and x.state == "ok"), None)
@@ -188,8 +215,9 @@ def _startup(win: Window, gpu: int, pids: list[int], th: Thresholds, clk_tck: in
             evidence = "stacks"
             if "startup" in fr:
                 frames.setdefault("startup", fr["startup"])
-        elif sum(v for c, v in sh.items() if c in CONTRARY) >= STARTUP_STACK_SHARE or active:
-            break  # regular work (loading, sleeping, a checkpoint...), or the GPU already ran the job's kernels
+        elif sum(v for c, v in sh.items() if c in CONTRARY) >= STARTUP_STACK_SHARE or active or (
+                readings and _workers_busy(readings, samples[k - 1].t, s.t, clk_tck)):
+            break  # regular work (loading, sleeping, a checkpoint, busy loader workers...), or the GPU already ran the job's kernels
         elif not (young_context or not on_gpu):
             pass  # its GPU context predates the window: it may have worked before, only stacks can tell
         elif climbing:
@@ -240,7 +268,8 @@ def find_phases(win: Window, gpus: list[GpuStats], jobs: list[JobGroup], th: Thr
         if len(xs) < 3:
             continue
         pids = [p for j in jobs if g.index in j.gpus for p in j.pids]
-        su = _startup(win, g.index, pids, th, clk_tck, tl) if pids else None
+        workers = [w for j in jobs if g.index in j.gpus for w in j.workers]
+        su = _startup(win, g.index, pids, th, clk_tck, tl, workers) if pids else None
         phases: list[Phase] = []
         first = 0
         if su is not None:

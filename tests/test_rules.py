@@ -290,11 +290,17 @@ def test_power_cap_at_default_limit_is_info_only():
 
 
 def test_launch_bound_with_low_utilization_needs_stack_evidence():
-    # Tiny kernels from a saturated Python thread can leave the GPU mostly idle; without stacks
-    # that looks like cpu_input starvation, with stacks showing dispatch it is launch-bound.
+    # Tiny kernels from a saturated Python thread can leave the GPU mostly idle. Without stacks,
+    # batches arriving slowly (the SMs busy whenever the GPU is) look like starvation; kernels
+    # trickling in (busy a little in every sample, SMs hardly active) are launch-bound, with
+    # less confidence than where stacks show the dispatch.
+    starved = WindowBuilder().gpu(0, util=8, sm=6).proc(trainer(main_cpu=100))
+    assert run(starved).gpus[0].verdict == "data_starved"
     b = WindowBuilder().gpu(0, util=8, sm=1).proc(trainer(main_cpu=100))
-    assert run(b).gpus[0].verdict == "data_starved"
+    blind = run(b).gpus[0]
+    assert blind.verdict == "launch_bound" and blind.confidence <= 0.6
     r = run(b.stack(100, [(STEP_STACK, 97), (LOADER_STACK, 3)]))
+    assert r.gpus[0].confidence > blind.confidence
     assert r.gpus[0].verdict == "launch_bound"
     assert any("dispatch" in n for f in r.findings if f.kind == "launch_bound" for n in f.notes)
 

@@ -58,19 +58,19 @@ def _backing_disks(ctx: RuleContext, job: JobGroup) -> set[str]:
     return out
 
 
-# With the main thread's stacks waiting on the loader, workers this busy (% of a core) are the
+# With the GPU's idle time shown to be loading, workers this busy (% of a core) are the
 # pipeline's limit: a worker also spends time handing batches over (pickling into shared memory).
 WAITED_ON_WORKER_PCT = 50.0
 
 
 def _cpu_signals(ctx: RuleContext, job: JobGroup, procs: list[ProcessStats],
-                 loading: float | None = None) -> tuple[list[str], dict[str, object]]:
+                 waited_on: bool = False) -> tuple[list[str], dict[str, object]]:
     th = ctx.th
     signals: list[str] = []
     main = [p for p in procs if p.role == "gpu"]
     workers = [p for p in procs if p.role == "worker" and p.alive_samples >= 2]
     busy_pct = th.loader_busy_pct
-    if loading is not None and loading >= th.stack_loading_share:
+    if waited_on:
         busy_pct = min(busy_pct, WAITED_ON_WORKER_PCT)
     busy_workers = [w for w in workers if (w.cpu_pct or 0) >= busy_pct]
     main_pct = max((p.main_thread_pct or 0 for p in main), default=0.0)
@@ -113,15 +113,19 @@ def evaluate(ctx: RuleContext) -> list[Finding]:
             io, io_ev = _io_signals(ctx, job, procs)
             stacks = [ctx.stacks[p] for p in job.pids if p in ctx.stacks]
             loading = _stack_share(stacks)
-            cpu, cpu_ev = _cpu_signals(ctx, job, procs, loading)
+            att = ctx.attribution.get(g.index)
+            loading_share = att.share("data_loading") if att else 0.0
+            top = att.top() if att else None
+            # The idle time is loading, by stacks or by the workers' counters over the idle intervals:
+            # then workers half busy are what the GPU waits on.
+            waited_on = (loading is not None and loading >= th.stack_loading_share) or (
+                top is not None and top.cause == "data_loading" and top.share >= th.cause_min_share)
+            cpu, cpu_ev = _cpu_signals(ctx, job, procs, waited_on)
             notes: list[str] = []
             if cpu and not io and loading is not None and loading < DISPATCH_SHARE:
                 # py-spy shows the busy thread dispatching GPU work (copies, kernels), not loading
                 # input: the GPU is not waiting for data (transfer/launch rules speak for it).
                 continue
-            att = ctx.attribution.get(g.index)
-            loading_share = att.share("data_loading") if att else 0.0
-            top = att.top() if att else None
             if top is not None and top.cause != "data_loading" and top.share >= th.cause_min_share \
                     and top.share > loading_share:
                 continue  # the evidence shows something else holding the GPU: its own rule names it

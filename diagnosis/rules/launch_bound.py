@@ -9,6 +9,14 @@ from .base import RuleContext, confidence, pct, pinning_helps
 
 # Rank among primary verdicts: a GPU's verdict is its lowest-ranked finding.
 PRIMARY_RANK: int | None = 70
+# Main-thread work that is not dispatching kernels: a thread mostly here is busy, but not launching.
+# A GPU idle in at most this share of samples is fed continuously, not in bursts between batches.
+TRICKLE_IDLE_SHARE = 0.1
+# SM activity per busy-time below this: small kernels (a training step's arrive with the SMs busy).
+TRICKLE_SM_UTIL_RATIO = 0.5
+# A job reading this much (MB/s) from storage may be loading its input in the launching thread.
+TRICKLE_READ_MBPS = 5.0
+ELSEWHERE = ("checkpoint", "startup", "sleeping", "communication", "data_loading")
 
 
 def evaluate(ctx: RuleContext) -> list[Finding]:
@@ -28,8 +36,21 @@ def evaluate(ctx: RuleContext) -> list[Finding]:
         # then even a GPU that is mostly idle is held back by launch overhead.
         dispatching = (main >= th.loader_busy_pct and util >= 1 and bool(stacks)
                        and all(s.ok and s.data_loading_share is not None and s.data_loading_share < 0.1 for s in stacks))
-        if util < th.launch_util_min_pct and not dispatching:
+        # Without stacks: a saturated thread with no loader workers and no reads, and a GPU busy a
+        # little in every sample (never a whole sample idle, as a GPU waiting for batches is):
+        # kernels trickle in as fast as one thread can launch them.
+        trickle = (not stacks and main >= th.loader_busy_pct and th.idle_util_pct <= util < th.busy_util_pct_no_gpm
+                   and (g.idle_share or 0.0) <= TRICKLE_IDLE_SHARE
+                   and (not g.gpm or ((g.sm_mean or 0.0) < th.transfer_sm_max_pct
+                                      and (g.sm_mean or 0.0) / max(util, 1e-6) < TRICKLE_SM_UTIL_RATIO))
+                   and not any(p.role == "worker" and p.alive_samples >= 2 for p in procs)
+                   and sum(p.read_mbps or 0.0 for p in procs) < TRICKLE_READ_MBPS
+                   and not any(p.d_threads_mean >= 0.5 for p in procs))
+        if util < th.launch_util_min_pct and not dispatching and not trickle:
             continue
+        if trickle and not dispatching:
+            notes.append("no stack samples: judged from a saturated launching thread with no loader workers or "
+                         "reads, and a GPU busy a little in every sample")
         if dispatching and util < th.launch_util_min_pct:
             notes.append(f"GPU busy only {util:.0f}% of the time, but the launching thread is saturated and its "
                          "stack samples show kernel dispatch, not data loading")
@@ -42,16 +63,19 @@ def evaluate(ctx: RuleContext) -> list[Finding]:
                        and bool(stacks) and all(s.ok and (s.data_loading_share or 0) < 0.1
                                                 and sum(s.categories.get(c, 0.0) for c in GPU_FACING) >= 0.5
                                                 for s in stacks))
-            if not tiny and not waiting:
+            if not tiny and not waiting and not trickle:
                 continue
-            base = 0.85 if main >= th.loader_busy_pct else 0.7
+            base = 0.6 if trickle and not (tiny and util >= th.launch_util_min_pct) else (
+                0.85 if main >= th.loader_busy_pct else 0.7)
         else:
             # Without GPM: busy-time moderate, memory controller idle, a launching thread saturated.
             if util >= th.busy_util_pct_no_gpm or (g.util_mem_mean or 0) >= 10 or main < th.loader_busy_pct:
                 continue
-            base = 0.55
+            base = 0.5 if trickle else 0.55
         if any(s.data_loading_share is not None and s.data_loading_share >= th.stack_loading_share for s in stacks):
             continue  # the thread is busy loading data, not launching kernels: data_starved's case
+        if stacks and all(s.ok and sum(s.categories.get(c, 0.0) for c in ELSEWHERE) >= 0.5 for s in stacks):
+            continue  # the busy thread serialises a checkpoint, starts up or waits: not kernel launches
         out.append(Finding(
             "launch_bound", "warning", confidence(base, g, notes),
             f"launch-bound: GPU busy {pct(util)} of the time but SMs only {pct(g.sm_mean)} active; "
