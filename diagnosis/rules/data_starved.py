@@ -144,6 +144,8 @@ def evaluate(ctx: RuleContext) -> list[Finding]:
                 notes.append("no host-side signal explains the idle GPU: check for a sleep, a lock, a remote "
                              "data source or a synchronisation with another job")
             base = scale(idle, th.starved_idle_share, 0.9) if idle >= th.starved_idle_share else 0.6
+            if cause == "unknown":
+                base = min(base, UNKNOWN_CAUSE_CONFIDENCE)  # an idle GPU beside a busy job, nothing showing why
             if loading is not None and loading >= th.stack_loading_share:
                 base += 0.05
                 signals.append(f"{loading:.0%} of main-thread stack samples inside data loading")
@@ -164,6 +166,10 @@ def evaluate(ctx: RuleContext) -> list[Finding]:
                 advice=_advice(ctx, g, job, cause, cpu_ev, io_ev), notes=notes))
     return out
 
+
+# Without a cause, "waits for input" is one reading of an idle GPU beside a busy job among several
+# (a stall, a lock, a checkpoint not yet on disk): no more sure than a borderline verdict.
+UNKNOWN_CAUSE_CONFIDENCE = 0.6
 
 # Below this share of main-thread samples in data loading, a busy thread is doing something else.
 DISPATCH_SHARE = 0.1
