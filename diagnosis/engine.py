@@ -251,6 +251,12 @@ def diagnose(topo: Topology, win: Window, th: Thresholds | None = None, source: 
     report.healthy = (all(j.healthy for j in report.jobs) and worst in (None, "info")) if report.jobs else None
     if plan.trimmed:
         report.notes.append("diagnosed the steady part; left out: " + "; ".join(plan.trimmed))
+    for job in jobs:
+        for pid in job.pids:
+            info = win.process(pid)
+            if info is not None and info.worker_cap is not None:
+                report.notes.append(f"pid {pid} ({job.id}) has more descendants than the {info.worker_cap} followed "
+                                    "as its loader workers: the rest are not counted")
     h = stats.host
     report.host = {"psi_pct": h.psi_pct, "cpu_busy_pct": h.cpu_busy_pct, "iowait_pct": h.iowait_pct,
                    "steal_pct": h.steal_pct, "swap_in_pps": h.swap_in_pps, "swap_out_pps": h.swap_out_pps,

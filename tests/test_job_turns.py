@@ -65,3 +65,4 @@ def test_exported_job_seconds_count_only_each_jobs_turn():
     secs = {j.job: dict(j.seconds) for j in book.rows()}
     assert [v for k, v in secs.items() if "a.py" in k] == [{"compute_bound": 19.0}]
     assert [v for k, v in secs.items() if "b.py" in k] == [{"idle_allocated": 19.0}]
+

@@ -6,7 +6,10 @@ from pathlib import Path
 
 from fakenvml import FakeNvml, hgx_gpus
 from faketree import FakeProc, vm_h200
+from windows import ProcLoad, ThreadLoad, WindowBuilder
 
+from nodetune.config.diagnosis import Thresholds
+from nodetune.diagnosis.engine import diagnose
 from nodetune.probes.host import Host
 from nodetune.probes.node import probe_topology
 from nodetune.probes.nvml_backend import NvmlBackend
@@ -94,3 +97,12 @@ def test_the_cap_is_a_metric() -> None:
     text = generate_latest(reg).decode()
     assert f"nodetune_agent_worker_cap {float(MAX_WORKERS)}" in text
     assert "nodetune_agent_worker_cap_reached_processes 2.0" in text
+
+
+def test_a_process_past_the_worker_cap_is_a_report_note():
+    b = WindowBuilder(seconds=10).gpu(0, util=100, sm=90, tensor=80)
+    b.proc(ProcLoad(pid=100, gpus=[0], threads=[ThreadLoad(100, "python", 100)], age_s=300))
+    topo, win = b.build()
+    win.processes[0].worker_cap = 256
+    r = diagnose(topo, win, Thresholds())
+    assert any("pid 100" in n and "256" in n for n in r.notes)
