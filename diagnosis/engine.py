@@ -253,6 +253,9 @@ def diagnose(topo: Topology, win: Window, th: Thresholds | None = None, source: 
         report.notes.append("diagnosed the steady part; left out: " + "; ".join(plan.trimmed))
     for job in jobs:
         for pid in job.pids:
+            ev = stacks.get(pid)
+            if ev is not None and not ev.ok:
+                report.notes.append(f"no stacks for pid {pid}: {ev.reason}; its verdict rests on counters alone")
             info = win.process(pid)
             if info is not None and info.worker_cap is not None:
                 report.notes.append(f"pid {pid} ({job.id}) has more descendants than the {info.worker_cap} followed "

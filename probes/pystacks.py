@@ -176,6 +176,10 @@ def explain_failure(stderr: str, code: int | None) -> str:
                 "check kernel.yama.ptrace_scope)")
     if "failed to find python version" in low or "not a python" in low or "failed to get process executable" in low:
         return "not a Python process (py-spy found no interpreter)"
+    if "wasn't expected" in low or "unexpected argument" in low or "unsupported version" in low \
+            or "unsupported python" in low:
+        return ("py-spy is too old for this interpreter or its options (nodetune needs py-spy 0.3.14 or later: "
+                "pip install -U py-spy)")
     if "no such process" in low or "failed to open process" in low:
         return "process exited before py-spy attached"
     line = next((ln.strip() for ln in stderr.splitlines() if ln.strip() and not ln.startswith(" ")), "")

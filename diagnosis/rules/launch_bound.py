@@ -39,7 +39,7 @@ def evaluate(ctx: RuleContext) -> list[Finding]:
         # Without stacks: a saturated thread with no loader workers and no reads, and a GPU busy a
         # little in every sample (never a whole sample idle, as a GPU waiting for batches is):
         # kernels trickle in as fast as one thread can launch them.
-        trickle = (not stacks and main >= th.loader_busy_pct and th.idle_util_pct <= util < th.busy_util_pct_no_gpm
+        trickle = (not any(s.ok for s in stacks) and main >= th.loader_busy_pct and th.idle_util_pct <= util < th.busy_util_pct_no_gpm
                    and (g.idle_share or 0.0) <= TRICKLE_IDLE_SHARE
                    and (not g.gpm or ((g.sm_mean or 0.0) < th.transfer_sm_max_pct
                                       and (g.sm_mean or 0.0) / max(util, 1e-6) < TRICKLE_SM_UTIL_RATIO))
