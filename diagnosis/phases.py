@@ -124,6 +124,9 @@ CONTRARY = ("data_loading", "sleeping", "checkpoint", "evaluation", "communicati
 # context, module loading, cuBLAS: native code whose Python frame is just the caller); an
 # allocated-but-idle process sleeps.
 BUSY_MAIN_PCT = 50.0
+# Busy on the CPU with CUDA loaded and still no context past this age: a script that imports torch
+# and computes on the CPU, not a GPU job starting (stacks can still show a long model build).
+PENDING_BUSY_MAX_S = 60.0
 
 
 def _cpu_pct(win: Window, pids: list[int], k: int, clk_tck: int) -> float:
@@ -225,7 +228,8 @@ def _startup(win: Window, gpu: int, pids: list[int], th: Thresholds, clk_tck: in
         elif facing >= STARTUP_STACK_SHARE:
             evidence = "stacks"
             frames.setdefault("warmup", "first use of the GPU's kernels")
-        elif _cpu_pct(win, pids, k, clk_tck) >= BUSY_MAIN_PCT:
+        elif _cpu_pct(win, pids, k, clk_tck) >= BUSY_MAIN_PCT and (
+                on_gpu or not ages or min(ages) <= PENDING_BUSY_MAX_S):
             evidence = "gpu_context"
         if evidence:
             cut = k

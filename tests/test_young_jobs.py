@@ -159,3 +159,15 @@ def test_workers_read_every_few_samples_still_explain_idle_time():
     att = r.gpus[0].attribution
     assert att is not None and att.share("data_loading") >= 0.5
     assert "counters" in next(c for c in att.causes if c.cause == "data_loading").basis
+
+
+def test_cpu_only_torch_script_is_not_start_up_past_a_minute():
+    # `import torch` maps libtorch_cuda: a CPU-only script looks pending. Busy on the CPU with no
+    # context at 90 s old is not a GPU job starting up.
+    b = WindowBuilder(seconds=10).gpu(0, util=0, sm=0)
+    b.proc(ProcLoad(pid=100, gpus=[0], role="pending", threads=[ThreadLoad(100, "python", 100)], age_s=90.0))
+    r = run(b)
+    assert r.gpus[0].verdict != "startup"
+    young_b = WindowBuilder(seconds=10).gpu(0, util=0, sm=0)
+    young_b.proc(ProcLoad(pid=100, gpus=[0], role="pending", threads=[ThreadLoad(100, "python", 100)], age_s=5.0))
+    assert run(young_b).gpus[0].verdict == "startup"
