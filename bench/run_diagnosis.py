@@ -7,7 +7,7 @@ its process group, SIGKILL after 10 s) and wait until the GPUs are idle again. T
   * a confusion table (rows: expected verdict[/cause], columns: what diagnose said),
   * a per-workload table (workload, GPU, expected, got, correct, expected finding present,
     NVML GPU util mean over the window, time diagnose took beyond its window, top evidence),
-  * the goals of issue 3: every workload correct; no job whose GPU was idle >= 50% of the window
+  * the goals: every workload correct; no job whose GPU was idle >= 50% of the window
     came out healthy; diagnose never took >= 1 s beyond its window,
 
 and write everything to --out as JSON (raw diagnose reports under --save-raw, workload stderr logs

@@ -1,5 +1,5 @@
 """Idle-time attribution: every idle GPU second gets a cause from counters or stacks, or is
-`unexplained`; the verdict follows what the evidence shows (issue 12, items 1, 3, 4, 5, 6, 7)."""
+`unexplained`; the verdict follows what the evidence shows."""
 
 from __future__ import annotations
 
@@ -86,7 +86,7 @@ def test_checkpoint_from_counters_alone_without_pyspy():
 
 
 def test_half_compute_half_host_work_names_the_frame():
-    # 1 s of matmul, 1 s of CPU work: GPU idle half the time, and no cause before issue 12.
+    # 1 s of matmul, 1 s of CPU work: GPU idle half the time: the CPU work is the cause.
     b = (WindowBuilder(seconds=10, interval=0.5).gpu(0, busy_pattern=[100, 100, 0, 0], sm=90, tensor=80)
          .proc(trainer(main_cpu=100)).stack(100, [(HOST_STACK, 100), (SYNC_STACK, 100)]))
     r = run(b)

@@ -200,7 +200,7 @@ def test_recommend_reads_the_diagnose_json_report(tmp_path):
     assert r.returncode == 0, r.stderr
     plan = json.loads(r.stdout)
     # The example's node has one NUMA node: pinning would change nothing, so the plan is the
-    # data-loading profile the advice asks for (issue 12, item 4).
+    # data-loading profile the advice asks for.
     assert plan["profile"] == "recommended" and any(c["tuner"] == "hugepages" for c in plan["changes"])
     assert not any(c["tuner"] == "pinning" for c in plan["changes"])
 

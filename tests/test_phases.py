@@ -1,5 +1,5 @@
 """Phases inside a window: start-up left out and said, the steady part diagnosed, a job that ends,
-the per-GPU strip, borderline verdicts (issue 12, items 2 and 8)."""
+the per-GPU strip, borderline verdicts."""
 
 from __future__ import annotations
 

@@ -149,7 +149,7 @@ def test_reads_without_openat2_give_the_same_answers(tmp_path: Path, outside: Pa
         h.read("/etc/nope")
 
 
-# -- the attacks of issue 10 -------------------------------------------------------------------
+# -- attacks through the root -------------------------------------------------------------------
 
 def test_rollback_of_a_crafted_journal_path_writes_nothing_outside(tmp_path: Path) -> None:
     """A journal knob `/sys/../../../tmp/x` (damaged or crafted) is refused by Host.write."""
