@@ -4,7 +4,9 @@
 # whole window), stop it. Two agents run throughout on the same jobs, one with stacks (the default)
 # and one without, so their history rows and their CPU (py-spy children included) compare side by
 # side. Windows at 2, 10 and ~50 s after launch are cut from the snapshots and diagnosed afterwards
-# (bench/frameworks_table.py). Read-only on the GPU; page cache dropped only for the shard reader.
+# (bench/frameworks_table.py). node_exporter runs beside the agents and all three are scraped every
+# 15 s (bench/device/scrape_side_by_side.py): their CPU and RSS side by side. Read-only on the GPU;
+# page cache dropped only for the shard reader.
 [ -n "${NT:-}" ] || source bench/device/setup.sh
 D=$OUT/fw; mkdir -p $D /tmp/nt
 REC=${REC:-60}
@@ -28,7 +30,21 @@ TOML
 ticks() { awk '{print $14+$15+$16+$17}' /proc/$1/stat; }
 $NT agent --config /tmp/nt/stacks.toml > $D/agent-stacks.log 2>&1 & A1=$!
 $NT agent --config /tmp/nt/nostacks.toml > $D/agent-nostacks.log 2>&1 & A2=$!
-sleep 5; T0=$(date +%s.%N); C1=$(ticks $A1); C2=$(ticks $A2)
+# node_exporter beside them (its Debian package carried in .debs/), all three scraped every 15 s
+# with Prometheus's headers for the whole run: CPU and RSS side by side on the same node and jobs.
+NE_BIN=$(command -v prometheus-node-exporter || true)
+if [ -z "$NE_BIN" ] && compgen -G ".debs/prometheus-node-exporter_*.deb" >/dev/null; then
+  rm -rf /tmp/ne && dpkg -x "$(ls .debs/prometheus-node-exporter_*.deb | head -1)" /tmp/ne
+  NE_BIN=/tmp/ne/usr/bin/prometheus-node-exporter
+fi
+NE=""
+if [ -x "${NE_BIN:-}" ]; then
+  "$NE_BIN" --web.listen-address=127.0.0.1:9100 > $D/node_exporter.log 2>&1 & NE=$!
+fi
+sleep 5
+python3 bench/device/scrape_side_by_side.py --every 15 --out $D/scrapes.json \
+  "agent (stacks)=$A1:9847" "agent (no stacks)=$A2:9848" ${NE:+"node_exporter=$NE:9100"} > $D/scrape.log 2>&1 & SC=$!
+T0=$(date +%s.%N); C1=$(ticks $A1); C2=$(ticks $A2)
 for name in $ONLY; do
   args=""
   case $name in
@@ -55,11 +71,12 @@ print("|---|---|")
 print(f"| stacks on (default: 5 Hz, 10-s slices) | {100 * (e1 - c1) / hz / wall:.2f} |")
 print(f"| stacks off | {100 * (e2 - c2) / hz / wall:.2f} |")
 PY
+kill -INT $SC; wait $SC; cat $D/scrapes.md 2>/dev/null || tail -3 $D/scrape.log
 sleep 16  # one more diagnosis after the last job ended
 for v in stacks nostacks; do
   $NT history --db /tmp/nt/history-$v.sqlite --since 1h --json > $D/history-$v.json 2> $D/history-$v.err || \
     echo "history ($v) failed: $(tail -1 $D/history-$v.err)"
 done
-kill -TERM $A1 $A2; wait $A1 $A2 2>/dev/null
+kill -TERM $A1 $A2 $NE; wait $A1 $A2 $NE 2>/dev/null
 rm -rf /tmp/nt-ckpt
 cd $D && cp /tmp/nt/*.sqlite . ; tar czf $OUT/fw.tar.gz *.json.gz *.json *.log *.md *.out *.sqlite 2>/dev/null; ls -la $OUT

@@ -1,0 +1,115 @@
+"""Scrape several exporters at Prometheus's rate until interrupted, then print their CPU and RSS
+side by side (a markdown table, also written beside --out as .md).
+
+    python3 scrape_side_by_side.py --every 15 --out DIR/scrapes.json "name=PID:PORT" ...
+
+CPU is utime+stime+cutime+cstime of each PID (an agent's py-spy children count as its own) over
+the whole scraped span; RSS at the start and the end. Only 127.0.0.1 is scraped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import signal
+import time
+
+HEADERS = {"Accept": "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;"
+           "q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1", "Accept-Encoding": "gzip",
+           "X-Prometheus-Scrape-Timeout-Seconds": "10"}
+
+
+def ticks(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as fh:
+        rest = fh.read().rsplit(")", 1)[1].split()
+    return sum(int(x) for x in rest[11:15])
+
+
+def rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def scrape(port: int) -> tuple[int, float]:
+    t = time.monotonic()
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        c.request("GET", "/metrics", headers=HEADERS)
+        r = c.getresponse()
+        body = r.read()
+        return (len(body) if r.status == 200 else -r.status), time.monotonic() - t
+    finally:
+        c.close()
+
+
+def main() -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("--every", type=float, default=15.0)
+    p.add_argument("--out", required=True)
+    p.add_argument("targets", nargs="+", help="name=PID:PORT")
+    a = p.parse_args()
+    targets = []
+    for t in a.targets:
+        name, _, rest = t.partition("=")
+        pid, _, port = rest.partition(":")
+        targets.append((name, int(pid), int(port)))
+    stop = []
+    signal.signal(signal.SIGINT, lambda *_: stop.append(1))
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+    hz = os.sysconf("SC_CLK_TCK")
+    t0 = time.monotonic()
+    c0 = {n: ticks(pid) for n, pid, _ in targets}
+    r0 = {n: rss_mb(pid) for n, pid, _ in targets}
+    n = 0
+    sizes: dict[str, list[int]] = {name: [] for name, _, _ in targets}
+    lat: dict[str, list[float]] = {name: [] for name, _, _ in targets}
+    while not stop:
+        for name, _, port in targets:
+            try:
+                size, dt = scrape(port)
+            except OSError as exc:
+                size, dt = -1, float("nan")
+                print(f"{name}: scrape failed: {exc}", flush=True)
+            sizes[name].append(size)
+            lat[name].append(dt)
+        n += 1
+        nxt = t0 + n * a.every
+        while not stop and time.monotonic() < nxt:
+            time.sleep(min(0.2, max(0.0, nxt - time.monotonic())))
+    wall = time.monotonic() - t0
+    rows = []
+    for name, pid, _ in targets:
+        try:
+            cpu = (ticks(pid) - c0[name]) / hz
+            rss1 = rss_mb(pid)
+        except OSError:
+            cpu, rss1 = float("nan"), float("nan")
+        ok = [s for s in sizes[name] if s > 0]
+        rows.append({"name": name, "cpu_pct": 100 * cpu / wall, "cpu_ms_per_scrape": 1000 * cpu / max(n, 1),
+                     "rss_start_mb": r0[name], "rss_end_mb": rss1, "scrapes": n, "ok": len(ok),
+                     "bytes": (sum(ok) // len(ok)) if ok else 0,
+                     "p50_ms": 1000 * sorted(lat[name])[len(lat[name]) // 2] if lat[name] else float("nan")})
+    base = next((r for r in rows if r["name"] == "node_exporter"), None)
+    lines = [f"Scraped every {a.every:.0f} s for {wall:.0f} s ({n} scrapes each); CPU includes reaped children.", "",
+             "| exporter | CPU % of a core | x node_exporter | ms CPU per scrape interval | RSS start -> end (MB) "
+             "| scrapes ok | body bytes | scrape p50 ms |", "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        ratio = f"{r['cpu_pct'] / base['cpu_pct']:.1f}x" if base and base["cpu_pct"] > 0 else "-"
+        lines.append(f"| {r['name']} | {r['cpu_pct']:.2f} | {ratio} | {r['cpu_ms_per_scrape']:.1f} | "
+                     f"{r['rss_start_mb']:.0f} -> {r['rss_end_mb']:.0f} | {r['ok']}/{r['scrapes']} | {r['bytes']} | "
+                     f"{r['p50_ms']:.1f} |")
+    with open(a.out, "w") as fh:
+        json.dump(rows, fh, indent=1)
+    with open(os.path.splitext(a.out)[0] + ".md", "w") as fh:
+        fh.write("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
