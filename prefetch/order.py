@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import stat
+from collections import Counter
 from dataclasses import dataclass, field
 
 from nodetune.probes.host import Host, ProbeError
@@ -112,6 +113,26 @@ def common_dir(paths: list[str], max_up: int = 2) -> str | None:
     return top
 
 
+def guess_dir(paths: list[str], max_up: int = 2) -> str | None:
+    """The dataset directory behind files a job opened one after another, or None.
+
+    The directory holding most of them wins, so a library or config the process keeps open is
+    outvoted rather than widening the guess to `/`; files spread over sibling directories (an
+    ImageFolder's classes) give their parent. At least two files must agree.
+    """
+    if len(paths) < 2:
+        return None
+    dirs = Counter(os.path.dirname(p) for p in paths)
+    top, n = dirs.most_common(1)[0]
+    parents = Counter(os.path.dirname(d) for d in dirs)  # sibling directories share a parent
+    parent, siblings = parents.most_common(1)[0]
+    if siblings >= 2 and sum(c for d, c in dirs.items() if os.path.dirname(d) == parent) > n:
+        top, n = parent, sum(c for d, c in dirs.items() if os.path.dirname(d) == parent)
+    if n < 2 or top in ("/", ""):
+        return None
+    return common_dir([p for p in paths if p.startswith(top + "/")], max_up)
+
+
 @dataclass
 class Reader:
     last: int  # index of the file it was last seen on
@@ -183,6 +204,15 @@ class Tracker:
         ref = min(r.absolute(n) for r in live)
         e = max(ref // n, 0)
         return min((e - 1, e, e + 1), key=lambda c: abs(c * n + i - ref)) if e > 0 else e
+
+    def rebased(self, order: Order) -> Tracker:
+        """The same readers and score on a fresh listing of the order (files added or gone shift indices)."""
+        readers = {}
+        for k, r in self.readers.items():
+            i = order.index.get(self.order.paths[r.last]) if r.last < len(self.order) else None
+            if i is not None:
+                readers[k] = Reader(i, r.epoch, r.seen_at, r.pos)
+        return Tracker(order, self.stale_s, readers, self.score)
 
     def slowest(self, now: float) -> int | None:
         """Absolute position (epoch * len + index) of the slowest reader seen in the last `stale_s`."""
