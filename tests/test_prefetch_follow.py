@@ -316,3 +316,61 @@ def test_bytes_ahead_wrap_epochs_and_far_apart_files_are_no_dataset():
     assert orders.common_dir(["/data/ds/a/1.jpg", "/data/ds/b/2.jpg"]) == "/data/ds"
     assert orders.common_dir(["/home/u/cfg.yaml", "/home/u/runs/x/log.txt"]) is None
     assert orders.common_dir(["/a.bin", "/b.bin"]) is None
+
+
+def test_each_file_is_warmed_once_an_epoch_and_only_ahead_of_the_reader(tmp_path):
+    # the H200 run's loop: a loader that drops what it read saw the follower read 35x its dataset, mostly behind it
+    n = 100
+    job = Job(tmp_path, n=n)
+    f, w = job.follower(start_files=20, min_files=8, lead_s=0.1)
+    issued: list[tuple[int, int]] = []  # (file, reader's file when issued)
+    targets: list[tuple[int, int]] = []  # (file, the epoch it was warmed for)
+    for step in range(int(2.5 * n)):
+        before = len(w.paths)
+        assert job.step(f, PID, step % n) is None
+        issued += [(job.paths.index(p), step % n) for p in w.paths[before:]]
+        targets += [(i, step // n + (i <= at)) for i, at in issued[len(targets):]]
+    f.sync()
+    assert f.report.order == "name order of /data/ds" and f.report.epoch == 2
+    assert all(0 < (i - at) % n < n for i, at in issued)  # strictly ahead, never the file being read or behind
+    assert len(set(targets)) == len(targets)  # at most once an epoch
+    counts: dict[int, int] = {}
+    for i, _ in issued:
+        counts[i] = counts.get(i, 0) + 1
+    assert max(counts.values()) <= 3 and min(counts.get(i, 0) for i in range(10, 90)) >= 2  # next epochs too
+    assert f.report.bytes_warmed <= 3 * n * job.size
+
+
+def test_a_file_held_open_beside_the_dataset_does_not_hide_its_directory(tmp_path):
+    job = Job(tmp_path, n=120)
+    job.node.write("/opt/lib/libtorch_data.bin", "x" * 100)
+    job.reads(PID, "/opt/lib/libtorch_data.bin", fd=3)  # read-only, open all along (as CUDA libraries are)
+    f, w = job.follower(start_files=8, min_files=8)
+    for i in range(12):
+        assert job.step(f, PID, i) is None
+    f.sync()
+    assert f.report.order == "name order of /data/ds"
+    assert w.paths and "/opt/lib/libtorch_data.bin" not in w.paths
+
+
+def test_the_guess_of_the_dataset_directory():
+    g = orders.guess_dir
+    assert g(["/opt/lib/a.so", "/d/ds/001.bin", "/d/ds/002.bin"]) == "/d/ds"
+    assert g(["/d/img/cat/1.jpg", "/d/img/cat/2.jpg", "/d/img/dog/3.jpg", "/d/img/dog/4.jpg", "/d/img/emu/5.jpg"]) \
+        == "/d/img"
+    assert g(["/opt/lib/a.so", "/d/ds/001.bin"]) is None  # two files that share nothing: no guess yet
+    assert g(["/a.bin", "/b.bin"]) is None
+
+
+def test_a_cgroup_limit_caps_the_window(tmp_path):
+    job = Job(tmp_path, n=200, size=256 * KiB)
+    job.node.write("/proc/self/cgroup", "0::/job.slice/run.scope\n")
+    job.node.write("/sys/fs/cgroup/job.slice/run.scope/memory.max", "max\n")
+    job.node.write("/sys/fs/cgroup/job.slice/run.scope/memory.stat", "anon 0\nfile 0\n")
+    job.node.write("/sys/fs/cgroup/job.slice/memory.max", f"{4 << 20}\n")  # a parent's limit binds
+    job.node.write("/sys/fs/cgroup/job.slice/memory.stat", f"anon {1 << 20}\nfile 0\n")
+    f, w = job.follower(start_files=64, min_files=8)
+    for i in range(12):
+        job.step(f, PID, i)
+        assert f.report.ahead_bytes <= (3 << 20) // 2  # half of what the cgroup can cache
+    assert f.report.held_by_budget > 0 and w.paths
