@@ -374,3 +374,17 @@ def test_a_cgroup_limit_caps_the_window(tmp_path):
         job.step(f, PID, i)
         assert f.report.ahead_bytes <= (3 << 20) // 2  # half of what the cgroup can cache
     assert f.report.held_by_budget > 0 and w.paths
+
+
+def test_io_uring_by_name_reads_whole_files_of_any_size(tmp_path):
+    from nodetune.prefetch import uring
+
+    if not uring.available(None)[0]:
+        pytest.skip("io_uring not available here")
+    sizes = {"empty": 0, "small": 5000, "big": 3 << 20}
+    for name, size in sizes.items():
+        (tmp_path / name).write_bytes(os.urandom(size))
+    w = Warmer(Host("/"), "io_uring", threads=0)
+    w.submit([(str(tmp_path / n), s) for n, s in sizes.items()] + [(str(tmp_path / "gone"), 9)])
+    assert w.method == "io_uring"
+    assert (w.counts.files, w.counts.bytes, w.counts.vanished) == (3, sum(sizes.values()), 1)
