@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 
 from nodetune.probes.host import Host, ProbeError
-from nodetune.probes.processes import descendants, parse_status
+from nodetune.probes.processes import children, descendants, parse_stat, parse_status
 
 from .options import PrefetchError
 
@@ -39,6 +40,43 @@ def check_target(host: Host, pid: int) -> None:
         host.listdir(f"/proc/{pid}/fd")
     except ProbeError as exc:
         raise PrefetchError(f"{what}: cannot see its open files ({exc.reason}); run as root or as its owner") from None
+
+
+_JOB_ID = re.compile(r"(pid|ranks):(\d{1,7})(?:@(\d{1,20}))?")
+
+
+def _starttime(host: Host, pid: int) -> int | None:
+    """Field 22 of /proc/PID/stat (clock ticks since boot), None when the process is gone."""
+    try:
+        _comm, rest = parse_stat(host.read(f"/proc/{pid}/stat"), f"/proc/{pid}/stat")
+    except ProbeError:
+        return None
+    return int(rest[19]) if len(rest) > 19 else None
+
+
+def resolve_job(host: Host, job_id: str) -> int:
+    """The PID to follow for a job id as diagnose names it: `pid:PID@START` (that process) or
+    `ranks:PPID@START` (the launcher whose children are the ranks; their workers are its descendants).
+
+    START, the start time in clock ticks, tells the job from a later process that reuses its pid:
+    a mismatch is one line saying the job ended, never a follower of the wrong process.
+    """
+    what = f"--follow-job {job_id}"
+    m = _JOB_ID.fullmatch(job_id.strip())
+    if m is None:
+        raise PrefetchError(f"{what}: expected pid:PID@START or ranks:PPID@START, as `nodetune diagnose` names jobs")
+    kind, pid, start = m.group(1), int(m.group(2)), m.group(3)
+    own = _starttime(host, pid)
+    if own is None:
+        raise PrefetchError(f"{what}: the job has ended (no process {pid})")
+    if start is None:
+        return pid
+    if kind == "pid" and own != int(start):
+        raise PrefetchError(f"{what}: pid {pid} started at tick {own}, not {start}: the job ended and its pid "
+                            "was reused")
+    if kind == "ranks" and not any(_starttime(host, c) == int(start) for c in children(host, pid)):
+        raise PrefetchError(f"{what}: no rank of {pid} started at tick {start}: the job's ranks have ended")
+    return pid
 
 
 def alive(host: Host, pid: int) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import shutil
 import subprocess
 import sys
@@ -388,3 +389,27 @@ def test_io_uring_by_name_reads_whole_files_of_any_size(tmp_path):
     w.submit([(str(tmp_path / n), s) for n, s in sizes.items()] + [(str(tmp_path / "gone"), 9)])
     assert w.method == "io_uring"
     assert (w.counts.files, w.counts.bytes, w.counts.vanished) == (3, sum(sizes.values()), 1)
+
+
+def test_a_job_id_names_the_process_to_follow_and_a_reused_pid_is_one_line(tmp_path):
+    from nodetune.prefetch.procfiles import resolve_job
+
+    job = Job(tmp_path, worker=True)  # FakeProc start times are 123456
+    assert resolve_job(job.host, f"pid:{PID}@123456") == PID
+    assert resolve_job(job.host, f"ranks:{PID}@123456") == PID  # the worker stands in for a rank here
+    assert resolve_job(job.host, f"pid:{PID}") == PID
+    bad = {f"pid:{PID}@99": "started at tick 123456, not 99: the job ended and its pid was reused",
+           f"ranks:{PID}@99": "no rank of 4242 started at tick 99",
+           "pid:999@1": "the job has ended (no process 999)",
+           "job:12": "expected pid:PID@START or ranks:PPID@START"}
+    for jid, msg in bad.items():
+        with pytest.raises(PrefetchError, match=re.escape(msg)) as e:
+            resolve_job(job.host, jid)
+        assert "\n" not in e.value.reason
+
+
+def test_cli_follow_job_that_ended_exits_2_with_one_line(tmp_path):
+    Job(tmp_path)
+    r = subprocess.run([sys.executable, "-m", "nodetune.cli", "prefetch", "--follow-job", f"pid:{PID}@1", "--root",
+                        str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "its pid was reused" in r.stderr
