@@ -24,8 +24,8 @@ class OpenRead:
     pos: int
 
 
-def check_target(host: Host, pid: int) -> None:
-    """Raise PrefetchError (one line) unless `pid` is a live process whose files this user may see."""
+def check_target(host: Host, pid: int, euid: int | None = None) -> None:
+    """Raise PrefetchError (one line) unless `pid` is a live process whose files this user (`euid`) may see."""
     what = f"--follow {pid}"
     try:
         status = parse_status(host.read(f"/proc/{pid}/status"))
@@ -34,7 +34,8 @@ def check_target(host: Host, pid: int) -> None:
     if status.get("State", "").startswith(("Z", "X")):
         raise PrefetchError(f"{what}: the process has exited (zombie)")
     uid = status.get("Uid", "").split()
-    if host.live and os.geteuid() != 0 and uid and uid[0] != str(os.geteuid()):
+    euid = os.geteuid() if euid is None else euid
+    if euid != 0 and uid and uid[0] != str(euid):
         raise PrefetchError(f"{what}: the process belongs to uid {uid[0]}, not to this user; run as root or as its owner")
     try:
         host.listdir(f"/proc/{pid}/fd")

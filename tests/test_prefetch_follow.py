@@ -413,3 +413,14 @@ def test_cli_follow_job_that_ended_exits_2_with_one_line(tmp_path):
     r = subprocess.run([sys.executable, "-m", "nodetune.cli", "prefetch", "--follow-job", f"pid:{PID}@1", "--root",
                         str(tmp_path)], capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "its pid was reused" in r.stderr
+
+
+def test_a_process_of_another_user_is_one_line(tmp_path):
+    from nodetune.prefetch.procfiles import check_target
+
+    job = Job(tmp_path)
+    job.node.process(FakeProc(PID, "python", ["python"], uid=0))
+    with pytest.raises(PrefetchError, match=f"--follow {PID}: the process belongs to uid 0, not to this user") as e:
+        check_target(job.host, PID, euid=1000)
+    assert "\n" not in e.value.reason
+    check_target(job.host, PID, euid=0)  # root may follow anyone
