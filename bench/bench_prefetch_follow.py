@@ -10,8 +10,9 @@ dropped (needs root) and, for warm, the dataset read in: start-up costs no run t
 cold behind. A follower is started with the job and the clock starts once it is following. The loader
 reports where its time went (read, step, evict) and how much of each file was already in the page cache
 when it opened it (mincore), so a "warm" run that was not warm shows it. Prints files/s per mode: mean,
-spread, the ratio to warm and to the naive window; `--json FILE` keeps every run. Modes:
-cold, warm, naive, follower, follower:METHOD (the follower with `--method METHOD`).
+spread, the ratio to warm, to the naive window and to the ceiling (the lower of warm and the device's
+rate through the page cache); `--json FILE` keeps every run. Modes: ceiling (`nodetune prefetch DIR`
+from a cold cache, no loader), cold, warm, naive, follower, follower:METHOD (`--method METHOD`).
 
   sudo python3 bench/bench_prefetch_follow.py --dir /var/tmp/nt-follow --files 1536 --seconds 20
 """
@@ -30,7 +31,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 MiB = 1 << 20
-MODES = ("cold", "warm", "naive", "follower")
+MODES = ("ceiling", "cold", "warm", "naive", "follower")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
@@ -191,7 +192,25 @@ def loader(d: str, seconds: float, step_ms: float, evict: bool, naive: int, devi
             "evict_ms": 1e3 * t_evict / max(files, 1)}
 
 
+def ceiling_run(a: argparse.Namespace) -> dict[str, object]:
+    """What the device gives through the page cache: the whole dataset once, cold, by `nodetune prefetch`
+    (io_uring, 64 reads in flight). Every-epoch-cold loading can go no faster than this, whoever warms."""
+    drop_caches()
+    r = subprocess.run([sys.executable, "-m", "nodetune.cli", "prefetch", a.dir, "--engine", "io_uring", "--depth",
+                        "64", "--budget", "1TiB", "--json"], capture_output=True, text=True, timeout=300)
+    try:
+        rep = json.loads(r.stdout)
+    except ValueError:
+        raise RuntimeError(f"ceiling: nodetune prefetch gave no JSON (rc {r.returncode}): {r.stderr.strip()[-200:]}") from None
+    files = sum(f["status"] == "warmed" for f in rep["files"])
+    secs = max(float(rep["seconds"]), 1e-9)
+    return {"mode": "ceiling", "files": files, "seconds": secs, "files_per_s": files / secs,
+            "gbps": float(rep["bytes_read"]) / secs / 1e9, "epochs": files / max(len(rep["files"]), 1)}
+
+
 def one_run(mode: str, a: argparse.Namespace, run: int = 1) -> dict[str, object]:
+    if mode == "ceiling":
+        return ceiling_run(a)
     cmd = [sys.executable, __file__, "--loader", "--dir", a.dir, "--seconds", str(a.seconds), "--step-ms",
            str(a.step_ms), "--device", a.device]
     if mode != "warm" and a.evict:
@@ -246,21 +265,30 @@ def one_run(mode: str, a: argparse.Namespace, run: int = 1) -> dict[str, object]
 
 
 def table(runs: list[dict[str, object]]) -> str:
-    """files/s per mode (mean, spread, of warm, of naive) and where the loader's time went."""
+    """files/s per mode (mean, spread, of warm, of naive, of the ceiling) and where the loader's time went.
+
+    The ceiling is the lower of warm (the loader from the page cache) and the device's rate through the
+    page cache (mode `ceiling`): when every epoch is cold, no warming beats the device.
+    """
     modes = list(dict.fromkeys(str(r["mode"]) for r in runs))
     by = {m: [r for r in runs if r["mode"] == m] for m in modes}
     fps = {m: [float(r["files_per_s"]) for r in rs] for m, rs in by.items()}  # type: ignore[arg-type]
-    warm = statistics.mean(fps["warm"]) if fps.get("warm") else float("nan")
-    naive = statistics.mean(fps["naive"]) if fps.get("naive") else float("nan")
-    lines = ["| mode | files/s (mean) | min | max | runs | of warm | of naive | in cache when opened "
-             "| read ms/file | step ms/file |", "|---|---|---|---|---|---|---|---|---|---|"]
+    nan = float("nan")
+    warm = statistics.mean(fps["warm"]) if fps.get("warm") else nan
+    naive = statistics.mean(fps["naive"]) if fps.get("naive") else nan
+    dev = statistics.mean(fps["ceiling"]) if fps.get("ceiling") else nan
+    top = min(warm, dev) if warm == warm and dev == dev else (warm if warm == warm else dev)
+    lines = ["| mode | files/s (mean) | min | max | runs | of warm | of naive | of ceiling | in cache when opened "
+             "| read ms/file | step ms/file |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for m, xs in fps.items():
         mean = statistics.mean(xs)
 
-        def avg(k: str, rs: list[dict[str, object]] = by[m]) -> float:
-            return statistics.mean(float(r.get(k, float("nan"))) for r in rs)  # type: ignore[arg-type]
+        def avg(k: str, rs: list[dict[str, object]] = by[m]) -> str:
+            v = statistics.mean(float(r.get(k, nan)) for r in rs)  # type: ignore[arg-type]
+            return "-" if v != v else (f"{v:.0%}" if k == "hit_share" else f"{v:.2f}")
         lines.append(f"| {m} | {mean:,.0f} | {min(xs):,.0f} | {max(xs):,.0f} | {len(xs)} | {mean / warm:.2f} "
-                     f"| {mean / naive:.2f} | {avg('hit_share'):.0%} | {avg('read_ms'):.2f} | {avg('step_ms'):.2f} |")
+                     f"| {mean / naive:.2f} | {mean / top:.2f} | {avg('hit_share')} | {avg('read_ms')} "
+                     f"| {avg('step_ms')} |")
     return "\n".join(lines)
 
 
@@ -275,7 +303,8 @@ def main() -> None:
     ap.add_argument("--modes", default=",".join(MODES), help="comma-separated; follower:METHOD tries a read path")
     ap.add_argument("--no-evict", dest="evict", action="store_false", help="let epochs after the first run warm")
     ap.add_argument("--follow-args", default="", help="extra arguments for `nodetune prefetch --follow`")
-    ap.add_argument("--json", help="write every run here")
+    ap.add_argument("--json", help="write every run here (rewritten after each run, so a cut-short bench keeps its runs)")
+    ap.add_argument("--table-from", metavar="JSON", help="only print the table of the runs in this file")
     ap.add_argument("--device", default="", help="a light GPU step per file on this torch device (e.g. cuda)")
     ap.add_argument("--diag-dir", help="run `nodetune diagnose --json` in the first cold and follower runs, here")
     ap.add_argument("--diag-after", type=float, default=4)
@@ -290,6 +319,10 @@ def main() -> None:
     if a.loader:
         print(json.dumps(loader(a.dir, a.seconds, a.step_ms, a.drop, a.naive, a.device)))
         return
+    if a.table_from:
+        with open(a.table_from) as f:
+            print(table(json.load(f)))
+        return
     if a.prepare:
         make_files(a.dir, a.files, int(a.size_mib * MiB))
         return
@@ -301,9 +334,12 @@ def main() -> None:
         for m in a.modes.split(","):
             r = one_run(m, a, i + 1)
             runs.append(r)
+            if a.json:
+                with open(a.json, "w") as f:
+                    json.dump(runs, f, indent=1)
             print(f"run {i + 1} {m:18} {float(r['files_per_s']):6.0f} files/s  {float(r['gbps']):.2f} GB/s  "  # type: ignore[arg-type]
-                  f"{float(r['epochs']):.1f} epochs  {float(r['hit_share']):.0%} cached  "  # type: ignore[arg-type]
-                  f"read {float(r['read_ms']):.2f} step {float(r['step_ms']):.2f} ms  "  # type: ignore[arg-type]
+                  f"{float(r['epochs']):.1f} epochs  {float(r.get('hit_share', 0)):.0%} cached  "  # type: ignore[arg-type]
+                  f"read {float(r.get('read_ms', 0)):.2f} step {float(r.get('step_ms', 0)):.2f} ms  "  # type: ignore[arg-type]
                   + (f"resident at start {r['resident_at_start']:.0%}" if "resident_at_start" in r else "")
                   + (str(r.get("follower", [""])[0]) if m.startswith("follower") else ""),  # type: ignore[index]
                   file=sys.stderr, flush=True)
