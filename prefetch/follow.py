@@ -219,7 +219,7 @@ class Follower:
     def _window(self, now: float, slow: int, order: orders.Order) -> int:
         o = self.opts
         if self._rate_at is None or now - self._rate_at[0] >= 0.5:
-            if self._rate_at is not None and 0 <= slow - self._rate_at[1] < len(order):
+            if self._rate_at is not None and slow >= self._rate_at[1]:  # a small dataset laps in 0.5 s: no cap
                 rate = (slow - self._rate_at[1]) / (now - self._rate_at[0])
                 r = self.report
                 r.rate_files_s = rate if r.rate_files_s == 0 else 0.5 * r.rate_files_s + 0.5 * rate

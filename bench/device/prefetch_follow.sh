@@ -107,10 +107,11 @@ table = subprocess.run([sys.executable, "bench/bench_prefetch_follow.py", "--tab
 head = open(os.path.join(raw, "table.txt")).read().split("\n\n", 1)[0].strip() if os.path.exists(os.path.join(raw, "table.txt")) else ""
 rec = open(os.path.join(raw, "recommend.txt")).read() if os.path.exists(os.path.join(raw, "recommend.txt")) else ""
 want = f"nodetune prefetch --follow {pid('cold')}"
-lines = ["# nodetune prefetch --follow on the GPU machine", "", f"{n} files of 2 MiB, {r} runs of {s} s a mode (read paths: 1 run), "
-         "page cache dropped before each run; the loader drops each file once read (every epoch cold) except in the warm runs. " + head,
-         "", table, "", "ceiling: `nodetune prefetch DIR --engine io_uring --depth 64`, whole dataset, cold (no loader); "
-         "`of ceiling` divides by the lower of it and warm: with every epoch cold no warming beats the device.", "", "- " + fio, ""]
+lines = ["# nodetune prefetch --follow on the GPU machine", "", f"{head}. {r} runs of each mode (the read paths io_uring and "
+         "readahead: 1), page cache dropped before each run after the loader's start-up; warm runs read the dataset in "
+         "first and drop nothing.", "", table, "",
+         "ceiling: every file once, O_DIRECT, 16 reads of 2 MiB in flight (no loader, no page cache); `of ceiling` "
+         "divides by the lower of it and warm: with every epoch cold no warming beats the device.", "", "- " + fio, ""]
 for mode, label in (("cold", "before (cold, no follower)"), ("follower", "after (with the follower)")):
     v, idle, util = verdict(load(f"diag_{mode}.json"))
     lines.append(f"- diagnose {label}: {v}; GPU idle share {idle if idle is None else round(idle, 3)}; util {util}")
