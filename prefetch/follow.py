@@ -213,6 +213,11 @@ class Follower:
                     f"{p.score.steps} steps in the {p.order.source}"
                     + (f", {self.seen.score.share:.0%} in the order seen before" if self.seen.score.steps else "")
                     + "; following cannot help (random access), stopped")
+        sk = judged.seeks
+        if judged.score.steps < 4 and sk.steps >= o.min_steps and sk.share < o.in_order_share:
+            self.report.random_access = True
+            return (f"pid {self.pid} reads at random offsets within its files ({sk.share:.0%} of {sk.steps} moves "
+                    "forward) and hardly moves from file to file: following cannot help (random access), stopped")
         return None
 
     # -- warming ------------------------------------------------------------------------------------

@@ -173,6 +173,7 @@ class Tracker:
     stale_s: float = 2.0
     readers: dict[tuple[int, int], Reader] = field(default_factory=dict)
     score: Score = field(default_factory=Score)
+    seeks: Score = field(default_factory=Score)  # offset moves within a file: forward ones are "in order"
 
     def observe(self, key: tuple[int, int], path: str, pos: int, now: float, score: bool = True) -> bool:
         """Record that reader `key` has `path` open at `pos`; False when the path is not in the order.
@@ -190,6 +191,9 @@ class Tracker:
         if i != r.last and score:
             self.score.steps += 1
             self.score.in_order += step_in_order(r.last, i, n, gap_for(n))
+        elif i == r.last and pos != r.pos:
+            self.seeks.steps += 1  # a reader that jumps back and forth within a file seeks at random
+            self.seeks.in_order += pos > r.pos
         if i < r.last and (r.last - i) > n // 2:
             r.epoch += 1  # wrapped: the next epoch started
         r.last, r.seen_at, r.pos = i, now, pos
@@ -212,7 +216,7 @@ class Tracker:
             i = order.index.get(self.order.paths[r.last]) if r.last < len(self.order) else None
             if i is not None:
                 readers[k] = Reader(i, r.epoch, r.seen_at, r.pos)
-        return Tracker(order, self.stale_s, readers, self.score)
+        return Tracker(order, self.stale_s, readers, self.score, self.seeks)
 
     def slowest(self, now: float) -> int | None:
         """Absolute position (epoch * len + index) of the slowest reader seen in the last `stale_s`."""

@@ -424,3 +424,33 @@ def test_a_process_of_another_user_is_one_line(tmp_path):
         check_target(job.host, PID, euid=1000)
     assert "\n" not in e.value.reason
     check_target(job.host, PID, euid=0)  # root may follow anyone
+
+
+def test_a_reader_seeking_at_random_within_a_file_stops_with_one_line(tmp_path):
+    job = Job(tmp_path, n=40, size=1 << 20)
+    f, w = job.follower(min_steps=24, start_files=4, min_files=4)
+    job.step(f, PID, 0)
+    job.step(f, PID, 1)  # two files: the directory is known
+    rng = random.Random(5)
+    why = None
+    for _ in range(200):
+        job.now += 0.02
+        job.reads(PID, job.paths[1], pos=rng.randrange(1 << 20))
+        why = f.tick()
+        if why:
+            break
+    assert why is not None and "random offsets within its files" in why and "\n" not in why
+    assert f.report.random_access and f.report.exit_code == 1
+    f.sync()
+    assert f.report.files_warmed <= 8  # the start window at most
+
+
+def test_a_sequential_reader_within_big_files_is_followed(tmp_path):
+    job = Job(tmp_path, n=20, size=1 << 20)
+    f, w = job.follower(min_steps=24, start_files=4, min_files=4)
+    for i in range(6):
+        for k in range(8):  # each file read forward in 8 steps
+            job.now += 0.02
+            job.reads(PID, job.paths[i], pos=k * (1 << 17))
+            assert f.tick() is None
+    assert not f.report.random_access and w.paths
