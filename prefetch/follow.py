@@ -11,6 +11,7 @@ file the loader is reading. A job whose steps follow no order is told so and lef
 
 from __future__ import annotations
 
+import functools
 import math
 import stat
 import threading
@@ -66,6 +67,7 @@ class FollowReport:
     vanished: int = 0
     shrunk: int = 0
     failed: int = 0
+    passed: int = 0  # queued, then dropped unread: the reader got there first
     held_by_budget: int = 0  # ticks the window was cut short by the budget or the memory guard
     readers: int = 0
     window_files: int = 0  # the window now
@@ -134,6 +136,7 @@ class Follower:
         self._seen_frozen = False  # the order seen stops growing once it is followed
         self._warm_for: orders.Tracker | None = None  # the tracker `_front` counts in
         self._front = -1  # absolute position the window is issued up to (inclusive)
+        self._slow = -1  # the slowest reader's absolute position at the last tick
         self._warmed: dict[str, int] = {}  # path -> the epoch it was last issued for
         self._max_queued = max(64, 8 * max(opts.threads, 1))
         self._cgroup_room: int | None = cgroup_cache_room(host)
@@ -273,7 +276,8 @@ class Follower:
         end = min(slow + want, slow + n - 1)
         if self.warmer.inflight > self._max_queued:
             end = front  # the pool is behind: queueing more would read files the reader passes meanwhile
-        batch: list[tuple[str, int]] = []
+        self._slow = slow  # read by the warmer's threads: files the reader reached meanwhile are dropped
+        batch: list[tuple[str, int, int]] = []
         a = front + 1
         while a <= end:
             size = order.sizes[a % n]
@@ -283,21 +287,25 @@ class Follower:
             path = order.paths[a % n]
             if self._warmed.get(path) != a // n:
                 self._warmed[path] = a // n
-                batch.append((path, size))
+                batch.append((path, size, a))
             ahead += size
             a += 1
         self._front = a - 1 if a - 1 > front else front
         # one task a file, in order: the pool's FIFO queue then hands the disk the nearest file first
         # (batches of 8 a thread put files 8 apart in flight together, the reader's next one among the last);
         # small files go in eights, so io_uring gets them in one call
-        small = [b for b in batch if b[1] < self.warmer.small]
+        small = [(p, n) for p, n, _a in batch if n < self.warmer.small]
         for i in range(0, len(small), 8):
             self.warmer.submit(small[i:i + 8])
-        for b in batch:
-            if b[1] >= self.warmer.small:
-                self.warmer.submit([b])
+        for p, n, at in batch:
+            if n >= self.warmer.small:
+                self.warmer.submit([(p, n)], functools.partial(self._ahead, at))
         r.ahead_files, r.ahead_bytes = max(self._front - slow, 0), ahead
         r.max_ahead_bytes = max(r.max_ahead_bytes, ahead)
+
+    def _ahead(self, at: int) -> bool:
+        """Is absolute position `at` still ahead of the slowest reader (as of the last tick)?"""
+        return at > self._slow
 
     # -- the loop -----------------------------------------------------------------------------------
     def tick(self) -> str | None:
@@ -343,6 +351,7 @@ class Follower:
         """Copy the warmer's counters into the report (they change from its threads)."""
         c, r = self.warmer.counts, self.report
         r.files_warmed, r.bytes_warmed, r.vanished, r.shrunk, r.failed = c.files, c.bytes, c.vanished, c.shrunk, c.failed
+        r.passed = c.passed
         r.seconds = self.clock() - self._t0
         if self.active is not None:
             r.order = self.active.order.source
@@ -354,7 +363,8 @@ class Follower:
 
 def summary(r: FollowReport) -> str:
     """One line: what was warmed, how far ahead, and why it stopped."""
-    extra = [f"{n} {w}" for n, w in ((r.vanished, "vanished"), (r.shrunk, "shrank"), (r.failed, "failed")) if n]
+    extra = [f"{n} {w}" for n, w in ((r.vanished, "vanished"), (r.shrunk, "shrank"), (r.failed, "failed"),
+                                     (r.passed, "passed by the reader before their turn")) if n]
     return (f"followed pid {r.pid} for {r.seconds:.1f}s ({r.order or 'no order found'}): warmed {r.files_warmed} "
             f"file(s), {human(r.bytes_warmed)} with {r.method}; up to {human(r.max_ahead_bytes)} ahead of the slowest "
             f"of {r.readers} reader(s) at {r.rate_files_s:.0f} files/s" + (f"; {', '.join(extra)}" if extra else "")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import ctypes
 import os
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +34,7 @@ class WarmCounts:
     vanished: int = 0
     shrunk: int = 0
     failed: int = 0
+    passed: int = 0  # dropped unread: the reader had reached them before a thread was free
     last_error: str = ""
 
 
@@ -71,18 +73,26 @@ class Warmer:
     def inflight(self) -> int:
         return self._inflight
 
-    def submit(self, batch: list[tuple[str, int]]) -> Future[None] | None:
-        """Warm files [(node path, size listed)]; inline when the pool has no threads (tests)."""
+    def submit(self, batch: list[tuple[str, int]], wanted: Callable[[], bool] | None = None) -> Future[None] | None:
+        """Warm files [(node path, size listed)]; inline when the pool has no threads (tests).
+
+        `wanted`, asked when a thread takes the batch up, may drop it: a file the reader reached while
+        it waited in the queue would only be read twice (and race the reader for the disk).
+        """
         with self._lock:
             self._inflight += len(batch)
         if self._pool is None:
-            self._run(batch)
+            self._run(batch, wanted)
             return None
-        return self._pool.submit(self._run, batch)
+        return self._pool.submit(self._run, batch, wanted)
 
-    def _run(self, batch: list[tuple[str, int]]) -> None:
+    def _run(self, batch: list[tuple[str, int]], wanted: Callable[[], bool] | None = None) -> None:
         total = len(batch)
         try:
+            if wanted is not None and not wanted():
+                with self._lock:
+                    self.counts.passed += total
+                return
             small = [b for b in batch if b[1] < self.small or self.uring_all]
             if self.uring_ok and (len(small) > 1 or self.uring_all):
                 self._uring(small)

@@ -454,3 +454,11 @@ def test_a_sequential_reader_within_big_files_is_followed(tmp_path):
             job.reads(PID, job.paths[i], pos=k * (1 << 17))
             assert f.tick() is None
     assert not f.report.random_access and w.paths
+
+
+def test_a_queued_file_the_reader_reached_meanwhile_is_dropped_unread(tmp_path):
+    job = Job(tmp_path, n=50)
+    w = Warmer(job.host, "fadvise", threads=0)
+    w.submit([(job.paths[3], job.size)], lambda: False)
+    w.submit([(job.paths[4], job.size)], lambda: True)
+    assert (w.counts.passed, w.counts.files) == (1, 1)
