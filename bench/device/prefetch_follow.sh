@@ -43,7 +43,7 @@ FIO_LINE="fio: not available (neither on PATH nor a carried fio*.deb)"
 if [ -n "$FIO" ]; then
   sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null
   # the dataset's own files, read once through, O_DIRECT, queue depth 32: what the disk gives
-  if timeout 60 "$FIO" --name=ceiling --opendir="$D" --rw=read --bs=2M --ioengine=io_uring --iodepth=32 --direct=1 \
+  if timeout 30 "$FIO" --name=ceiling --opendir="$D" --rw=read --bs=2M --ioengine=io_uring --iodepth=32 --direct=1 \
        --numjobs=1 --group_reporting --output-format=json > "$RAW/fio.json" 2>"$RAW/fio.err"; then
     FIO_LINE=$(python3 -c "import json,sys; j=json.load(open(sys.argv[1]))['jobs'][0]['read']; print(f\"fio (O_DIRECT, io_uring, QD32, 2 MiB): {j['bw_bytes']/1e9:.2f} GB/s = {j['bw_bytes']/2**21:,.0f} files/s of 2 MiB\")" "$RAW/fio.json" 2>&1)
   else
@@ -53,15 +53,16 @@ fi
 echo "$FIO_LINE"
 
 step "ceiling / cold / warm / naive / follower, $R runs of ${S}s (diagnose in the first cold and follower runs)"
-timeout 360 $B --runs "$R" --diag-dir "$RAW" --json "$RAW/runs.json" > "$RAW/table.txt" 2> "$RAW/runs.log" \
+MAIN_T=$((400 - SECONDS)); [ "$MAIN_T" -lt 240 ] && MAIN_T=240  # the whole script stays under 8 minutes
+timeout "$MAIN_T" $B --runs "$R" --diag-dir "$RAW" --json "$RAW/runs.json" > "$RAW/table.txt" 2> "$RAW/runs.log" \
   || fail "the runs (rc $?; the table below is of the runs that finished): $(tail -2 "$RAW/runs.log" | tr '\n' ' ')"
 cat "$RAW/runs.log"
 
 # The read path by measurement: the follower with readahead(2) and io_uring, one run each, while time is left.
 for M in ${METHODS:-io_uring readahead}; do
-  if [ "$SECONDS" -lt 395 ]; then
+  if [ "$SECONDS" -lt 410 ]; then
     step "follower --method $M, 1 run"
-    timeout 40 $B --runs 1 --modes "follower:$M" --json "$RAW/runs_$M.json" > /dev/null 2> "$RAW/runs_$M.log" \
+    timeout $((450 - SECONDS)) $B --runs 1 --modes "follower:$M" --json "$RAW/runs_$M.json" > /dev/null 2> "$RAW/runs_$M.log" \
       || fail "follower --method $M: $(tail -1 "$RAW/runs_$M.log")"
     cat "$RAW/runs_$M.log"
   else
