@@ -56,7 +56,7 @@ def prefetch(paths: Annotated[list[str] | None, typer.Argument(help="Files or di
              list_file: Annotated[str | None, typer.Option("--list", metavar="FILE", help="With --follow: the order the job reads its files in, one path a line (default: inferred).")] = None,
              lead: Annotated[float, typer.Option("--lead", parser=number(0.05, 600), metavar="S", help="With --follow: seconds of the job's consumption to keep warmed ahead.")] = 1.0,
              threads: Annotated[int, typer.Option("--threads", parser=number(0, 256, integer=True), metavar="N", help="With --follow: files in flight.")] = 16,
-             method: Annotated[str, typer.Option("--method", parser=choice("auto", "fadvise", "readahead", "io_uring"), metavar="M", help="With --follow: auto (fadvise for large files, io_uring for small ones), fadvise, readahead, io_uring.")] = "auto",
+             method: Annotated[str, typer.Option("--method", parser=choice("auto", "fadvise", "readahead", "io_uring"), metavar="M", help="With --follow: auto (fadvise for large files, io_uring for small ones), fadvise, readahead, io_uring (whole files through the ring).")] = "auto",
              seconds: Annotated[float | None, typer.Option("--seconds", parser=number(0.1, 30 * 86400), metavar="S", help="With --follow: stop after this long even if the process runs on.")] = None,
              depth: Annotated[int, typer.Option("--depth", parser=number(1, 4096, integer=True), metavar="N", help="Reads in flight (1-4096).")] = 32,
              block_size: Annotated[int, typer.Option("--block-size", parser=_size("--block-size"), metavar="SIZE", help=f"Bytes per read ({SIZE_HELP}).")] = "1MiB",  # type: ignore[assignment]
