@@ -52,10 +52,11 @@ def _bar(enabled: bool) -> Iterator[Callable[[int, int], None]]:
 
 def prefetch(paths: Annotated[list[str] | None, typer.Argument(help="Files or directories (walked) to warm.", metavar="[PATH...]")] = None,
              follow: Annotated[int | None, typer.Option("--follow", parser=number(1, 1 << 22, integer=True), metavar="PID", help="Follow this process's reads (and its children's): keep the files it reads next in the page cache until it exits.")] = None,
+             follow_job: Annotated[str | None, typer.Option("--follow-job", metavar="JOBID", help="Follow a job as `nodetune diagnose` names it: pid:PID@START or ranks:PPID@START (the start time tells it from a reused pid).")] = None,
              list_file: Annotated[str | None, typer.Option("--list", metavar="FILE", help="With --follow: the order the job reads its files in, one path a line (default: inferred).")] = None,
              lead: Annotated[float, typer.Option("--lead", parser=number(0.05, 600), metavar="S", help="With --follow: seconds of the job's consumption to keep warmed ahead.")] = 1.0,
              threads: Annotated[int, typer.Option("--threads", parser=number(0, 256, integer=True), metavar="N", help="With --follow: files in flight.")] = 16,
-             method: Annotated[str, typer.Option("--method", parser=choice("auto", "fadvise", "readahead", "io_uring"), metavar="M", help="With --follow: auto (fadvise for large files, io_uring for small ones), fadvise, readahead, io_uring.")] = "auto",
+             method: Annotated[str, typer.Option("--method", parser=choice("auto", "fadvise", "readahead", "io_uring"), metavar="M", help="With --follow: auto (fadvise for large files, io_uring for small ones), fadvise, readahead, io_uring (whole files through the ring).")] = "auto",
              seconds: Annotated[float | None, typer.Option("--seconds", parser=number(0.1, 30 * 86400), metavar="S", help="With --follow: stop after this long even if the process runs on.")] = None,
              depth: Annotated[int, typer.Option("--depth", parser=number(1, 4096, integer=True), metavar="N", help="Reads in flight (1-4096).")] = 32,
              block_size: Annotated[int, typer.Option("--block-size", parser=_size("--block-size"), metavar="SIZE", help=f"Bytes per read ({SIZE_HELP}).")] = "1MiB",  # type: ignore[assignment]
@@ -68,13 +69,20 @@ def prefetch(paths: Annotated[list[str] | None, typer.Argument(help="Files or di
     from nodetune.prefetch import PrefetchOptions, human, warm
     from nodetune.probes.host import Host
 
-    if follow is not None:
+    if follow is not None or follow_job is not None:
         if paths:
             raise UserError("--follow: give a PID or paths to warm, not both")
-        _follow(Host(root), follow, list_file, budget, lead, threads, method, seconds, as_json)
+        if follow is not None and follow_job is not None:
+            raise UserError("--follow-job: give a PID or a job id, not both")
+        host = Host(root)
+        if follow is None:
+            from nodetune.prefetch.procfiles import resolve_job
+
+            follow = resolve_job(host, follow_job or "")  # a job that ended or a reused pid: one line, exit 2
+        _follow(host, follow, list_file, budget, lead, threads, method, seconds, as_json)
         return
     if not paths:
-        raise UserError("prefetch: expected PATH... to warm, or --follow PID")
+        raise UserError("prefetch: expected PATH... to warm, or --follow PID, or --follow-job JOBID")
     if list_file is not None:
         raise UserError("--list: only with --follow PID")
     opts = PrefetchOptions(depth=depth, block_size=block_size, budget=budget, order=order, engine=engine,

@@ -11,6 +11,7 @@ file the loader is reading. A job whose steps follow no order is told so and lef
 
 from __future__ import annotations
 
+import functools
 import math
 import stat
 import threading
@@ -23,7 +24,7 @@ from nodetune.probes.io import parse_diskstats
 
 from . import order as orders
 from . import procfiles
-from .guard import MemoryGuard, meminfo
+from .guard import MemoryGuard, cgroup_cache_room, meminfo
 from .options import GiB, MiB, PrefetchError, PrefetchOptions, human
 from .warmer import Warmer
 
@@ -66,12 +67,14 @@ class FollowReport:
     vanished: int = 0
     shrunk: int = 0
     failed: int = 0
+    passed: int = 0  # queued, then dropped unread: the reader got there first
     held_by_budget: int = 0  # ticks the window was cut short by the budget or the memory guard
     readers: int = 0
     window_files: int = 0  # the window now
     ahead_files: int = 0  # warmed and not yet reached by the slowest reader, now
     ahead_bytes: int = 0
     max_ahead_bytes: int = 0
+    epoch: int = 0  # of the slowest reader, in the order followed
     rate_files_s: float = 0.0
     device_bps: float = 0.0
     in_order_share: float | None = None
@@ -130,7 +133,13 @@ class Follower:
         self._regular: dict[str, int | None] = {}  # path -> size, None when not a regular file
         self._pids: list[int] = [pid]
         self._pids_at = -math.inf
-        self._issued = -1  # absolute position warmed up to (inclusive)
+        self._seen_frozen = False  # the order seen stops growing once it is followed
+        self._warm_for: orders.Tracker | None = None  # the tracker `_front` counts in
+        self._front = -1  # absolute position the window is issued up to (inclusive)
+        self._slow = -1  # the slowest reader's absolute position at the last tick
+        self._warmed: dict[str, int] = {}  # path -> the epoch it was last issued for
+        self._max_queued = max(64, 8 * max(opts.threads, 1))
+        self._cgroup_room: int | None = cgroup_cache_room(host)
         self._rate_at: tuple[float, int] | None = None
         self._guard_at = self._t0 = clock()
         self.stop_event = threading.Event()
@@ -151,27 +160,31 @@ class Follower:
         if now - self._pids_at >= 1.0:
             self._pids, self._pids_at = procfiles.tree(self.host, self.pid), now
         reads = [r for r in procfiles.open_reads(self.host, self._pids) if self._size(r.path) is not None]
+        for r in reads:
+            known = r.path in self.seen.order.index
+            if not known and not self._seen_frozen:
+                self.seen.order.append(r.path, self._size(r.path) or 0)
+            self.seen.observe((r.pid, r.fd), r.path, r.pos, now, score=known)
         if self.primary is None:
-            data = sorted({r.path for r in reads})
-            seen_before = [p for p in self.seen.order.paths[-64:] if p not in data]
-            candidates = data + seen_before
-            top = orders.common_dir(candidates[:2]) if len(candidates) >= 2 else None
-            if top is not None:  # two files far apart (a config and a log) are no dataset
+            # the files it opened one after another vote for a directory: a library or config held open is outvoted
+            top = orders.guess_dir(self.seen.order.paths[-64:])
+            if top is not None:
                 self._top, self._inferred_at = top, now
                 self.primary = orders.Tracker(orders.from_dir(self.host, top))
         for r in reads:
-            key = (r.pid, r.fd)
             p = self.primary
-            if p is not None and not p.observe(key, r.path, r.pos, now) and self._top \
-                    and r.path.startswith(self._top + "/") and now - self._listed_at >= 1.0:
-                self._listed_at = now  # a file written after the listing: list again, at most once a second
-                self.primary = orders.Tracker(orders.from_dir(self.host, self._top), readers=p.readers, score=p.score)
-                if self.active is p:
-                    self.active = self.primary
-            known = r.path in self.seen.order.index
-            if not known:
-                self.seen.order.append(r.path, self._size(r.path) or 0)
-            self.seen.observe(key, r.path, r.pos, now, score=known)
+            if p is not None and not p.observe((r.pid, r.fd), r.path, r.pos, now) and self._top \
+                    and now - self._listed_at >= 1.0 and r.path in self.seen.order.index:
+                # a file written after the listing, or the reader moved on to a sibling directory:
+                # list again (at most once a second), the readers keep their places
+                top = orders.guess_dir(self.seen.order.paths[-64:]) or self._top
+                self._listed_at = now
+                if r.path.startswith(top + "/"):
+                    self._top = top
+                    self.primary = p.rebased(orders.from_dir(self.host, top))
+                    if self.active is p:
+                        self.active = self.primary
+                    self.primary.observe((r.pid, r.fd), r.path, r.pos, now)
         t = self.active or self.primary or self.seen
         self.report.readers = sum(now - v.seen_at <= t.stale_s for v in t.readers.values())
         if self.active is None and self._top and not (self.primary and self.primary.readers) \
@@ -185,7 +198,9 @@ class Follower:
         for t in cands:
             if t.score.steps >= 4 and t.score.share >= o.in_order_share:
                 if self.active is not t:
-                    self.active, self._issued = t, -1
+                    self.active = t
+                    # the order seen is followed once it repeats; it stops growing so positions stay put
+                    self._seen_frozen = self._seen_frozen or t is self.seen
                 break
         p = self.primary
         judged = self.active or p
@@ -201,13 +216,18 @@ class Follower:
                     f"{p.score.steps} steps in the {p.order.source}"
                     + (f", {self.seen.score.share:.0%} in the order seen before" if self.seen.score.steps else "")
                     + "; following cannot help (random access), stopped")
+        sk = judged.seeks
+        if judged.score.steps < 4 and sk.steps >= o.min_steps and sk.share < o.in_order_share:
+            self.report.random_access = True
+            return (f"pid {self.pid} reads at random offsets within its files ({sk.share:.0%} of {sk.steps} moves "
+                    "forward) and hardly moves from file to file: following cannot help (random access), stopped")
         return None
 
     # -- warming ------------------------------------------------------------------------------------
     def _window(self, now: float, slow: int, order: orders.Order) -> int:
         o = self.opts
         if self._rate_at is None or now - self._rate_at[0] >= 0.5:
-            if self._rate_at is not None and slow >= self._rate_at[1]:
+            if self._rate_at is not None and slow >= self._rate_at[1]:  # a small dataset laps in 0.5 s: no cap
                 rate = (slow - self._rate_at[1]) / (now - self._rate_at[0])
                 r = self.report
                 r.rate_files_s = rate if r.rate_files_s == 0 else 0.5 * r.rate_files_s + 0.5 * rate
@@ -224,35 +244,68 @@ class Follower:
             lead /= max(0.25, 1 - rate * mean / dev)
         return max(o.min_files, min(o.max_files, math.ceil(rate * lead), len(order)))
 
+    def _cap(self) -> int:
+        """Most bytes ahead: the budget, the node's room above the floor, half the cgroup's room for cache."""
+        cap = min(self.opts.budget, max(self.guard.room(), 0))
+        if self._cgroup_room is not None:
+            cap = min(cap, self._cgroup_room // 2)  # the job's own pages share the cgroup with the window
+        return cap
+
     def _warm(self, now: float) -> None:
+        """Issue the files from the front of the window (never behind the slowest reader) up to its end.
+
+        Each file is issued at most once per epoch (`_warmed`: path -> epoch), so files the loader already
+        read and dropped are not read again until the next epoch; the window never reaches a full epoch
+        ahead, so it never laps the reader.
+        """
         t = self.active
         if t is None:
             return
         slow = t.slowest(now)
-        if slow is None:
+        if slow is None or not len(t.order):
             return
         order, n = t.order, len(t.order)
+        if t is not self._warm_for:
+            self._warm_for, self._front = t, slow
         want = self._window(now, slow, order)
-        self.report.window_files = want
-        cap = min(self.opts.budget, max(self.guard.room(), 0))
-        start = max(self._issued + 1, slow + 1)
-        ahead = order.span_bytes(slow + 1, start)
-        batch: list[tuple[str, int]] = []
-        a = start
-        while a <= slow + want and a - slow < n:  # never lap the reader: one epoch ahead at most
+        r = self.report
+        r.window_files, r.epoch = want, slow // n
+        cap = self._cap()
+        front = max(self._front, slow)
+        ahead = order.span_bytes(slow + 1, front + 1)
+        end = min(slow + want, slow + n - 1)
+        if self.warmer.inflight > self._max_queued:
+            end = front  # the pool is behind: queueing more would read files the reader passes meanwhile
+        self._slow = slow  # read by the warmer's threads: files the reader reached meanwhile are dropped
+        batch: list[tuple[str, int, int]] = []
+        a = front + 1
+        while a <= end:
             size = order.sizes[a % n]
             if ahead + size > cap:
-                self.report.held_by_budget += 1
+                r.held_by_budget += 1
                 break
-            batch.append((order.paths[a % n], size))
+            path = order.paths[a % n]
+            if self._warmed.get(path) != a // n:
+                self._warmed[path] = a // n
+                batch.append((path, size, a))
             ahead += size
-            self._issued = a
             a += 1
-        for i in range(0, len(batch), 8):
-            self.warmer.submit(batch[i:i + 8])
-        r = self.report
-        r.ahead_files, r.ahead_bytes = max(self._issued - slow, 0), ahead
+        self._front = a - 1 if a - 1 > front else front
+        # one task a file, in order: the pool's FIFO queue then hands the disk the nearest file first
+        # (batches of 8 a thread put files 8 apart in flight together, the reader's next one among the last);
+        # small files go in eights, so io_uring gets them in one call
+        small = [(p, n) for p, n, _a in batch if n < self.warmer.small]
+        for i in range(0, len(small), 8):
+            self.warmer.submit(small[i:i + 8])
+        for p, n, at in batch:
+            if n >= self.warmer.small:
+                self.warmer.submit([(p, n)], functools.partial(self._ahead, at))
+        r.ahead_files, r.ahead_bytes = max(self._front - slow, 0), ahead
         r.max_ahead_bytes = max(r.max_ahead_bytes, ahead)
+
+    def _ahead(self, at: int) -> bool:
+        """Is absolute position `at` still ahead of the slowest reader (as of the last tick)?"""
+        return at > self._slow
 
     # -- the loop -----------------------------------------------------------------------------------
     def tick(self) -> str | None:
@@ -264,6 +317,7 @@ class Follower:
             self._guard_at = now
             # room is re-read each time: the window is what the job reads next, so reclaimable cache counts
             self.guard.before = meminfo(self.host)
+            self._cgroup_room = cgroup_cache_room(self.host)
             why = self.guard.check()
             if why is not None:
                 return why
@@ -297,6 +351,7 @@ class Follower:
         """Copy the warmer's counters into the report (they change from its threads)."""
         c, r = self.warmer.counts, self.report
         r.files_warmed, r.bytes_warmed, r.vanished, r.shrunk, r.failed = c.files, c.bytes, c.vanished, c.shrunk, c.failed
+        r.passed = c.passed
         r.seconds = self.clock() - self._t0
         if self.active is not None:
             r.order = self.active.order.source
@@ -308,7 +363,8 @@ class Follower:
 
 def summary(r: FollowReport) -> str:
     """One line: what was warmed, how far ahead, and why it stopped."""
-    extra = [f"{n} {w}" for n, w in ((r.vanished, "vanished"), (r.shrunk, "shrank"), (r.failed, "failed")) if n]
+    extra = [f"{n} {w}" for n, w in ((r.vanished, "vanished"), (r.shrunk, "shrank"), (r.failed, "failed"),
+                                     (r.passed, "passed by the reader before their turn")) if n]
     return (f"followed pid {r.pid} for {r.seconds:.1f}s ({r.order or 'no order found'}): warmed {r.files_warmed} "
             f"file(s), {human(r.bytes_warmed)} with {r.method}; up to {human(r.max_ahead_bytes)} ahead of the slowest "
             f"of {r.readers} reader(s) at {r.rate_files_s:.0f} files/s" + (f"; {', '.join(extra)}" if extra else "")

@@ -30,6 +30,54 @@ def _psi_some_total_us(host: Host) -> int | None:
     return psi.some.total_us if psi.some is not None else None
 
 
+def _stat_kv(text: str) -> dict[str, int]:
+    out = {}
+    for line in text.splitlines():
+        k, _, v = line.partition(" ")
+        if v.strip().isdigit():
+            out[k] = int(v)
+    return out
+
+
+def cgroup_cache_room(host: Host) -> int | None:
+    """Bytes of page cache this process's memory cgroup holds beyond its anonymous memory; None if unlimited.
+
+    Pages a warmer reads in are charged to its own cgroup: under a limit the kernel reclaims them
+    once the cgroup is full, whatever the node's MemAvailable says, so a window larger than this
+    is evicted before the job reaches it (cgroup v2, walked up to the root, or v1's hierarchical limit).
+    """
+    try:
+        lines = host.read("/proc/self/cgroup").splitlines()
+    except ProbeError:
+        return None  # no cgroups to see (a fake tree, an old kernel): the node's meminfo is the only guard
+    rooms: list[int] = []
+    for line in lines:
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        try:
+            if parts[0] == "0" and parts[1] == "":
+                path = parts[2].rstrip("/")
+                while True:
+                    d = f"/sys/fs/cgroup{path}"
+                    if host.exists(f"{d}/memory.max"):
+                        limit = host.read(f"{d}/memory.max").strip()
+                        if limit.isdigit():
+                            anon = _stat_kv(host.read(f"{d}/memory.stat")).get("anon", 0)
+                            rooms.append(int(limit) - anon)
+                    if not path:
+                        break
+                    path = path.rsplit("/", 1)[0]
+            elif "memory" in parts[1].split(","):
+                st = _stat_kv(host.read(f"/sys/fs/cgroup/memory{parts[2].rstrip('/')}/memory.stat"))
+                limit = st.get("hierarchical_memory_limit", 0)
+                if 0 < limit < 1 << 60:  # "unlimited" reads as a page-rounded 2^63
+                    rooms.append(limit - st.get("total_rss", st.get("rss", 0)))
+        except ProbeError:
+            continue  # a hierarchy not mounted where /proc says: that one guards nothing
+    return max(min(rooms), 0) if rooms else None
+
+
 class MemoryGuard:
     """Room to fill before reading, and the reason to stop while reading (counter deltas, not avg10)."""
 

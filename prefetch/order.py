@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import stat
+from collections import Counter
 from dataclasses import dataclass, field
 
 from nodetune.probes.host import Host, ProbeError
@@ -112,6 +113,26 @@ def common_dir(paths: list[str], max_up: int = 2) -> str | None:
     return top
 
 
+def guess_dir(paths: list[str], max_up: int = 2) -> str | None:
+    """The dataset directory behind files a job opened one after another, or None.
+
+    The directory holding most of them wins, so a library or config the process keeps open is
+    outvoted rather than widening the guess to `/`; files spread over sibling directories (an
+    ImageFolder's classes) give their parent. At least two files must agree.
+    """
+    if len(paths) < 2:
+        return None
+    dirs = Counter(os.path.dirname(p) for p in paths)
+    top, n = dirs.most_common(1)[0]
+    parents = Counter(os.path.dirname(d) for d in dirs)  # sibling directories share a parent
+    parent, siblings = parents.most_common(1)[0]
+    if siblings >= 2 and sum(c for d, c in dirs.items() if os.path.dirname(d) == parent) > n:
+        top, n = parent, sum(c for d, c in dirs.items() if os.path.dirname(d) == parent)
+    if n < 2 or top in ("/", ""):
+        return None
+    return common_dir([p for p in paths if p.startswith(top + "/")], max_up)
+
+
 @dataclass
 class Reader:
     last: int  # index of the file it was last seen on
@@ -152,6 +173,7 @@ class Tracker:
     stale_s: float = 2.0
     readers: dict[tuple[int, int], Reader] = field(default_factory=dict)
     score: Score = field(default_factory=Score)
+    seeks: Score = field(default_factory=Score)  # offset moves within a file: forward ones are "in order"
 
     def observe(self, key: tuple[int, int], path: str, pos: int, now: float, score: bool = True) -> bool:
         """Record that reader `key` has `path` open at `pos`; False when the path is not in the order.
@@ -169,6 +191,9 @@ class Tracker:
         if i != r.last and score:
             self.score.steps += 1
             self.score.in_order += step_in_order(r.last, i, n, gap_for(n))
+        elif i == r.last and pos != r.pos:
+            self.seeks.steps += 1  # a reader that jumps back and forth within a file seeks at random
+            self.seeks.in_order += pos > r.pos
         if i < r.last and (r.last - i) > n // 2:
             r.epoch += 1  # wrapped: the next epoch started
         r.last, r.seen_at, r.pos = i, now, pos
@@ -183,6 +208,15 @@ class Tracker:
         ref = min(r.absolute(n) for r in live)
         e = max(ref // n, 0)
         return min((e - 1, e, e + 1), key=lambda c: abs(c * n + i - ref)) if e > 0 else e
+
+    def rebased(self, order: Order) -> Tracker:
+        """The same readers and score on a fresh listing of the order (files added or gone shift indices)."""
+        readers = {}
+        for k, r in self.readers.items():
+            i = order.index.get(self.order.paths[r.last]) if r.last < len(self.order) else None
+            if i is not None:
+                readers[k] = Reader(i, r.epoch, r.seen_at, r.pos)
+        return Tracker(order, self.stale_s, readers, self.score, self.seeks)
 
     def slowest(self, now: float) -> int | None:
         """Absolute position (epoch * len + index) of the slowest reader seen in the last `stale_s`."""

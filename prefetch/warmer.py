@@ -12,6 +12,7 @@ from __future__ import annotations
 import ctypes
 import os
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +34,7 @@ class WarmCounts:
     vanished: int = 0
     shrunk: int = 0
     failed: int = 0
+    passed: int = 0  # dropped unread: the reader had reached them before a thread was free
     last_error: str = ""
 
 
@@ -55,6 +57,10 @@ class Warmer:
         self.host, self.small = host, small
         self.method = "fadvise" if method == "auto" else method
         self.uring_ok = method in ("auto", "io_uring") and uring.available(None)[0]
+        # asked for by name, io_uring reads whole files of any size (to measure it); auto only the small ones
+        self.uring_all = method == "io_uring" and self.uring_ok
+        if method == "io_uring" and not self.uring_ok:
+            self.method = "fadvise"
         self._ra = _readahead() if self.method == "readahead" else None
         if self.method == "readahead" and self._ra is None:
             self.method = "fadvise"
@@ -67,22 +73,30 @@ class Warmer:
     def inflight(self) -> int:
         return self._inflight
 
-    def submit(self, batch: list[tuple[str, int]]) -> Future[None] | None:
-        """Warm files [(node path, size listed)]; inline when the pool has no threads (tests)."""
+    def submit(self, batch: list[tuple[str, int]], wanted: Callable[[], bool] | None = None) -> Future[None] | None:
+        """Warm files [(node path, size listed)]; inline when the pool has no threads (tests).
+
+        `wanted`, asked when a thread takes the batch up, may drop it: a file the reader reached while
+        it waited in the queue would only be read twice (and race the reader for the disk).
+        """
         with self._lock:
             self._inflight += len(batch)
         if self._pool is None:
-            self._run(batch)
+            self._run(batch, wanted)
             return None
-        return self._pool.submit(self._run, batch)
+        return self._pool.submit(self._run, batch, wanted)
 
-    def _run(self, batch: list[tuple[str, int]]) -> None:
+    def _run(self, batch: list[tuple[str, int]], wanted: Callable[[], bool] | None = None) -> None:
         total = len(batch)
         try:
-            small = [b for b in batch if b[1] < self.small]
-            if self.uring_ok and len(small) > 1:
+            if wanted is not None and not wanted():
+                with self._lock:
+                    self.counts.passed += total
+                return
+            small = [b for b in batch if b[1] < self.small or self.uring_all]
+            if self.uring_ok and (len(small) > 1 or self.uring_all):
                 self._uring(small)
-                batch = [b for b in batch if b[1] >= self.small]
+                batch = [b for b in batch if b not in small]
             for path, size in batch:
                 self._one(path, size)
         finally:
@@ -131,32 +145,44 @@ class Warmer:
             self.counts.bytes += size
 
     def _uring(self, batch: list[tuple[str, int]]) -> None:
-        """Small files: one read each, all in flight at once on one ring (a syscall per batch, not per file)."""
+        """Files read on one ring, every chunk in flight at once (a syscall per batch, not per file)."""
         opened = [(p, got) for p, n in batch if (got := self._open(p, n)) is not None]
         if not opened:
             return
         buf = ctypes.create_string_buffer(self.small)  # scratch: only the page cache the reads fill matters
         addr = ctypes.addressof(buf)
-        ring = uring.Ring(max(len(opened), 1))
+        chunks = [(k, off) for k, (_p, (_fd, size)) in enumerate(opened) for off in range(0, max(size, 1), self.small)]
+        if not self.uring_all:
+            chunks = [(k, 0) for k in range(len(opened))]  # small files: one read each
+        ring = uring.Ring(min(max(len(chunks), 1), 256))
+        done = [0] * len(opened)
+        bad: dict[int, int] = {}
         try:
-            for tag, (_p, (fd, size)) in enumerate(opened):
-                ring.read(fd, addr, min(size, self.small), 0, tag)
-            left = len(opened)
-            while left:
+            todo, left = list(reversed(chunks)), 0
+            while todo or left:
+                while todo and left < ring.entries:
+                    k, off = todo.pop()
+                    fd, size = opened[k][1]
+                    ring.read(fd, addr, min(self.small, max(size - off, 0)) or 1, off, k)
+                    left += 1
                 for c in ring.submit_and_wait(1):
                     left -= 1
-                    path, (_fd, size) = opened[c.tag]
-                    with self._lock:
-                        if c.res < 0:
-                            self.counts.failed += 1
-                            self.counts.last_error = f"{path}: {os.strerror(-c.res)}"
-                        else:
-                            self.counts.files += 1
-                            self.counts.bytes += c.res
+                    if c.res < 0:
+                        bad[c.tag] = c.res
+                    else:
+                        done[c.tag] += c.res
         finally:
             ring.close()
             for _p, (fd, _n) in opened:
                 os.close(fd)
+        with self._lock:
+            for k, (path, _) in enumerate(opened):
+                if k in bad:
+                    self.counts.failed += 1
+                    self.counts.last_error = f"{path}: {os.strerror(-bad[k])}"
+                else:
+                    self.counts.files += 1
+                    self.counts.bytes += done[k]
 
     def close(self) -> None:
         if self._pool is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import shutil
 import subprocess
 import sys
@@ -316,3 +317,148 @@ def test_bytes_ahead_wrap_epochs_and_far_apart_files_are_no_dataset():
     assert orders.common_dir(["/data/ds/a/1.jpg", "/data/ds/b/2.jpg"]) == "/data/ds"
     assert orders.common_dir(["/home/u/cfg.yaml", "/home/u/runs/x/log.txt"]) is None
     assert orders.common_dir(["/a.bin", "/b.bin"]) is None
+
+
+def test_each_file_is_warmed_once_an_epoch_and_only_ahead_of_the_reader(tmp_path):
+    # the H200 run's loop: a loader that drops what it read saw the follower read 35x its dataset, mostly behind it
+    n = 100
+    job = Job(tmp_path, n=n)
+    f, w = job.follower(start_files=20, min_files=8, lead_s=0.1)
+    issued: list[tuple[int, int]] = []  # (file, reader's file when issued)
+    targets: list[tuple[int, int]] = []  # (file, the epoch it was warmed for)
+    for step in range(int(2.5 * n)):
+        before = len(w.paths)
+        assert job.step(f, PID, step % n) is None
+        issued += [(job.paths.index(p), step % n) for p in w.paths[before:]]
+        targets += [(i, step // n + (i <= at)) for i, at in issued[len(targets):]]
+    f.sync()
+    assert f.report.order == "name order of /data/ds" and f.report.epoch == 2
+    assert all(0 < (i - at) % n < n for i, at in issued)  # strictly ahead, never the file being read or behind
+    assert len(set(targets)) == len(targets)  # at most once an epoch
+    counts: dict[int, int] = {}
+    for i, _ in issued:
+        counts[i] = counts.get(i, 0) + 1
+    assert max(counts.values()) <= 3 and min(counts.get(i, 0) for i in range(10, 90)) >= 2  # next epochs too
+    assert f.report.bytes_warmed <= 3 * n * job.size
+
+
+def test_a_file_held_open_beside_the_dataset_does_not_hide_its_directory(tmp_path):
+    job = Job(tmp_path, n=120)
+    job.node.write("/opt/lib/libtorch_data.bin", "x" * 100)
+    job.reads(PID, "/opt/lib/libtorch_data.bin", fd=3)  # read-only, open all along (as CUDA libraries are)
+    f, w = job.follower(start_files=8, min_files=8)
+    for i in range(12):
+        assert job.step(f, PID, i) is None
+    f.sync()
+    assert f.report.order == "name order of /data/ds"
+    assert w.paths and "/opt/lib/libtorch_data.bin" not in w.paths
+
+
+def test_the_guess_of_the_dataset_directory():
+    g = orders.guess_dir
+    assert g(["/opt/lib/a.so", "/d/ds/001.bin", "/d/ds/002.bin"]) == "/d/ds"
+    assert g(["/d/img/cat/1.jpg", "/d/img/cat/2.jpg", "/d/img/dog/3.jpg", "/d/img/dog/4.jpg", "/d/img/emu/5.jpg"]) \
+        == "/d/img"
+    assert g(["/opt/lib/a.so", "/d/ds/001.bin"]) is None  # two files that share nothing: no guess yet
+    assert g(["/a.bin", "/b.bin"]) is None
+
+
+def test_a_cgroup_limit_caps_the_window(tmp_path):
+    job = Job(tmp_path, n=200, size=256 * KiB)
+    job.node.write("/proc/self/cgroup", "0::/job.slice/run.scope\n")
+    job.node.write("/sys/fs/cgroup/job.slice/run.scope/memory.max", "max\n")
+    job.node.write("/sys/fs/cgroup/job.slice/run.scope/memory.stat", "anon 0\nfile 0\n")
+    job.node.write("/sys/fs/cgroup/job.slice/memory.max", f"{4 << 20}\n")  # a parent's limit binds
+    job.node.write("/sys/fs/cgroup/job.slice/memory.stat", f"anon {1 << 20}\nfile 0\n")
+    f, w = job.follower(start_files=64, min_files=8)
+    for i in range(12):
+        job.step(f, PID, i)
+        assert f.report.ahead_bytes <= (3 << 20) // 2  # half of what the cgroup can cache
+    assert f.report.held_by_budget > 0 and w.paths
+
+
+def test_io_uring_by_name_reads_whole_files_of_any_size(tmp_path):
+    from nodetune.prefetch import uring
+
+    if not uring.available(None)[0]:
+        pytest.skip("io_uring not available here")
+    sizes = {"empty": 0, "small": 5000, "big": 3 << 20}
+    for name, size in sizes.items():
+        (tmp_path / name).write_bytes(os.urandom(size))
+    w = Warmer(Host("/"), "io_uring", threads=0)
+    w.submit([(str(tmp_path / n), s) for n, s in sizes.items()] + [(str(tmp_path / "gone"), 9)])
+    assert w.method == "io_uring"
+    assert (w.counts.files, w.counts.bytes, w.counts.vanished) == (3, sum(sizes.values()), 1)
+
+
+def test_a_job_id_names_the_process_to_follow_and_a_reused_pid_is_one_line(tmp_path):
+    from nodetune.prefetch.procfiles import resolve_job
+
+    job = Job(tmp_path, worker=True)  # FakeProc start times are 123456
+    assert resolve_job(job.host, f"pid:{PID}@123456") == PID
+    assert resolve_job(job.host, f"ranks:{PID}@123456") == PID  # the worker stands in for a rank here
+    assert resolve_job(job.host, f"pid:{PID}") == PID
+    bad = {f"pid:{PID}@99": "started at tick 123456, not 99: the job ended and its pid was reused",
+           f"ranks:{PID}@99": "no rank of 4242 started at tick 99",
+           "pid:999@1": "the job has ended (no process 999)",
+           "job:12": "expected pid:PID@START or ranks:PPID@START"}
+    for jid, msg in bad.items():
+        with pytest.raises(PrefetchError, match=re.escape(msg)) as e:
+            resolve_job(job.host, jid)
+        assert "\n" not in e.value.reason
+
+
+def test_cli_follow_job_that_ended_exits_2_with_one_line(tmp_path):
+    Job(tmp_path)
+    r = subprocess.run([sys.executable, "-m", "nodetune.cli", "prefetch", "--follow-job", f"pid:{PID}@1", "--root",
+                        str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "its pid was reused" in r.stderr
+
+
+def test_a_process_of_another_user_is_one_line(tmp_path):
+    from nodetune.prefetch.procfiles import check_target
+
+    job = Job(tmp_path)
+    job.node.process(FakeProc(PID, "python", ["python"], uid=0))
+    with pytest.raises(PrefetchError, match=f"--follow {PID}: the process belongs to uid 0, not to this user") as e:
+        check_target(job.host, PID, euid=1000)
+    assert "\n" not in e.value.reason
+    check_target(job.host, PID, euid=0)  # root may follow anyone
+
+
+def test_a_reader_seeking_at_random_within_a_file_stops_with_one_line(tmp_path):
+    job = Job(tmp_path, n=40, size=1 << 20)
+    f, w = job.follower(min_steps=24, start_files=4, min_files=4)
+    job.step(f, PID, 0)
+    job.step(f, PID, 1)  # two files: the directory is known
+    rng = random.Random(5)
+    why = None
+    for _ in range(200):
+        job.now += 0.02
+        job.reads(PID, job.paths[1], pos=rng.randrange(1 << 20))
+        why = f.tick()
+        if why:
+            break
+    assert why is not None and "random offsets within its files" in why and "\n" not in why
+    assert f.report.random_access and f.report.exit_code == 1
+    f.sync()
+    assert f.report.files_warmed <= 8  # the start window at most
+
+
+def test_a_sequential_reader_within_big_files_is_followed(tmp_path):
+    job = Job(tmp_path, n=20, size=1 << 20)
+    f, w = job.follower(min_steps=24, start_files=4, min_files=4)
+    for i in range(6):
+        for k in range(8):  # each file read forward in 8 steps
+            job.now += 0.02
+            job.reads(PID, job.paths[i], pos=k * (1 << 17))
+            assert f.tick() is None
+    assert not f.report.random_access and w.paths
+
+
+def test_a_queued_file_the_reader_reached_meanwhile_is_dropped_unread(tmp_path):
+    job = Job(tmp_path, n=50)
+    w = Warmer(job.host, "fadvise", threads=0)
+    w.submit([(job.paths[3], job.size)], lambda: False)
+    w.submit([(job.paths[4], job.size)], lambda: True)
+    assert (w.counts.passed, w.counts.files) == (1, 1)

@@ -1,30 +1,39 @@
 #!/usr/bin/env bash
-# `nodetune prefetch --follow` on one GPU, one call, under 9 minutes: an io-bound loader (one thread,
+# `nodetune prefetch --follow` on one GPU, one call, under 8 minutes: an io-bound loader (one thread,
 # buffered reads of 1,536 files of 2 MiB in name order, a light GPU step per file, each file dropped
 # from the page cache once read so every epoch is cold) run cold / warm / naive window / follower,
-# 3 runs of 20 s each, page cache dropped before every run. `diagnose` runs in the first cold run
-# (it must say data_starved io_input) and the first follower run; `tune recommend --advice` on the
-# first must propose `nodetune prefetch --follow PID`. fio's sequential-read ceiling when fio is
-# here or its .deb is carried (fio*.deb at the top or in .deb/). Every step's failure is reported,
-# none is fatal. Result: $OUT/prefetch_follow.md (and the raw files beside it, packed in one archive).
+# 3 runs of 20 s each, page cache dropped before every run (after the loader's torch/CUDA start-up).
+# The warm runs read the dataset in first and drop nothing: the page-cache ceiling of this loader (each
+# run reports the share of pages cached when the loader opened its files, so a warm run that was not
+# warm shows). The device's own ceiling through the page cache: `nodetune prefetch DIR` (io_uring, 64
+# in flight) from a cold cache, 3 runs, and fio when it is here or its .deb is carried. Then the read paths of the follower
+# (readahead(2), io_uring; fadvise is the main runs'), one run each, as time allows. `diagnose` runs in
+# the first cold run (it must say data_starved io_input) and the first follower run; `tune recommend
+# --advice` on the first must propose `nodetune prefetch --follow PID`. Every step's failure is
+# reported, none is fatal. Result: $OUT/prefetch_follow.md (and the raw files, packed in one archive).
 source bench/device/setup.sh
 set -u
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 D=${DATA:-/var/tmp/nodetune-follow}; N=${FILES:-1536}; S=${SECONDS_PER_RUN:-20}; R=${RUNS:-3}
 DEV=${DEVICE:-cuda}
 MD=$OUT/prefetch_follow.md; RAW=$OUT/raw; mkdir -p "$RAW"
-step() { echo "== $*" | tee -a "$RAW/steps.log"; }
+B="python3 bench/bench_prefetch_follow.py --dir $D --files $N --seconds $S --device $DEV"
+step() { echo "== $* (${SECONDS}s)" | tee -a "$RAW/steps.log"; }
 fail() { echo "FAILED: $*" | tee -a "$RAW/steps.log" >&2; echo "- **failed**: $*" >> "$RAW/failures.md"; }
 : > "$RAW/failures.md"
 
-step "node"; { uname -r; nproc; free -g | head -2; nvidia-smi -L 2>&1 | head -2; cat /sys/block/vda/queue/read_ahead_kb 2>&1; } > "$RAW/node.txt" 2>&1
+step "node"
+{ uname -r; nproc; free -g | head -2; nvidia-smi -L 2>&1 | head -2; cat /sys/block/vda/queue/read_ahead_kb \
+  /sys/block/vda/queue/scheduler /sys/block/vda/queue/nr_requests 2>&1; cat /proc/self/cgroup
+  for f in /sys/fs/cgroup/memory.max /sys/fs/cgroup/memory/memory.limit_in_bytes; do [ -r $f ] && echo "$f $(cat $f)"; done
+  df -h "$(dirname "$D")"; } > "$RAW/node.txt" 2>&1
 python3 -c "import nodetune.prefetch.follow" 2>"$RAW/import.err" || fail "nodetune.prefetch not importable: $(tail -1 "$RAW/import.err")"
 sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || fail "cannot drop the page cache (not root?): the runs are not cold"
 
 step "dataset: $N files of 2 MiB in $D"
-python3 bench/bench_prefetch_follow.py --prepare --dir "$D" --files "$N" > "$RAW/prepare.txt" 2>&1 || fail "creating the dataset: $(tail -1 "$RAW/prepare.txt")"
+$B --prepare > "$RAW/prepare.txt" 2>&1 || fail "creating the dataset: $(tail -1 "$RAW/prepare.txt")"
 
-step "fio sequential-read ceiling"
+step "device ceiling"
 FIO=$(command -v fio || true)
 if [ -z "$FIO" ]; then
   DEB=$(ls fio*.deb .deb/fio*.deb 2>/dev/null | head -1)
@@ -34,24 +43,28 @@ FIO_LINE="fio: not available (neither on PATH nor a carried fio*.deb)"
 if [ -n "$FIO" ]; then
   sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null
   # the dataset's own files, read once through, O_DIRECT, queue depth 32: what the disk gives
-  if timeout 60 "$FIO" --name=ceiling --opendir="$D" --rw=read --bs=2M --ioengine=io_uring --iodepth=32 --direct=1 \
+  if timeout 30 "$FIO" --name=ceiling --opendir="$D" --rw=read --bs=2M --ioengine=io_uring --iodepth=32 --direct=1 \
        --numjobs=1 --group_reporting --output-format=json > "$RAW/fio.json" 2>"$RAW/fio.err"; then
     FIO_LINE=$(python3 -c "import json,sys; j=json.load(open(sys.argv[1]))['jobs'][0]['read']; print(f\"fio (O_DIRECT, io_uring, QD32, 2 MiB): {j['bw_bytes']/1e9:.2f} GB/s = {j['bw_bytes']/2**21:,.0f} files/s of 2 MiB\")" "$RAW/fio.json" 2>&1)
   else
     FIO_LINE="fio failed: $(tail -1 "$RAW/fio.err")"; fail "$FIO_LINE"
   fi
 fi
+echo "$FIO_LINE"
 
-step "cold / warm / naive / follower, $R runs of ${S}s (diagnose in the first cold and follower runs)"
-timeout 420 python3 bench/bench_prefetch_follow.py --dir "$D" --files "$N" --seconds "$S" --runs "$R" --device "$DEV" \
-  --diag-dir "$RAW" --json "$RAW/runs.json" > "$RAW/table.txt" 2> "$RAW/runs.log" || fail "the runs: $(tail -2 "$RAW/runs.log" | tr '\n' ' ')"
+step "ceiling / cold / warm / naive / follower, $R runs of ${S}s (diagnose in the first cold and follower runs)"
+MAIN_T=$((400 - SECONDS)); [ "$MAIN_T" -lt 240 ] && MAIN_T=240  # the whole script stays under 8 minutes
+timeout "$MAIN_T" $B --runs "$R" --diag-dir "$RAW" --json "$RAW/runs.json" > "$RAW/table.txt" 2> "$RAW/runs.log" \
+  || fail "the runs (rc $?; the table below is of the runs that finished): $(tail -2 "$RAW/runs.log" | tr '\n' ' ')"
+cat "$RAW/runs.log"
 
-# The read path by measurement: the follower with readahead(2) instead of fadvise, one run, if time is left.
-for M in ${METHODS:-readahead}; do
-  if [ "$SECONDS" -lt 380 ]; then
+# The read path by measurement: the follower with readahead(2) and io_uring, one run each, while time is left.
+for M in ${METHODS:-io_uring readahead}; do
+  if [ "$SECONDS" -lt 410 ]; then
     step "follower --method $M, 1 run"
-    timeout 60 python3 bench/bench_prefetch_follow.py --dir "$D" --files "$N" --seconds "$S" --runs 1 --device "$DEV" \
-      --modes follower --follow-args "--method $M" > "$RAW/table_$M.txt" 2> "$RAW/runs_$M.log" || fail "follower --method $M: $(tail -1 "$RAW/runs_$M.log")"
+    timeout $((450 - SECONDS)) $B --runs 1 --modes "follower:$M" --json "$RAW/runs_$M.json" > /dev/null 2> "$RAW/runs_$M.log" \
+      || fail "follower --method $M: $(tail -1 "$RAW/runs_$M.log")"
+    cat "$RAW/runs_$M.log"
   else
     echo "- follower --method $M: skipped, ${SECONDS}s already spent" >> "$RAW/failures.md"
   fi
@@ -66,7 +79,7 @@ fi
 
 step "report"
 python3 - "$RAW" "$MD" "$FIO_LINE" "$N" "$S" "$R" <<'PY' || fail "writing the report"
-import json, os, sys
+import glob, json, os, subprocess, sys
 raw, md, fio, n, s, r = sys.argv[1:7]
 def load(name):
     try:
@@ -75,7 +88,7 @@ def load(name):
         return {"error": f"{name}: {exc}"}
 def verdict(rep):
     if "error" in rep:
-        return rep["error"], None
+        return rep["error"], None, None
     gpus = rep.get("gpus", [])
     v = [f"GPU{g.get('index')}: {g.get('verdict')}/{g.get('cause')}" for g in gpus]
     m = gpus[0].get("metrics", {}) if gpus else {}
@@ -85,26 +98,27 @@ def pid(mode):
         return open(os.path.join(raw, f"pid_{mode}.txt")).read().strip()
     except OSError:
         return "?"
-table = open(os.path.join(raw, "table.txt")).read() if os.path.exists(os.path.join(raw, "table.txt")) else "(no table: see raw/runs.log)"
+runs = []
+for f in ["runs.json", *sorted(os.path.basename(p) for p in glob.glob(os.path.join(raw, "runs_*.json")))]:
+    got = load(f)
+    runs += got if isinstance(got, list) else []
+json.dump(runs, open(os.path.join(raw, "all_runs.json"), "w"), indent=1)
+table = subprocess.run([sys.executable, "bench/bench_prefetch_follow.py", "--table-from", os.path.join(raw, "all_runs.json")],
+                       capture_output=True, text=True).stdout.strip() if runs else "(no runs: see raw/runs.log)"
+head = open(os.path.join(raw, "table.txt")).read().split("\n\n", 1)[0].strip() if os.path.exists(os.path.join(raw, "table.txt")) else ""
 rec = open(os.path.join(raw, "recommend.txt")).read() if os.path.exists(os.path.join(raw, "recommend.txt")) else ""
 want = f"nodetune prefetch --follow {pid('cold')}"
-lines = [f"# nodetune prefetch --follow on the GPU machine", "", f"{n} files of 2 MiB, {r} runs of {s} s a mode, page cache dropped before each run; "
-         "the loader drops each file once read (every epoch cold) except in the warm runs.", "", table.split("\n\n", 1)[-1].strip(), "", fio, ""]
+lines = ["# nodetune prefetch --follow on the GPU machine", "", f"{head}. {r} runs of each mode (the read paths io_uring and "
+         "readahead: 1), page cache dropped before each run after the loader's start-up; warm runs read the dataset in "
+         "first and drop nothing.", "", table, "",
+         "ceiling: every file once, O_DIRECT, 16 reads of 2 MiB in flight (no loader, no page cache); `of ceiling` "
+         "divides by the lower of it and warm: with every epoch cold no warming beats the device.", "", "- " + fio, ""]
 for mode, label in (("cold", "before (cold, no follower)"), ("follower", "after (with the follower)")):
     v, idle, util = verdict(load(f"diag_{mode}.json"))
     lines.append(f"- diagnose {label}: {v}; GPU idle share {idle if idle is None else round(idle, 3)}; util {util}")
 lines.append(f"- tune recommend proposes `{want}`: {'yes' if want in rec else 'NO'}")
 lines += ["", "Follower summaries:", ""]
-try:
-    for run in json.load(open(os.path.join(raw, "runs.json"))):
-        if run.get("mode") == "follower":
-            lines.append(f"- rc {run.get('follower_rc')}: {(run.get('follower') or [''])[0]}")
-except (OSError, ValueError) as exc:
-    lines.append(f"- no runs.json: {exc}")
-import glob
-for t in sorted(glob.glob(os.path.join(raw, "table_*.txt"))):
-    rows = [l for l in open(t).read().splitlines() if l.startswith("| follower")]
-    lines.append(f"- follower --method {os.path.basename(t)[6:-4]}: {rows[0] if rows else 'no result'} (files/s mean, min, max, runs)")
+lines += [f"- {run['mode']} rc {run.get('follower_rc')}: {(run.get('follower') or [''])[0]}" for run in runs if str(run.get("mode")).startswith("follower")]
 fails = open(os.path.join(raw, "failures.md")).read().strip()
 lines += ["", "Failures:", "", fails or "- none"]
 open(md, "w").write("\n".join(lines) + "\n")
