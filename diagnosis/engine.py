@@ -25,6 +25,7 @@ from .findings import (
     Report,
     StackEvidence,
 )
+from .host_stats import HostStats
 from .job_windows import MIN_SPAN_SAMPLES, job_window, turns
 from .jobs import JobGroup, group_jobs
 from .phases import PhasePlan, find_phases, strip, trim
@@ -33,7 +34,6 @@ from .rules.base import RuleContext
 from .stack_timeline import Timeline, merged_evidence, timeline
 from .window_stats import (
     GpuStats,
-    HostStats,
     WindowStats,
     gpu_stats,
     window_stats,

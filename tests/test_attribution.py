@@ -220,7 +220,7 @@ def test_nic_traffic_makes_a_multi_node_job_communication_bound():
 def test_nic_probe_reads_real_layouts(tmp_path):
     from faketree import dgx_h100
 
-    from nodetune.diagnosis.window_stats import nic_stats
+    from nodetune.diagnosis.host_stats import nic_stats
     from nodetune.probes.host import Host
     from nodetune.probes.nic import probe_nics
     from nodetune.probes.snapshot import Sample

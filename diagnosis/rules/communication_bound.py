@@ -4,7 +4,7 @@ of high utilization at low power (kernels spinning on peers)."""
 from __future__ import annotations
 
 from ..findings import Advice, Finding
-from ..window_stats import NicStats
+from ..host_stats import NicStats
 from .base import RuleContext, confidence, pct
 
 # Rank among primary verdicts: a GPU's verdict is its lowest-ranked finding.
