@@ -571,7 +571,7 @@ class Agent:
 
     def _read_journal(self) -> None:
         """Tuning state, read-only, only when the journal file changed."""
-        from nodetune.tuners.journal import DEFAULT_JOURNAL, Journal
+        from nodetune.tuners.transaction.journal import DEFAULT_JOURNAL, Journal
 
         path = self.src.host.path(DEFAULT_JOURNAL)
         try:
