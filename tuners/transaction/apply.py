@@ -144,7 +144,9 @@ class ApplyOps(RollbackOps):
         res = ApplyResult(txn=txn, profile=profile, journal=self.journal.path)
         self._unrecorded = None
         with self._lock():
+            compact_error = self._compact_if_large()
             state = self.journal.load()
+            res.warnings += [compact_error] if compact_error else []
             marker, note = self.marker.read()
             res.warnings += ([note] if note else []) + state.warnings
             res.warnings += self._check_open(state, marker, profile, force)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
 from ..context import TuneContext
 from ..contract import Driver, Knob
 from ..drivers import drivers_for
 from ..errors import JournalError, KnobFailed
+from .compact import COMPACT_AT_BYTES, compact_locked
 from .journal import Journal
 from .nodelock import NodeLock, OpenMarker, OpenTxn, journal_key
 from .record import Record
@@ -22,6 +25,8 @@ def missing_journal(o: OpenTxn) -> str:
 
 class Core:
     """Runs transactions for one node (ctx) against one journal."""
+
+    compact_at_bytes = COMPACT_AT_BYTES
 
     def __init__(self, ctx: TuneContext, journal: Journal) -> None:
         self.ctx = ctx
@@ -48,3 +53,21 @@ class Core:
             self.journal.append(rec, sync=False)
         except JournalError as exc:
             self._unrecorded = exc.reason
+
+    def _compact_if_large(self) -> str | None:
+        """Under the node lock: compact the journal once it has grown past `compact_at_bytes`.
+
+        None, or why it could not (a warning: the journal is unchanged and still correct)."""
+        try:
+            if os.path.getsize(self.journal.path) < self.compact_at_bytes:
+                return None
+        except OSError:
+            return None  # no journal: nothing to compact
+        try:
+            self.journal.open()
+            compact_locked(self.journal)
+        except JournalError as exc:
+            return exc.reason
+        finally:
+            self.journal.close()
+        return None

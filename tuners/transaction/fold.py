@@ -22,6 +22,7 @@ from .record import (
     APPLIED,
     BEGIN,
     COMMIT,
+    COMPACTED,
     GONE,
     HARMLESS_IF_LOST,
     INTENT,
@@ -132,6 +133,16 @@ class Txn:
 
 
 @dataclass
+class Compacted:
+    """Finished transactions folded into counts by `compact`: what is left of them."""
+
+    txns: int  # how many transactions were folded
+    by_state: dict[str, int]  # their changes by last state
+    t_first: float | None  # when the first of them began
+    t_last: float  # when the compaction that folded the latest of them ran
+
+
+@dataclass
 class JournalState:
     path: str
     txns: list[Txn] = field(default_factory=list)
@@ -139,6 +150,7 @@ class JournalState:
     lost: list[Lost] = field(default_factory=list)
     damaged: list[Damage] = field(default_factory=list)
     exists: bool = True
+    compacted: Compacted | None = None
 
     def entries(self) -> list[Entry]:
         return sorted((e for t in self.txns for e in t.entries), key=lambda e: e.order)
@@ -150,7 +162,6 @@ class JournalState:
         """A transaction by id or unique id prefix."""
         hits = [t for t in self.txns if t.txn == txn_id or t.txn.startswith(txn_id)]
         return hits[0] if len(hits) == 1 else None
-
 
 
 def fold(path: str, records: list[tuple[int, Record]], damaged: list[Damage]) -> JournalState:
@@ -169,6 +180,9 @@ def fold(path: str, records: list[tuple[int, Record]], damaged: list[Damage]) ->
     for n, r in records:
         if r.state == ABANDONED:
             abandoned.update((r.ref or "").split(","))
+            continue
+        if r.state == COMPACTED:
+            st.compacted = Compacted(r.n or 0, dict(r.counts or {}), r.t_first, r.t)
             continue
         first, _ = spans.get(r.txn, (n, n))
         spans[r.txn] = (first, n)
@@ -253,8 +267,11 @@ def fold(path: str, records: list[tuple[int, Record]], damaged: list[Damage]) ->
             what = f"a {d.state} record" if d.state else "a record nothing identifies"
             st.lost.append(Lost(d.ref, f"journal line damaged ({d.reason}): {what} that may hold the only original "
                                 f"of a changed knob", d.txn, d.seq, d.line, d.path, damage=d.reason))
+    seqs: dict[str, list[int]] = {}
+    for x, s in seen:
+        seqs.setdefault(x, []).append(s)
     for t in st.txns:
-        have = [s for (x, s) in seen if x == t.txn]
+        have = seqs.get(t.txn, [])
         expected = max(t.n or 0, max(have, default=-1) + 1)
         for s in sorted(set(range(expected)) - set(have)):
             st.lost.append(Lost(f"gap:{t.txn}:{s}", "no record of this change survives (a line lost or cut out)",

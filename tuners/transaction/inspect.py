@@ -76,6 +76,10 @@ class InspectOps(Core):
         """What nodetune changed and when, transaction by transaction; lost changes count as set."""
         state, notes = self._load_checked()
         rep = StatusReport(journal=self.journal.path, warnings=notes + list(state.warnings), unknown=len(state.lost))
+        if state.compacted is not None:
+            c = state.compacted
+            rep.txns.append(TxnSummary("compacted", c.t_first or 0.0, None, f"{c.txns} finished transaction(s), "
+                                       f"folded", sum(c.by_state.values()), 0, c.t_last))
         for t in state.txns:
             lost = sum(1 for x in state.lost if x.txn == t.txn)
             rep.txns.append(TxnSummary(t.txn, t.t_begin, t.profile, txn_state(t, lost), len(t.entries) + lost,

@@ -93,7 +93,7 @@ class Journal:
                                f"journal {changes} change(s) and their rollback; free some space (or pass "
                                f"--journal FILE elsewhere); nothing changed")
 
-    def open(self) -> None:
+    def open(self, retries: int = 3) -> None:
         """Create (durably) and lock the journal for one writer; cut a torn last line off."""
         if self._fd is not None:
             return
@@ -111,6 +111,12 @@ class Journal:
             os.close(fd)
             raise JournalError(f"{self.path}: another nodetune apply or rollback holds the journal; "
                                f"wait for it to finish") from None
+        if not self._still_at_path(fd):
+            # a compaction replaced the file between our open and our lock: lock the new one
+            os.close(fd)
+            if retries <= 0:
+                raise JournalError(f"{self.path}: the journal keeps being replaced; try again")
+            return self.open(retries - 1)
         self._fd = fd
         self._broken = None
         try:
@@ -122,6 +128,15 @@ class Journal:
         except OSError as exc:
             self.close()
             raise JournalError(f"{self.path}: {os_reason(exc)}") from None
+
+    def _still_at_path(self, fd: int) -> bool:
+        """Is the open file still the one at the path (not renamed over by a compaction)?"""
+        try:
+            at_path = os.stat(self.path)
+        except FileNotFoundError:
+            return False
+        mine = os.fstat(fd)
+        return (mine.st_dev, mine.st_ino) == (at_path.st_dev, at_path.st_ino)
 
     def _repair_tail(self, fd: int) -> None:
         """The file does not end in a newline: a crash tore the last write. A complete record just

@@ -174,6 +174,10 @@ class RollbackOps(Core):
                     self.marker.remove(self._key)
                 except JournalError as exc:
                     res.warnings.append(exc.reason)
+            if self._unrecorded is None:
+                self.journal.close()  # compaction takes the journal's lock itself
+                compact_error = self._compact_if_large()
+                res.warnings += [compact_error] if compact_error else []
         return res
 
     def _held_elsewhere(self, marker: MarkerData) -> dict[str, tuple[float, str]]:
