@@ -26,9 +26,9 @@ from test_tuners_support import (
     laptop_with_job,
 )
 
+from nodetune.probes.crashpoints import ENV
 from nodetune.tuners.plan import make_plan
 from nodetune.tuners.profiles import profile_from_data
-from nodetune.tuners.transaction.crashpoints import ENV
 from nodetune.tuners.transaction.record import canonical, crc, parse
 
 GOV3 = "/sys/devices/system/cpu/cpu3/cpufreq/scaling_governor"

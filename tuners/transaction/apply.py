@@ -31,6 +31,8 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any, NoReturn
 
+from nodetune.probes import crashpoints
+
 from ..contract import CHANGE, UNREADABLE, Change
 from ..drivers import same_value
 from ..errors import (
@@ -42,7 +44,6 @@ from ..errors import (
     TransactionFailed,
     TuneError,
 )
-from . import crashpoints
 from .core import missing_journal
 from .fold import Entry, JournalState
 from .journal import Journal, now

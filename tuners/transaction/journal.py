@@ -23,8 +23,9 @@ import fcntl
 import os
 import time
 
+from nodetune.probes import crashpoints
+
 from ..errors import JournalError
-from . import crashpoints
 from .durable import JournalIO, fsync_dir, makedirs_durable, open_regular, os_reason, write_all
 from .fold import JournalState, fold
 from .record import INTENT, Record, dump, parse

@@ -24,10 +24,11 @@ from __future__ import annotations
 
 import os
 
+from nodetune.probes import crashpoints
+
 from ..contract import Knob
 from ..drivers import same_value
 from ..errors import JournalError, KnobAbsent, KnobFailed, KnobGone, TuneError
-from . import crashpoints
 from .core import Core, missing_journal
 from .fold import Entry, Lost
 from .journal import Journal, now
