@@ -1,5 +1,5 @@
 """A journal that only grows is compacted (finished transactions folded, atomically, under the lock),
-and the agent's read of it never runs on the sampling thread (issue 20, item 7)."""
+and the agent's read of it never runs on the sampling thread."""
 
 from __future__ import annotations
 

@@ -521,7 +521,7 @@ except TuneError as exc:
 
 
 def test_two_applies_racing_with_different_journals_never_interleave(tmp_path):
-    """The issue's race: two processes, two journals, one node. One applies; the other is refused
+    """A race: two processes, two journals, one node. One applies; the other is refused
     (the node lock, or the first one's open transaction); rolling back restores every knob."""
     laptop_with_job(tmp_path / "root")
     root = tmp_path / "root"

@@ -95,7 +95,7 @@ def test_every_record_carries_a_checksum_of_its_canonical_json(tmp_path):
 
 
 def test_the_intent_of_cpu3s_governor_replaced_with_garbage_still_restores_exactly(tmp_path):
-    """The issue's attack: its applied record repeats the original, so nothing is lost."""
+    """A damaged intent line: its applied record repeats the original, so nothing is lost."""
     ctx, before, path = applied_node(tmp_path)
     lines = lines_of(path)
     lines[line_no(lines, "intent", GOV3)] = "\x00\x17garbage{{{"

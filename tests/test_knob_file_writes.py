@@ -1,5 +1,5 @@
 """SIGKILL while a knob file is written (apply or rollback) leaves its old value or its new one,
-never an empty file (issue 20, item 8): file-backed knobs are replaced, kernel attributes written
+never an empty file: file-backed knobs are replaced, kernel attributes written
 plainly (Host.write, probes/knob_file.py)."""
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ complete and fsynced, so a torn tail was never acted on; the next writer cuts it
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from ..contract import Knob
@@ -164,8 +165,11 @@ class JournalState:
         return hits[0] if len(hits) == 1 else None
 
 
-def fold(path: str, records: list[tuple[int, Record]], damaged: list[Damage]) -> JournalState:
-    """Fold records into transactions and the latest state of each change; account for damage."""
+def fold(path: str, records: Iterable[tuple[int, Record]], damaged: list[Damage]) -> JournalState:
+    """Fold records into transactions and the latest state of each change; account for damage.
+
+    `records` is read once, and `damaged` only after it: a stream (`record.parse_stream`) may
+    fill `damaged` as it goes, so a load never holds the journal's text or all its records."""
     st = JournalState(path=path, damaged=damaged)
     txns: dict[str, Txn] = {}
     entries: dict[tuple[str, int], Entry] = {}

@@ -28,7 +28,7 @@ from nodetune.probes import crashpoints
 from ..errors import JournalError
 from .durable import JournalIO, fsync_dir, makedirs_durable, open_regular, os_reason, write_all
 from .fold import JournalState, fold
-from .record import INTENT, Record, dump, parse
+from .record import INTENT, Damage, Record, dump, parse, parse_stream
 
 DEFAULT_JOURNAL = "/var/lib/nodetune/journal.jsonl"
 MAX_JOURNAL_BYTES = 256 << 20  # years of tuning; anything larger is not ours
@@ -51,19 +51,27 @@ class Journal:
         self.repairs: list[str] = []  # what open() fixed (a torn tail cut off)
 
     # -- reading ------------------------------------------------------------------------------
-    def read_text(self) -> str | None:
-        """The journal's text; None when there is no journal. Creates nothing."""
+    def _open_for_read(self) -> int | None:
+        """An fd of the journal for reading; None when there is none. Creates nothing."""
         try:
             fd = open_regular(self.path, os.O_RDONLY)
         except FileNotFoundError:
             return None
         except OSError as exc:
             raise JournalError(f"{self.path}: cannot read the journal: {os_reason(exc)}") from None
+        size = os.fstat(fd).st_size
+        if size > MAX_JOURNAL_BYTES:
+            os.close(fd)
+            raise JournalError(f"{self.path}: {size} bytes, more than a journal holds "
+                               f"({MAX_JOURNAL_BYTES >> 20} MiB); refused")
+        return fd
+
+    def read_text(self) -> str | None:
+        """The journal's text; None when there is no journal. Creates nothing."""
+        fd = self._open_for_read()
+        if fd is None:
+            return None
         try:
-            size = os.fstat(fd).st_size
-            if size > MAX_JOURNAL_BYTES:
-                raise JournalError(f"{self.path}: {size} bytes, more than a journal holds "
-                                   f"({MAX_JOURNAL_BYTES >> 20} MiB); refused")
             chunks = []
             while chunk := os.read(fd, 1 << 20):
                 chunks.append(chunk)
@@ -74,12 +82,19 @@ class Journal:
         return b"".join(chunks).decode("utf-8", errors="replace")
 
     def load(self) -> JournalState:
-        """Every readable record, and an account of damaged lines; an absent journal is empty."""
-        text = self.read_text()
-        if text is None:
+        """Every readable record, and an account of damaged lines; an absent journal is empty.
+
+        The file is read a line at a time into the fold: memory holds the state, not the text."""
+        fd = self._open_for_read()
+        if fd is None:
             return JournalState(path=self.path, exists=False)
-        records, damaged = parse(text, self.path)
-        return fold(self.path, records, damaged)
+        damaged: list[Damage] = []
+        try:
+            with os.fdopen(fd, "rb", buffering=1 << 20) as f:
+                lines = (raw.decode("utf-8", errors="replace") for raw in f)
+                return fold(self.path, parse_stream(lines, damaged), damaged)
+        except OSError as exc:
+            raise JournalError(f"{self.path}: cannot read the journal: {os_reason(exc)}") from None
 
     # -- writing ------------------------------------------------------------------------------
     def check_space(self, changes: int) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import zlib
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -168,13 +169,23 @@ def _record(data: dict[str, Any]) -> tuple[Record | None, str | None]:
     return rec, None
 
 
-def parse(text: str, path: str) -> tuple[list[tuple[int, Record]], list[Damage]]:
-    """(line number, record) for every valid line, and every damaged line."""
-    records: list[tuple[int, Record]] = []
-    damaged: list[Damage] = []
-    lines = text.split("\n")
-    last = len(lines)  # "" after a final newline, else the unterminated tail
-    for n, line in enumerate(lines, start=1):
+def _split(text: str) -> Iterator[str]:
+    """The lines of a text, each with its newline (the last one may have none); "\n" only."""
+    start = 0
+    while start < len(text):
+        end = text.find("\n", start)
+        if end < 0:
+            yield text[start:]
+            return
+        yield text[start:end + 1]
+        start = end + 1
+
+
+def parse_stream(lines: Iterable[str], damaged: list[Damage]) -> Iterator[tuple[int, Record]]:
+    """(line number, record) for every valid line of `lines` (each with its newline), as they come;
+    every damaged line is appended to `damaged`. A line without a newline is the torn tail."""
+    for n, raw in enumerate(lines, start=1):
+        line = raw[:-1] if raw.endswith("\n") else raw
         if not line.strip():
             continue
         data: Any = None
@@ -185,12 +196,18 @@ def parse(text: str, path: str) -> tuple[list[tuple[int, Record]], list[Damage]]
         except (json.JSONDecodeError, RecursionError):
             rec, why = None, "not a complete JSON record"
         if rec is not None:
-            records.append((n, rec))
+            yield n, rec
             continue
         d = Damage(n, why or "damaged", f"line:{n}:{zlib.crc32(line.encode(errors='replace')):08x}",
-                   torn_tail=n == last)
+                   torn_tail=not raw.endswith("\n"))
         _salvage(d, line, data)
         damaged.append(d)
+
+
+def parse(text: str, path: str) -> tuple[list[tuple[int, Record]], list[Damage]]:
+    """(line number, record) for every valid line, and every damaged line."""
+    damaged: list[Damage] = []
+    records = list(parse_stream(_split(text), damaged))
     return records, damaged
 
 
