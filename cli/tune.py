@@ -148,6 +148,18 @@ def build_tune_app(deps: TuneDeps) -> typer.Typer:
         if rep.exit_code:
             raise typer.Exit(rep.exit_code)  # a lost change: the node may hold knobs the journal cannot name
 
+    @tune.command("compact")
+    def compact_cmd(root: RootOpt = "/", journal: JournalOpt = None, as_json: JsonOpt = False) -> None:
+        """Fold finished transactions into one record (apply and rollback do it past 1 MiB)."""
+        res = with_engine(root, journal, lambda e: e.compact())
+        if as_json:
+            print_json(res)
+        elif res.skipped:
+            typer.echo(f"nothing compacted: {res.skipped}")
+        else:
+            typer.echo(f"folded {res.folded} finished transaction(s): {res.lines_before} -> {res.lines_after} lines, "
+                       f"{res.size_before >> 10} -> {res.size_after >> 10} KiB ({res.path})")
+
     @tune.command("recommend")
     def recommend_cmd(root: RootOpt = "/", journal: JournalOpt = None,
                       advice: Annotated[str | None, typer.Option("--advice", metavar="REPORT.json", help="A report written by `nodetune diagnose --json` instead of a live diagnosis.")] = None,

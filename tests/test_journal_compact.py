@@ -142,3 +142,19 @@ def test_the_watch_reads_small_journals_at_once_and_reports_errors(tmp_path):
     path.unlink()
     path.mkdir()  # a directory where the journal should be: a value, not a crash
     assert JournalWatch(str(path)).poll().error
+
+
+def test_tune_compact_command(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    host, eng, path = _node(tmp_path, 20)
+    r = subprocess.run([sys.executable, "-m", "nodetune.cli", "tune", "compact", "--root", str(tmp_path), "--json"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["folded"] == 20 and out["lines_before"] == 104 and out["lines_after"] == 5
+    r = subprocess.run([sys.executable, "-m", "nodetune.cli", "tune", "compact", "--root", str(tmp_path)],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.startswith("nothing compacted: no finished transaction to fold")
