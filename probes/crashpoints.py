@@ -8,7 +8,8 @@ e.g. "after_write:2" (right after the second knob write) or "torn_intent:1" (hal
 intent record written). Points: after_begin, after_marker (the node's open-transaction marker
 written, no knob touched yet), torn_intent, after_intent, after_write, after_applied,
 before_commit, after_restore, after_rolled_back, knob_tmp_written (a knob file's new value
-written to its temp file, not yet renamed over it). Counts are 1-based.
+written to its temp file, not yet renamed over it), replace_tmp_written (the same for a whole
+journal or marker file: a compaction). Counts are 1-based.
 """
 
 from __future__ import annotations

@@ -158,3 +158,24 @@ def test_tune_compact_command(tmp_path):
     r = subprocess.run([sys.executable, "-m", "nodetune.cli", "tune", "compact", "--root", str(tmp_path)],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and r.stdout.startswith("nothing compacted: no finished transaction to fold")
+
+
+def test_sigkill_mid_compaction_leaves_the_old_journal_whole(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from nodetune.probes.crashpoints import ENV
+
+    host, eng, path = _node(tmp_path, 20)
+    before = Path(path).read_bytes()
+    env = {**os.environ, ENV: "replace_tmp_written:1"}
+    r = subprocess.run([sys.executable, "-m", "nodetune.cli", "tune", "compact", "--root", str(tmp_path)],
+                       capture_output=True, text=True, timeout=120, env=env)
+    assert r.returncode == -signal.SIGKILL, r.stderr
+    assert Path(path).read_bytes() == before  # the new journal was still a temp file
+    assert any(n.endswith(".tmp") for n in os.listdir(Path(path).parent))
+    assert compact(host, path).folded == 20  # the next compaction finishes and clears the leftover
+    assert not any(n.endswith(".tmp") for n in os.listdir(Path(path).parent))
+    assert [r.outcome for r in eng.rollback().rows] == ["restored"]

@@ -15,9 +15,12 @@ import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from nodetune.probes import crashpoints
 from nodetune.probes.host import file_kind
 
 from ..errors import JournalError
+
+_replaced = 0  # whole-file replacements by this process: the count crash points use
 
 
 def _free_bytes(d: str) -> int:
@@ -99,8 +102,13 @@ def replace_file(path: str, data: bytes, io: JournalIO | None = None) -> None:
     """Replace `path` with `data` atomically: a reader (or a crash) sees the old file or the new one.
 
     OSError when it cannot; the temp file is removed then."""
+    global _replaced
     io = io or JournalIO()
     d = os.path.dirname(path) or "."
+    base = os.path.basename(path)
+    for name in os.listdir(d):  # a crashed writer's temp file (writers hold the node lock)
+        if name.startswith(f"{base}.") and name.endswith(".tmp") and name[len(base) + 1:-4].isdigit():
+            os.unlink(os.path.join(d, name))
     tmp = f"{path}.{os.getpid()}.tmp"
     fd = open_regular(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
     try:
@@ -111,5 +119,7 @@ def replace_file(path: str, data: bytes, io: JournalIO | None = None) -> None:
         os.unlink(tmp)
         raise
     os.close(fd)
+    _replaced += 1
+    crashpoints.crash_if("replace_tmp_written", _replaced)
     os.replace(tmp, path)
     fsync_dir(d, io)
