@@ -15,6 +15,7 @@ or the new one. Apply and rollback compact a journal grown past COMPACT_AT_BYTES
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 
@@ -22,10 +23,10 @@ from nodetune.probes.host import Host
 
 from ..errors import JournalError
 from .durable import JournalIO, os_reason, replace_file
-from .fold import JournalState, Txn, fold
+from .fold import JournalState, Txn
 from .journal import Journal, now
 from .nodelock import NodeLock
-from .record import COMPACTED, Record, dump, parse
+from .record import COMPACTED, Record, dump
 
 COMPACT_AT_BYTES = 1 << 20  # ~2,000 changes' records: a few seconds of CPU a read saved, not spent
 COMPACTED_TXN = "compacted"
@@ -58,20 +59,33 @@ def foldable(state: JournalState) -> set[str]:
     return out
 
 
+def _kept(journal: Journal, folded: set[str], res: CompactResult) -> list[bytes]:
+    """The lines of the records compaction keeps, as written (a second pass over the file: an
+    undamaged journal under our locks, so every line is a record that cannot have changed)."""
+    kept: list[bytes] = []
+    for raw in journal.raw_lines():
+        res.size_before += len(raw)
+        if not raw.strip():
+            continue
+        res.lines_before += 1
+        data = json.loads(raw)
+        if data.get("state") != COMPACTED and data.get("txn") not in folded:
+            kept.append(raw if raw.endswith(b"\n") else raw + b"\n")
+    return kept
+
+
 def compact_locked(journal: Journal) -> CompactResult:
     """Compact a journal the caller holds (node lock and the journal's flock); closes the journal,
-    whose next append reopens the new file. JournalError when the new file cannot be written."""
+    whose next append reopens the new file. JournalError when the new file cannot be written.
+
+    The journal is read twice, a line at a time (the fold, then the lines to keep): memory holds
+    the state and the kept lines, never the whole text."""
     res = CompactResult(journal.path)
-    text = journal.read_text()
-    if text is None:
+    state = journal.load()
+    if not state.exists:
         res.skipped = "no journal"
         return res
-    records, damaged = parse(text, journal.path)
-    lines = text.split("\n")
-    res.lines_before = sum(1 for x in lines if x.strip())
-    res.size_before = len(text.encode())
-    state = fold(journal.path, records, damaged)
-    if damaged or state.lost:
+    if state.damaged or state.lost:
         res.skipped = "the journal is damaged: its line numbers name what may be lost (run rollback first)"
         return res
     folded = foldable(state)
@@ -88,7 +102,8 @@ def compact_locked(journal: Journal) -> CompactResult:
                 counts[e.state] = counts.get(e.state, 0) + 1
     summary = Record(txn=COMPACTED_TXN, state=COMPACTED, t=now(), n=(old.txns if old else 0) + len(folded),
                      counts=counts, t_first=min(firsts) if firsts else None)
-    kept = [lines[n - 1].encode() + b"\n" for n, r in records if r.state != COMPACTED and r.txn not in folded]
+    del state
+    kept = _kept(journal, folded, res)
     data = dump(summary) + b"".join(kept)
     try:
         replace_file(journal.path, data, journal.io)

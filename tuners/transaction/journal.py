@@ -22,6 +22,7 @@ from __future__ import annotations
 import fcntl
 import os
 import time
+from collections.abc import Iterator
 
 from nodetune.probes import crashpoints
 
@@ -80,6 +81,17 @@ class Journal:
         finally:
             os.close(fd)
         return b"".join(chunks).decode("utf-8", errors="replace")
+
+    def raw_lines(self) -> Iterator[bytes]:
+        """The journal's lines as written, each with its newline (the last may lack one)."""
+        fd = self._open_for_read()
+        if fd is None:
+            return
+        try:
+            with os.fdopen(fd, "rb", buffering=1 << 20) as f:
+                yield from f
+        except OSError as exc:
+            raise JournalError(f"{self.path}: cannot read the journal: {os_reason(exc)}") from None
 
     def load(self) -> JournalState:
         """Every readable record, and an account of damaged lines; an absent journal is empty.
