@@ -26,12 +26,19 @@ from nodetune.probes.host import Host
 
 log = logging.getLogger("nodetune.agent.autotune")
 
-# Tuners that may never act automatically: GPU power/clocks (the design's opt-in-twice rule), and
-# a whole profile (it bundles knobs the allowlist did not name).
-NEVER = frozenset({"gpu", "profile"})
+# Advice that may never act automatically: a whole profile (it bundles knobs the allowlist did not
+# name), and the tuners that declare `autotune = False` (GPU power/clocks: opt-in twice).
+NEVER = frozenset({"profile"})
 _GPU_KEYS = frozenset({"gpu", "gpus", "gpu_power_limit_w", "gpu_locked_clocks_mhz"})
 AUTOTUNE_PROFILE = "autotune"
 DONE_FORGET_S = 86400.0
+
+
+def never() -> frozenset[str]:
+    """Advice names autotune refuses: NEVER and every tuner that is not autotune's to apply."""
+    from nodetune.tuners.registry import autotune_names, sections
+
+    return NEVER | (set(sections()) - set(autotune_names()))
 
 
 @dataclass
@@ -80,7 +87,7 @@ class Autotuner:
     def __post_init__(self) -> None:
         if "prefetch" in self.allow and self.followers is None:
             self.followers = FollowerPool(self.host)
-        bad = sorted(set(self.allow) & NEVER)
+        bad = sorted(set(self.allow) & never()) if self.allow else []
         if bad:
             raise ValueError(f"autotune may not use {', '.join(bad)}: GPU power/clocks and whole profiles are "
                              "never applied automatically")
@@ -141,31 +148,27 @@ class Autotuner:
         """Plan and apply one piece of advice as one journaled transaction (a follower: started, not journaled)."""
         if c.tuner == "prefetch":
             return [self._follow(c, now)]
-        from nodetune.tuners.affinity import affinity_for
-        from nodetune.tuners.base import TuneContext, TuneError
+        from nodetune.config.tune import TuneConfig
+        from nodetune.tuners.errors import TuneError
         from nodetune.tuners.gpu_control import GpuControl
-        from nodetune.tuners.journal import DEFAULT_JOURNAL, Journal
-        from nodetune.tuners.plan import make_plan
         from nodetune.tuners.recommend import advice_items, profile_from_advice
-        from nodetune.tuners.transaction import Engine
+        from nodetune.tuners.session import open_session
 
         gpus = GpuControl.disabled("autotune never changes GPU power or clocks")
-        ctx = TuneContext(self.host, affinity_for(self.host), gpus)
-        journal = Journal(self.journal_path or self.host.path(DEFAULT_JOURNAL))
         try:
-            prof, _notes = profile_from_advice(advice_items([{"tuner": c.tuner, "params": c.params, "text": c.text}]))
-            prof.name = AUTOTUNE_PROFILE
-            plan = make_plan(ctx, prof, journal.load(), allow_lower=False, allow_gpu_power=False)
-            if plan.conflicting():
-                raise TuneError(f"{plan.conflicting()[0].who} manages a knob of this plan; autotune never forces")
-            res = Engine(ctx, journal).apply(plan.changes, AUTOTUNE_PROFILE)
+            with open_session(self.host, self.journal_path, gpus=gpus) as session:
+                prof, _notes = profile_from_advice(advice_items([{"tuner": c.tuner, "params": c.params,
+                                                                  "text": c.text}]))
+                prof.name = AUTOTUNE_PROFILE
+                plan = session.plan(prof, policy=TuneConfig(allow_gpu_power=False))
+                if plan.conflicting():
+                    raise TuneError(f"{plan.conflicting()[0].who} manages a knob of this plan; autotune never forces")
+                res = session.apply(plan)
         except (TuneError, OSError, ValueError) as exc:
             self.failures_total += 1
             reason = getattr(exc, "reason", None) or str(exc)
             log.warning("autotune %s for %s failed (rolled back): %s", c.tuner, c.finding, reason)
             return [AutoChange(now, c.tuner, c.finding, c.jobs, ok=False, reason=reason)]
-        finally:
-            gpus.close()
         out = []
         for a in res.applied:
             key = (c.tuner, a.knob.group)

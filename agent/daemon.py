@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import queue
 import signal
 import sys
@@ -121,7 +120,7 @@ class Agent:
         self._logged: set[tuple[str, str]] = set()  # (probe, field) already logged: one line per fault
         self._last_diag_mono: float | None = None
         self._prev_procs: dict[int, ProcessInfo] = {}
-        self._journal_mtime: float | None = -1.0
+        self._journal_watch: Any = None  # tuners' JournalWatch, made on the first read
         self._bus_to_gpu: dict[str, str] = {}
         self._xid_labels = XidLabels()
         self.topo = self._probe_topology()
@@ -199,8 +198,6 @@ class Agent:
                 if h is not None:
                     h.event(job, "autotune", f"{c.tuner}: {c.knob} {c.original} -> {c.target} (txn {c.txn})"
                             if c.ok else f"{c.tuner} failed, rolled back: {c.reason}")
-        if changes:
-            self._journal_mtime = -1.0  # re-read the journal at the next chance
         self.state.update(autotune_changes=MappingProxyType(dict(at.changes_total)),
                           autotune_failures_total=at.failures_total, autotune_rate_limited_total=at.rate_limited_total,
                           prefetch=at.followers.totals() if at.followers is not None else None)
@@ -570,36 +567,18 @@ class Agent:
         self.state.update(topology_reprobes_total=self.state.view.topology_reprobes_total + 1)
 
     def _read_journal(self) -> None:
-        """Tuning state, read-only, only when the journal file changed."""
-        from nodetune.tuners.journal import DEFAULT_JOURNAL, Journal
+        """Tuning state, read-only: a changed journal is loaded off the sampling thread (JournalWatch)."""
+        from nodetune.tuners.transaction.journal import DEFAULT_JOURNAL
+        from nodetune.tuners.transaction.watch import JournalWatch
 
-        path = self.src.host.path(DEFAULT_JOURNAL)
-        try:
-            mtime: float | None = os.stat(path).st_mtime
-        except FileNotFoundError:
-            mtime = None
-        except OSError as exc:
-            self.state.update(tuning=TuningSummary(DEFAULT_JOURNAL, True, error=str(exc)))
-            return
-        if mtime == self._journal_mtime:
-            return
-        self._journal_mtime = mtime
-        try:
-            js = Journal(path).load()
-        except Exception as exc:  # JournalError and a damaged file alike: a value, not a crash
-            self.state.update(tuning=TuningSummary(DEFAULT_JOURNAL, True, error=str(exc)))
-            log.warning("tuning journal unreadable: %s (nodetune_tuning_journal_readable=0)", exc)
-            return
-        by_state: dict[str, int] = {}
-        active: dict[str, int] = {}
-        for e in js.entries():
-            # an entry whose restore failed is still applied in the fold; the gauge says what to do
-            st = "restore_failed" if e.attempted and e.active else e.state
-            by_state[st] = by_state.get(st, 0) + 1
-            if e.active:
-                active[e.knob.group] = active.get(e.knob.group, 0) + 1
-        self.state.update(tuning=TuningSummary(DEFAULT_JOURNAL, js.exists, MappingProxyType(by_state),
-                                               MappingProxyType(active)))
+        if self._journal_watch is None:
+            self._journal_watch = JournalWatch(self.src.host.path(DEFAULT_JOURNAL))
+        c = self._journal_watch.poll()
+        prev = self.state.view.tuning
+        if c.error is not None and (prev is None or prev.error != c.error):
+            log.warning("tuning journal unreadable: %s (nodetune_tuning_journal_readable=0)", c.error)
+        self.state.update(tuning=TuningSummary(DEFAULT_JOURNAL, c.exists, MappingProxyType(c.by_state),
+                                               MappingProxyType(c.active_by_group), error=c.error))
 
     # -- stop ---------------------------------------------------------------------------------------
     def stop(self) -> None:

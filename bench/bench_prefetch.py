@@ -27,7 +27,7 @@ from tables import print_table  # noqa: E402
 
 from nodetune.prefetch import MiB, PrefetchOptions, warm  # noqa: E402
 from nodetune.probes.host import Host, ProbeError  # noqa: E402
-from nodetune.tuners.readahead import devices_for_path  # noqa: E402
+from nodetune.tuners.knobs.readahead import devices_for_path  # noqa: E402
 
 CHUNK = 16 * MiB
 

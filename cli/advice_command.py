@@ -16,15 +16,11 @@ def advice_command(tuner: str | None, params: dict[str, Any]) -> str | None:
         return None
     if tuner == "profile" and isinstance(params.get("profile"), str):
         return f"nodetune tune apply --profile {shlex.quote(params['profile'])}"
-    if tuner == "pinning" and params.get("pids") and set(params) <= {"pids", "gpus"}:
-        args = [f"--pid {int(p)}" for p in params["pids"]]
-        args += [f"--gpu {int(g)}" for g in params.get("gpus") or []]
-        return "nodetune tune apply " + " ".join(args)
     if tuner == "prefetch":
         from nodetune.tuners.recommend import prefetch_command
 
         return prefetch_command(params)
-    if tuner == "readahead" and params.get("paths"):
-        args = [f"--data-path {shlex.quote(str(p))}" for p in params["paths"]]
-        return "nodetune tune apply --profile data-loading " + " ".join(args)
-    return "nodetune tune recommend"
+    from nodetune.tuners.registry import all_tuners
+
+    command = getattr(all_tuners().get(tuner), "command", None)  # a tuner may name its own command
+    return (command(params) if command is not None else None) or "nodetune tune recommend"

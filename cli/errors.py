@@ -17,7 +17,7 @@ _LAYER_ERRORS = (
     ("nodetune.config.loader", "ConfigError"),
     ("nodetune.probes.host", "ProbeError"),
     ("nodetune.probes.snapshot", "SnapshotError"),
-    ("nodetune.tuners.base", "TuneError"),
+    ("nodetune.tuners.errors", "TuneError"),
     ("nodetune.prefetch.options", "PrefetchError"),
     ("nodetune.agent.history", "HistoryError"),  # named, not imported: cli and agent stay apart
 )

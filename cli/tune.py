@@ -1,6 +1,6 @@
 """`nodetune tune ...` and `nodetune exec`: plan, apply, verify, roll back and hold tuning.
 
-`register(app)` mounts the commands on the main app. Tuner errors (nodetune.tuners.base.TuneError)
+`register(app)` mounts the commands on the main app. Tuner errors (nodetune.tuners.errors.TuneError)
 become one line and exit 2, and nothing is changed (a failed apply has rolled back).
 """
 
@@ -19,11 +19,10 @@ from .errors import UserError
 from .options import ReplayOpt, SecondsOpt, number
 from .output import console, print_json
 from .tune_session import (
-    Session,
     TuneDeps,
     live_advice,
     load_target_profile,
-    make_tune_plan,
+    open_tune_session,
     read_report_advice,
     replay_advice,
     user_errors,
@@ -43,10 +42,17 @@ AllowLowerOpt = Annotated[bool, typer.Option("--allow-lower", help="Lower numeri
 AllowGpuOpt = Annotated[bool, typer.Option("--allow-gpu-power", help="Allow GPU power-limit and clock changes the profile asks for.")]
 
 
+def tune_help() -> str:
+    """The `tune` help line, naming the tuners there are (listed without importing them)."""
+    from nodetune.tuners.registry import tuner_modules
+
+    return f"Plan, apply, verify and roll back journaled tuning ({', '.join(tuner_modules())})."
+
+
 def build_tune_app(deps: TuneDeps) -> typer.Typer:
     """The `tune` sub-app over `deps`."""
     tune = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
-                       help="Plan, apply, verify and roll back journaled tuning (pinning, huge pages, readahead, power).")
+                       help=tune_help())
 
     @tune.command("profiles")
     def profiles_cmd(root: RootOpt = "/", as_json: JsonOpt = False) -> None:
@@ -66,10 +72,10 @@ def build_tune_app(deps: TuneDeps) -> typer.Typer:
                  data_path: DataPathOpt = None, allow_lower: AllowLowerOpt = False,
                  allow_gpu_power: AllowGpuOpt = False, as_json: JsonOpt = False) -> None:
         """Show each knob's current value, the profile's target and what apply would do."""
-        with Session(deps, root, journal) as s, user_errors():
+        with open_tune_session(deps, root, journal) as s, user_errors():
             prof = load_target_profile(s, profile, dict(pids=pid, cgroups=cgroup, gpu_jobs=gpu_jobs, gpus=gpu,
                                           pin_cpus=pin_cpus, data_paths=data_path))
-            plan = make_tune_plan(s, prof, allow_lower, allow_gpu_power)
+            plan = s.plan(prof, allow_lower=allow_lower, allow_gpu_power=allow_gpu_power)
         if as_json:
             print_json(plan)
         else:
@@ -83,17 +89,11 @@ def build_tune_app(deps: TuneDeps) -> typer.Typer:
                   force: Annotated[bool, typer.Option("--force", help="Apply even where TuneD or power-profiles-daemon manages a knob, over another profile's open transaction, or beside another journal's.")] = False,
                   as_json: JsonOpt = False) -> None:
         """Apply a profile as one journaled transaction (rolled back if any knob fails)."""
-        from nodetune.tuners.base import ConflictError
-        from nodetune.tuners.transaction import Engine
-
-        with Session(deps, root, journal) as s, user_errors():
+        with open_tune_session(deps, root, journal) as s, user_errors():
             prof = load_target_profile(s, profile, dict(pids=pid, cgroups=cgroup, gpu_jobs=gpu_jobs, gpus=gpu,
                                           pin_cpus=pin_cpus, data_paths=data_path))
-            plan = make_tune_plan(s, prof, allow_lower, allow_gpu_power)
-            clash = plan.conflicting()
-            if clash and not force:
-                raise ConflictError(f"{plan.warnings[-1] if plan.warnings else clash[0].who}; nothing changed")
-            res = Engine(s.ctx, s.journal).apply(plan.changes, prof.name, force=force)
+            plan = s.plan(prof, allow_lower=allow_lower, allow_gpu_power=allow_gpu_power)
+            res = s.apply(plan, force=force)
         if as_json:
             print_json({"plan": plan, "result": res})
         else:
@@ -101,10 +101,8 @@ def build_tune_app(deps: TuneDeps) -> typer.Typer:
 
     def with_engine(root: str, journal: str | None, op: Callable[[Any], Any]) -> Any:
         """Run one journal operation in a session; tuner errors become one-line user errors."""
-        from nodetune.tuners.transaction import Engine
-
-        with Session(deps, root, journal) as s, user_errors():
-            return op(Engine(s.ctx, s.journal))
+        with open_tune_session(deps, root, journal) as s, user_errors():
+            return op(s.engine)
 
     @tune.command("verify")
     def verify_cmd(root: RootOpt = "/", journal: JournalOpt = None, as_json: JsonOpt = False) -> None:
@@ -150,6 +148,18 @@ def build_tune_app(deps: TuneDeps) -> typer.Typer:
         if rep.exit_code:
             raise typer.Exit(rep.exit_code)  # a lost change: the node may hold knobs the journal cannot name
 
+    @tune.command("compact")
+    def compact_cmd(root: RootOpt = "/", journal: JournalOpt = None, as_json: JsonOpt = False) -> None:
+        """Fold finished transactions into one record (apply and rollback do it past 1 MiB)."""
+        res = with_engine(root, journal, lambda e: e.compact())
+        if as_json:
+            print_json(res)
+        elif res.skipped:
+            typer.echo(f"nothing compacted: {res.skipped}")
+        else:
+            typer.echo(f"folded {res.folded} finished transaction(s): {res.lines_before} -> {res.lines_after} lines, "
+                       f"{res.size_before >> 10} -> {res.size_after >> 10} KiB ({res.path})")
+
     @tune.command("recommend")
     def recommend_cmd(root: RootOpt = "/", journal: JournalOpt = None,
                       advice: Annotated[str | None, typer.Option("--advice", metavar="REPORT.json", help="A report written by `nodetune diagnose --json` instead of a live diagnosis.")] = None,
@@ -168,9 +178,9 @@ def build_tune_app(deps: TuneDeps) -> typer.Typer:
             items = advice_items(replay_advice(replay))
         else:
             items = advice_items((deps.diagnose or live_advice)(root, seconds))
-        with Session(deps, root, journal) as s, user_errors():
+        with open_tune_session(deps, root, journal) as s, user_errors():
             prof, notes = profile_from_advice(items, lambda name: load_profile(s.ctx.host, name))
-            plan = make_tune_plan(s, prof, allow_lower, allow_gpu_power)
+            plan = s.plan(prof, allow_lower=allow_lower, allow_gpu_power=allow_gpu_power)
         plan.notes[:0] = notes
         if as_json:
             print_json(plan)
@@ -188,7 +198,7 @@ def build_tune_app(deps: TuneDeps) -> typer.Typer:
     def hold_latency_cmd(us: Annotated[int, typer.Option("--us", parser=number(0, 10**7, integer=True), metavar="US", help="Maximum C-state exit latency, microseconds (0: stay in C0/C1).")],
                          root: RootOpt = "/") -> None:
         """Hold a C-state latency cap via /dev/cpu_dma_latency until SIGTERM/SIGINT (run it as a service)."""
-        from nodetune.tuners.power import hold_latency
+        from nodetune.tuners.knobs.power import hold_latency
 
         def ready() -> None:
             typer.echo(f"holding C-state latency cap {us} us (pid {os.getpid()}); SIGTERM or Ctrl-C releases it",
@@ -212,7 +222,7 @@ def build_exec(deps: TuneDeps) -> Callable[..., None]:
         from nodetune.probes.cpufreq import online_cpus
         from nodetune.tuners.exec_numa import bind, binding_for_gpu, load_libnuma, run
 
-        with Session(deps, root, None) as s, user_errors():
+        with open_tune_session(deps, root, None) as s, user_errors():
             allowed = sorted(os.sched_getaffinity(0)) if s.ctx.host.live else online_cpus(s.ctx.host)
             b = binding_for_gpu(s.ctx.host, s.ctx.gpus, gpu, allowed)
         if dry_run:
@@ -232,6 +242,5 @@ def build_exec(deps: TuneDeps) -> Callable[..., None]:
 def register(app: typer.Typer, deps: TuneDeps | None = None) -> None:
     """Add `tune ...` and `exec` to the main app."""
     deps = deps or TuneDeps()
-    app.add_typer(build_tune_app(deps), name="tune",
-                  help="Plan, apply, verify and roll back journaled tuning (pinning, huge pages, readahead, power).")
+    app.add_typer(build_tune_app(deps), name="tune", help=tune_help())
     app.command("exec", context_settings={"allow_interspersed_args": False})(build_exec(deps))

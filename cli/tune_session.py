@@ -34,7 +34,7 @@ class TuneDeps:
 @contextmanager
 def user_errors() -> Iterator[None]:
     """Tuner errors as one-line user errors."""
-    from nodetune.tuners.base import TuneError
+    from nodetune.tuners.errors import TuneError
 
     try:
         yield
@@ -45,43 +45,29 @@ def user_errors() -> Iterator[None]:
         raise err from None
 
 
-class Session:
-    """One command's node, journal and GPU access."""
+def open_tune_session(deps: TuneDeps, root: str, journal: str | None) -> Any:
+    """The tuners' session (`tuners.session`) for one command, with what `deps` replaces."""
+    from nodetune.tuners.gpu_control import GpuControl
+    from nodetune.tuners.session import open_session
 
-    def __init__(self, deps: TuneDeps, root: str, journal: str | None) -> None:
-        from nodetune.tuners.affinity import affinity_for
-        from nodetune.tuners.base import TuneContext
-        from nodetune.tuners.gpu_control import GpuControl
-        from nodetune.tuners.journal import DEFAULT_JOURNAL, Journal
-
-        if not os.path.isdir(root):
-            raise UserError(f"--root {root}: not a directory")
-        host = deps.host(root)
-        if deps.nvml is not None:
-            gpus = GpuControl(deps.nvml)
-        elif host.live:
-            gpus = GpuControl(None)  # pynvml, loaded only if a tuner asks a GPU question
-        else:
-            gpus = GpuControl.disabled(f"--root {root}: NVML describes the live node only")
-        self.ctx = TuneContext(host, deps.affinity or affinity_for(host), gpus)
-        self.journal = Journal(journal or host.path(DEFAULT_JOURNAL))
-
-    def close(self) -> None:
-        self.ctx.gpus.close()
-
-    def __enter__(self) -> Session:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    if not os.path.isdir(root):
+        raise UserError(f"--root {root}: not a directory")
+    host = deps.host(root)
+    if deps.nvml is not None:
+        gpus = GpuControl(deps.nvml)
+    elif host.live:
+        gpus = GpuControl(None)  # pynvml, loaded only if a tuner asks a GPU question
+    else:
+        gpus = GpuControl.disabled(f"--root {root}: NVML describes the live node only")
+    return open_session(host, journal, gpus=gpus, affinity=deps.affinity)
 
 
 def with_overrides(prof: Any, pids: list[int] | None, cgroups: list[str] | None, gpu_jobs: bool,
                     gpus: list[int] | None, pin_cpus: str | None, data_paths: list[str] | None) -> Any:
     """The profile with the command line's targets added (pids, cgroups, data paths)."""
-    from nodetune.tuners.base import ProfileError
-    from nodetune.tuners.pinning import PinningParams
-    from nodetune.tuners.readahead import ReadaheadParams
+    from nodetune.tuners.errors import ProfileError
+    from nodetune.tuners.knobs.pinning import PinningParams
+    from nodetune.tuners.knobs.readahead import ReadaheadParams
 
     if pids or cgroups or gpu_jobs or gpus or pin_cpus:
         pin = prof.pinning or PinningParams()
@@ -105,7 +91,7 @@ def with_overrides(prof: Any, pids: list[int] | None, cgroups: list[str] | None,
     return prof
 
 
-def load_target_profile(s: Session, profile: str | None, overrides: dict[str, Any]) -> Any:
+def load_target_profile(s: Any, profile: str | None, overrides: dict[str, Any]) -> Any:
     from nodetune.tuners.profiles import Profile, list_profiles, load_profile
 
     if profile is None:
@@ -116,18 +102,6 @@ def load_target_profile(s: Session, profile: str | None, overrides: dict[str, An
     else:
         prof = load_profile(s.ctx.host, profile)
     return with_overrides(prof, **overrides)
-
-
-def make_tune_plan(s: Session, prof: Any, allow_lower: bool, allow_gpu_power: bool) -> Any:
-    from nodetune.tuners.config import load_tune_config
-    from nodetune.tuners.plan import make_plan
-
-    cfg = load_tune_config(s.ctx.host)
-    state = s.journal.load()
-    plan = make_plan(s.ctx, prof, state, allow_lower=allow_lower,
-                     allow_gpu_power=allow_gpu_power or cfg.allow_gpu_power)
-    plan.warnings[:0] = state.warnings
-    return plan
 
 
 def live_advice(root: str, seconds: float) -> Iterable[Any]:

@@ -55,7 +55,8 @@ class AgentConfig:
     history_max_mib: float = number(256, "largest the history database may grow (oldest jobs dropped first)", lo=1,
                                     hi=1 << 20)
     autotune: list[str] = names([], "tuners the agent may apply from its own findings (off when empty; prefetch: "
-                                "follow an io-starved job's reads); GPU power and clocks never", choices=("readahead", "hugepages", "pinning", "power", "prefetch"))
+                                "follow an io-starved job's reads); GPU power and clocks never", choices=("prefetch",),
+                                choices_from="nodetune.tuners.registry:autotune_names")
     autotune_hold_windows: int = number(3, "consecutive diagnoses a finding must hold before autotune acts", lo=1,
                                         hi=1000)
     autotune_max_per_hour: int = number(4, "most automatic tuning transactions an hour", lo=0, hi=1000)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import re
 from dataclasses import field
 from typing import Any
@@ -46,9 +47,22 @@ def text(default: str, doc: str) -> Any:
     return field(default=default, metadata={"doc": doc})
 
 
-def names(default: list[str], doc: str, choices: tuple[str, ...] | None = None) -> Any:
-    """A list of strings, optionally from a fixed set."""
-    return field(default_factory=lambda: list(default), metadata={"doc": doc, "choices": choices})
+def names(default: list[str], doc: str, choices: tuple[str, ...] | None = None,
+          choices_from: str | None = None) -> Any:
+    """A list of strings, optionally from a set: fixed `choices`, plus those the function named by
+    `choices_from` ("module:function", imported only when a value is checked) returns."""
+    return field(default_factory=lambda: list(default),
+                 metadata={"doc": doc, "choices": choices, "choices_from": choices_from})
+
+
+def allowed_names(meta: Any) -> tuple[str, ...]:
+    """The names a `names` field accepts (empty: any)."""
+    out: tuple[str, ...] = ()
+    ref = meta.get("choices_from")
+    if ref:
+        module, _, func = ref.partition(":")
+        out = tuple(getattr(importlib.import_module(module), func)())
+    return out + tuple(meta.get("choices") or ())
 
 
 _DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*")

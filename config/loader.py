@@ -17,7 +17,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from .fields import SECTIONS
+from .fields import SECTIONS, allowed_names
 
 DEFAULT_CONFIG = "/etc/nodetune/config.toml"
 MAX_CONFIG_BYTES = 1 << 20  # a config is a few hundred bytes; a megabyte is a mistake, not a config
@@ -109,7 +109,7 @@ def _coerce(hint: Any, meta: dict[str, Any], value: Any, what: str) -> Any:
     if typing.get_origin(hint) is list:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise ConfigError(f"{what}: expected a list of strings, got {value!r:.60}")
-        choices: tuple[str, ...] = meta.get("choices") or ()
+        choices = allowed_names(meta) if value else ()
         bad = [v for v in value if choices and v not in choices]
         if bad:
             raise ConfigError(f"{what}: {bad[0]!r} is not one of {', '.join(choices)}")

@@ -25,6 +25,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from .knob_file import replace_in, replaceable
+
 T = TypeVar("T")
 
 # Far above the kernel's NR_CPUS maximum (8192): a longer CPU list is damaged or hostile, and
@@ -440,13 +442,16 @@ class Host:
         """Write a knob; raise KnobWriteError with what the kernel said and what to do.
 
         A knob path never needs `..`: one that has it (a damaged or crafted journal) is refused.
+        A regular file on a disk (a file-backed root) is replaced atomically, so a crash mid-write
+        leaves its old value or the new one, never an empty file (`probes.knob_file`).
         """
         if "/../" in p + "/":
             raise PathOutsideRoot(f"{p}: a knob path with '..' is refused (outside the root {self.root}?)")
         try:
-            fd = self._open(p, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
-            with open(fd, "w", encoding="utf-8") as fh:
-                fh.write(value)
+            if not self._replace(p, value):
+                fd = self._open(p, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+                with open(fd, "w", encoding="utf-8") as fh:
+                    fh.write(value)
         except PathOutsideRoot:
             raise
         except PermissionError:
@@ -461,6 +466,25 @@ class Host:
             if exc.errno == errno.EINVAL:
                 raise KnobWriteError(f"{p}: the kernel rejected {value!r}") from None
             raise KnobWriteError(f"{p}: {exc.strerror or exc}") from None
+
+    def _replace(self, p: str, value: str) -> bool:
+        """Replace node path `p` atomically when it is a regular file on a disk filesystem, through
+        its directory opened inside the root; False when it takes a plain write."""
+        parent, name = os.path.split(p)
+        if not name:
+            return False
+        try:
+            dfd = self._open(parent or "/", os.O_RDONLY | os.O_DIRECTORY)
+        except (OSError, ProbeError):
+            return False  # the plain write says what is wrong, naming the knob
+        try:
+            mode = replaceable(dfd, name, self.live)
+            if mode is None:
+                return False
+            replace_in(dfd, name, value.encode(), mode)
+            return True
+        finally:
+            os.close(dfd)
 
 
 def file_kind(mode: int) -> str:

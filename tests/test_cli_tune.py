@@ -16,7 +16,7 @@ from nodetune.cli.errors import UserError
 from nodetune.cli.tune import TuneDeps, register
 from nodetune.probes.host import Host
 from nodetune.tuners.affinity import NEEDS_CAP, TreeAffinity
-from nodetune.tuners.base import KnobFailed
+from nodetune.tuners.errors import KnobFailed
 
 runner = CliRunner()
 

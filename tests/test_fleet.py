@@ -27,8 +27,9 @@ from agent_support import FAST, JOB_CGROUP, JOB_PID, free_port, start_agent, wai
 from fakenvml import FakeNvml, nvlink_pair_gpus
 from faketree import FakeProc, Preset, h200_pair, vm_h200
 
-from nodetune.tuners.base import Knob
-from nodetune.tuners.journal import Journal, Record
+from nodetune.tuners.contract import Knob
+from nodetune.tuners.transaction.journal import Journal
+from nodetune.tuners.transaction.record import Record
 
 MAIN = "from nodetune.cli.app import main; main()"
 

@@ -21,7 +21,7 @@ from nodetune.probes.host import MAX_CPUS, Host, ProbeError, parse_cpulist, pars
 from nodetune.probes.serde import SchemaError, parse_json
 from nodetune.probes.snapshot import MAX_PROCESSES, SnapshotError, load_snapshot
 from nodetune.probes.topology import probe_cpu_topology
-from nodetune.tuners.base import ProfileError, TargetError
+from nodetune.tuners.errors import ProfileError, TargetError
 from nodetune.tuners.plan import make_plan
 from nodetune.tuners.profiles import parse_profile, profile_from_data
 

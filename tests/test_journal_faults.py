@@ -32,12 +32,14 @@ from test_tuners_support import (
 
 from nodetune.probes.host import Host, parse_cpulist
 from nodetune.probes.memory import parse_selected
-from nodetune.tuners.base import ConflictError, JournalError, TransactionFailed, TuneContext
-from nodetune.tuners.journal import DEFAULT_JOURNAL, Journal, JournalIO
-from nodetune.tuners.nodelock import LOCK, MARKER, NodeLock
+from nodetune.tuners.context import TuneContext
+from nodetune.tuners.errors import ConflictError, JournalError, TransactionFailed
 from nodetune.tuners.plan import make_plan
 from nodetune.tuners.profiles import profile_from_data
-from nodetune.tuners.transaction import Engine
+from nodetune.tuners.transaction.durable import JournalIO
+from nodetune.tuners.transaction.engine import Engine
+from nodetune.tuners.transaction.journal import DEFAULT_JOURNAL, Journal
+from nodetune.tuners.transaction.nodelock import LOCK, MARKER, NodeLock
 
 # Every kind of record and knob (a selector, read-ahead through dm, governors, thread affinity) in
 # few knobs: each of its writes fails in turn, four ways.
@@ -268,7 +270,7 @@ HOLD = """
 import sys, time
 from nodetune.probes.host import Host, parse_cpulist
 from nodetune.probes.memory import parse_selected
-from nodetune.tuners.nodelock import NodeLock
+from nodetune.tuners.transaction.nodelock import NodeLock
 with NodeLock(Host(sys.argv[1])):
     print("held", flush=True)
     time.sleep(30)
@@ -502,11 +504,11 @@ RACER = """
 import json, sys
 sys.path.insert(0, sys.argv[2])
 from test_tuners_support import ctx_for
-from nodetune.tuners.base import TuneError
-from nodetune.tuners.journal import Journal
+from nodetune.tuners.errors import TuneError
+from nodetune.tuners.transaction.journal import Journal
 from nodetune.tuners.plan import make_plan
 from nodetune.tuners.profiles import profile_from_data
-from nodetune.tuners.transaction import Engine
+from nodetune.tuners.transaction.engine import Engine
 ctx = ctx_for(sys.argv[1])
 changes = make_plan(ctx, profile_from_data(json.loads(sys.argv[4]), sys.argv[5], "p.toml")).changes
 sys.stdin.readline()  # both start together
@@ -519,7 +521,7 @@ except TuneError as exc:
 
 
 def test_two_applies_racing_with_different_journals_never_interleave(tmp_path):
-    """The issue's race: two processes, two journals, one node. One applies; the other is refused
+    """A race: two processes, two journals, one node. One applies; the other is refused
     (the node lock, or the first one's open transaction); rolling back restores every knob."""
     laptop_with_job(tmp_path / "root")
     root = tmp_path / "root"

@@ -26,10 +26,10 @@ from test_tuners_support import (
     laptop_with_job,
 )
 
-from nodetune.tuners.crashpoints import ENV
-from nodetune.tuners.journal import canonical, crc, parse
+from nodetune.probes.crashpoints import ENV
 from nodetune.tuners.plan import make_plan
 from nodetune.tuners.profiles import profile_from_data
+from nodetune.tuners.transaction.record import canonical, crc, parse
 
 GOV3 = "/sys/devices/system/cpu/cpu3/cpufreq/scaling_governor"
 
@@ -95,7 +95,7 @@ def test_every_record_carries_a_checksum_of_its_canonical_json(tmp_path):
 
 
 def test_the_intent_of_cpu3s_governor_replaced_with_garbage_still_restores_exactly(tmp_path):
-    """The issue's attack: its applied record repeats the original, so nothing is lost."""
+    """A damaged intent line: its applied record repeats the original, so nothing is lost."""
     ctx, before, path = applied_node(tmp_path)
     lines = lines_of(path)
     lines[line_no(lines, "intent", GOV3)] = "\x00\x17garbage{{{"

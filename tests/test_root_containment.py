@@ -25,12 +25,13 @@ from test_tuners_support import (
 )
 
 from nodetune.probes.host import Host, KnobWriteError, PathOutsideRoot, ProbeError
-from nodetune.tuners.base import CHANGE, SKIP, Knob, ProfileError, TargetError
-from nodetune.tuners.journal import APPLIED, BEGIN, INTENT, Record
-from nodetune.tuners.pinning import cgroup_pids
+from nodetune.tuners.contract import CHANGE, SKIP, Knob
+from nodetune.tuners.errors import ProfileError, TargetError
+from nodetune.tuners.knobs.pinning import cgroup_pids
+from nodetune.tuners.knobs.readahead import devices_for_path
 from nodetune.tuners.plan import make_plan
 from nodetune.tuners.profiles import load_profile, profile_from_data
-from nodetune.tuners.readahead import devices_for_path
+from nodetune.tuners.transaction.record import APPLIED, BEGIN, INTENT, Record
 
 NVME1 = "/sys/devices/pci0000:84/0000:84:03.0/0000:85:00.0/nvme/nvme1/nvme1n1"
 

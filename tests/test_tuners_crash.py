@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from test_tuners_support import changed, knob_values, laptop_with_job
 
-from nodetune.tuners.crashpoints import ENV
+from nodetune.probes.crashpoints import ENV
 
 PROFILE = """
 description = "crash test"

@@ -11,7 +11,7 @@ from faketree import vm_h200
 from test_tuners_support import dgx_copy
 
 from nodetune.probes.host import Host
-from nodetune.tuners.base import TargetError, TuneError
+from nodetune.tuners.errors import TargetError, TuneError
 from nodetune.tuners.exec_numa import NO_LIBNUMA, bind, binding_for_gpu, run
 from nodetune.tuners.gpu_control import GpuControl
 

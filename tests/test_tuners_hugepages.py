@@ -14,7 +14,8 @@ from test_tuners_support import (
     laptop_with_job,
 )
 
-from nodetune.tuners.base import CHANGE, KEEP, SKIP, TargetError
+from nodetune.tuners.contract import CHANGE, KEEP, SKIP
+from nodetune.tuners.errors import TargetError
 from nodetune.tuners.plan import make_plan
 from nodetune.tuners.profiles import profile_from_data
 

@@ -12,7 +12,8 @@ from test_tuners_support import ctx_for, dgx_copy, engine_for
 
 from nodetune.probes.host import Host, format_cpulist, parse_cpulist
 from nodetune.tuners.affinity import LiveAffinity, TreeAffinity
-from nodetune.tuners.base import CHANGE, KEEP, SKIP, KnobFailed, KnobGone, TargetError
+from nodetune.tuners.contract import CHANGE, KEEP, SKIP
+from nodetune.tuners.errors import KnobFailed, KnobGone, TargetError
 from nodetune.tuners.plan import make_plan
 from nodetune.tuners.profiles import profile_from_data
 

@@ -16,17 +16,10 @@ from faketree import vm_h200
 from test_tuners_support import changed, ctx_for, dgx_copy, engine_for, knob_values, laptop_with_job
 
 from nodetune.probes.host import Host
-from nodetune.tuners.base import (
-    CHANGE,
-    HOLD,
-    KEEP,
-    SKIP,
-    KnobAbsent,
-    TargetError,
-    TransactionFailed,
-)
+from nodetune.tuners.contract import CHANGE, HOLD, KEEP, SKIP
+from nodetune.tuners.errors import KnobAbsent, TargetError, TransactionFailed
+from nodetune.tuners.knobs.power import LatencyHold
 from nodetune.tuners.plan import NOT_ALLOWED, make_plan
-from nodetune.tuners.power import LatencyHold
 from nodetune.tuners.profiles import profile_from_data
 
 

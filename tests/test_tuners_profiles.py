@@ -7,8 +7,8 @@ from faketree import laptop, vm_h200
 from test_tuners_support import ctx_for
 
 from nodetune.probes.host import Host
-from nodetune.tuners.base import ProfileError
 from nodetune.tuners.config import load_tune_config
+from nodetune.tuners.errors import ProfileError
 from nodetune.tuners.plan import make_plan
 from nodetune.tuners.profiles import list_profiles, load_profile, parse_profile
 

@@ -6,10 +6,11 @@ import pytest
 from test_tuners_support import changed, ctx_for, dgx_copy, engine_for, knob_values, laptop_with_job
 
 from nodetune.probes.host import Host
-from nodetune.tuners.base import CHANGE, KEEP, SKIP, TargetError
+from nodetune.tuners.contract import CHANGE, KEEP, SKIP
+from nodetune.tuners.errors import TargetError
+from nodetune.tuners.knobs.readahead import devices_for_path, io_uring_status
 from nodetune.tuners.plan import make_plan
 from nodetune.tuners.profiles import profile_from_data
-from nodetune.tuners.readahead import devices_for_path, io_uring_status
 
 
 def plan(ctx, ra):

@@ -6,7 +6,7 @@ import pytest
 from test_tuners_support import ctx_for, laptop_with_job
 
 from nodetune.probes.host import Host
-from nodetune.tuners.base import ProfileError
+from nodetune.tuners.errors import ProfileError
 from nodetune.tuners.plan import make_plan
 from nodetune.tuners.profiles import load_profile
 from nodetune.tuners.recommend import advice_items, profile_from_advice

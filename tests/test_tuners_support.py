@@ -20,10 +20,10 @@ from faketree import FakeNode, FakeProc, Preset, dgx_h100, laptop
 from nodetune.probes.host import Host, KnobWriteError, ProbeError, parse_cpulist
 from nodetune.probes.memory import parse_selected
 from nodetune.tuners.affinity import TreeAffinity
-from nodetune.tuners.base import TuneContext
+from nodetune.tuners.context import TuneContext
 from nodetune.tuners.gpu_control import GpuControl
-from nodetune.tuners.journal import DEFAULT_JOURNAL, Journal
-from nodetune.tuners.transaction import Engine
+from nodetune.tuners.transaction.engine import Engine
+from nodetune.tuners.transaction.journal import DEFAULT_JOURNAL, Journal
 
 
 @dataclass(frozen=True)

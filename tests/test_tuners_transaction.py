@@ -18,17 +18,12 @@ from test_tuners_support import (
 )
 
 from nodetune.probes.serde import from_jsonable, to_jsonable
-from nodetune.tuners.base import (
-    CHANGE,
-    KEEP,
-    ConflictError,
-    JournalError,
-    KnobFailed,
-    TransactionFailed,
-)
-from nodetune.tuners.journal import Journal, Record, parse_lines
+from nodetune.tuners.contract import CHANGE, KEEP
+from nodetune.tuners.errors import ConflictError, JournalError, KnobFailed, TransactionFailed
 from nodetune.tuners.plan import Plan, make_plan
 from nodetune.tuners.profiles import profile_from_data
+from nodetune.tuners.transaction.journal import Journal
+from nodetune.tuners.transaction.record import Record, parse_lines
 
 
 def plan_for(ctx, data=None, **kw) -> Plan:
@@ -261,7 +256,12 @@ def test_unwritable_journal_is_a_clear_error(tmp_path):
 
 def test_results_cross_module_boundaries_as_json(tmp_path):
     """Plan, ApplyResult, VerifyReport, StatusReport and RollbackResult round-trip through serde."""
-    from nodetune.tuners.transaction import ApplyResult, RollbackResult, StatusReport, VerifyReport
+    from nodetune.tuners.transaction.results import (
+        ApplyResult,
+        RollbackResult,
+        StatusReport,
+        VerifyReport,
+    )
 
     laptop_with_job(tmp_path)
     ctx = ctx_for(tmp_path)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from nodetune.tuners.nodelock import LOCK
+from nodetune.tuners.transaction.nodelock import LOCK
 
 SYSTEMD = Path(__file__).resolve().parent.parent / "systemd"
 

@@ -17,7 +17,7 @@ from typing import Protocol
 from nodetune.probes.host import Host, KnobWriteError, ProbeError, format_cpulist, parse_cpulist
 from nodetune.probes.processes import parse_stat, parse_status
 
-from .base import KnobFailed, KnobGone
+from .errors import KnobFailed, KnobGone
 
 NEEDS_CAP = "needs root or CAP_SYS_NICE"
 

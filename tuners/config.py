@@ -6,7 +6,7 @@ from nodetune.config.loader import ConfigError, load_config
 from nodetune.config.tune import TuneConfig
 from nodetune.probes.host import Host
 
-from .base import ProfileError
+from .errors import ProfileError
 
 __all__ = ["TuneConfig", "load_tune_config"]
 

@@ -11,10 +11,12 @@ from dataclasses import dataclass, field
 
 from nodetune.probes.host import Host, ProbeError
 
-# Knob groups each daemon manages (TuneD: cpu, vm, disk plugins; power-profiles-daemon: the
-# platform profile, EPP and on some drivers the governor).
-TUNED_GROUPS = ("governor", "epp", "epb", "cpu_latency", "thp", "readahead", "scheduler")
-PPD_GROUPS = ("governor", "epp", "epb")
+from .registry import groups_managed_by
+
+# The knob groups each daemon manages are declared by the tuners (`managed_by`: TuneD's cpu, vm and
+# disk plugins; power-profiles-daemon's platform profile, EPP and on some drivers the governor).
+TUNED = "TuneD"
+PPD = "power-profiles-daemon"
 
 
 @dataclass
@@ -80,11 +82,11 @@ def detect_owners(host: Host) -> tuple[list[Owner], list[str]]:
         except ProbeError:
             ev.append("no /etc/tuned/active_profile")
         ev.append("process 'tuned'" if any(comms.get(p) == "tuned" for p in tuned_pids) else "")
-        owners.append(Owner("TuneD", tuned_pids[0], list(TUNED_GROUPS), [e for e in ev if e]))
+        owners.append(Owner(TUNED, tuned_pids[0], groups_managed_by(TUNED), [e for e in ev if e]))
     # comm is truncated to 15 characters: "power-profiles-daemon" reads "power-profiles-".
     ppd = [p for p, c in comms.items() if c in ("power-profiles-", "power-profiles-daemon")]
     if ppd:
-        owners.append(Owner("power-profiles-daemon", ppd[0], list(PPD_GROUPS), ["process 'power-profiles-daemon'"]))
+        owners.append(Owner(PPD, ppd[0], groups_managed_by(PPD), ["process 'power-profiles-daemon'"]))
     if any(c == "irqbalance" for c in comms.values()):
         notes.append("irqbalance is running: it moves IRQs, not these knobs (no conflict)")
     return owners, notes

@@ -15,7 +15,7 @@ from typing import Any
 
 from nodetune.probes.host import Host, format_cpulist
 
-from .base import TargetError, TuneError
+from .errors import TargetError, TuneError
 from .gpu_control import GpuControl
 from .locality import gpu_place
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from nodetune.probes.pci import normalize_bus_id
 
-from .base import TuneError
+from .errors import TuneError
 
 # NVML return codes (nvmlReturn_t) that deserve their own words.
 _NO_PERMISSION = 4

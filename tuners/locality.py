@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from nodetune.probes.host import Host
 from nodetune.probes.pci import VENDOR_NVIDIA, PciDevice, probe_pci
 
-from .base import TargetError
+from .errors import TargetError
 from .gpu_control import GpuControl, GpuControlError
 
 

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .base import CHANGE, KEEP, SKIP, Change, TuneContext
 from .conflicts import Owner, detect_owners, owners_of
-from .journal import JournalState
-from .knobs import same_value
-from .power import GPU_GROUPS
+from .context import TuneContext
+from .contract import CHANGE, KEEP, SKIP, Change
+from .drivers import same_value
 from .profiles import Profile
-from .registry import all_tuners
+from .registry import all_tuners, opt_in_groups
+from .transaction.fold import JournalState
 
 # Tuners apply in their declared `order` (tuners/registry.py): memory and I/O first, CPU power
 # before EPP (intel_pstate refuses some EPP values under the performance governor), pinning last.
@@ -63,6 +63,7 @@ def make_plan(ctx: TuneContext, profile: Profile, journal: JournalState | None =
     """Plan a profile on a node; raises TuneError for targets that do not exist."""
     plan = Plan(profile=profile.name, source=profile.source)
     seen: set[str] = set()
+    guarded = opt_in_groups()
     for name, tuner in all_tuners().items():
         params = profile.tables.get(name)
         if params is None:
@@ -74,7 +75,7 @@ def make_plan(ctx: TuneContext, profile: Profile, journal: JournalState | None =
                 continue  # e.g. a disk under two data paths, a worker under two named pids
             seen.add(c.knob.id)
             decide(c, lower)
-            if c.knob.group in GPU_GROUPS and c.action == CHANGE and not allow_gpu_power:
+            if c.knob.group in guarded and c.action == CHANGE and not allow_gpu_power:
                 c.action, c.reason = SKIP, NOT_ALLOWED
             plan.changes.append(c)
         plan.notes += proposed.notes

@@ -30,7 +30,7 @@ from typing import Any, get_args, get_origin, get_type_hints
 from nodetune.probes.host import Host, ProbeError
 from nodetune.probes.serde import MAX_MAGNITUDE
 
-from .base import ProfileError
+from .errors import ProfileError
 from .registry import sections
 
 USER_DIR = "/etc/nodetune/profiles"

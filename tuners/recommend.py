@@ -14,7 +14,7 @@ import shlex
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, get_type_hints
 
-from .base import ProfileError
+from .errors import ProfileError
 from .profiles import Profile, fits, profile_from_data
 from .registry import sections
 

@@ -8,14 +8,18 @@ disk under it.
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass, field
+from typing import Any
 
 from nodetune.probes.host import Host, ProbeError
 from nodetune.probes.storage import disks_under, mount_for_path, probe_mounts
 
-from .base import Knob, TargetError, TuneContext, TunerPlan
-from .knobs import sysfs_change
-from .registry import tuner
+from ..context import TuneContext
+from ..contract import Knob, TunerPlan
+from ..errors import TargetError
+from ..registry import tuner
+from ..sysfs import sysfs_change
 
 IO_URING = "/proc/sys/kernel/io_uring_disabled"
 FADVISE_ADVICE = ("loaders reading files front to back: call os.posix_fadvise(fd, 0, 0, "
@@ -101,7 +105,15 @@ class ReadaheadTuner:
     name = "readahead"
     params = ReadaheadParams
     order = 20
-    params = ReadaheadParams
+    managed_by = {"readahead": ("TuneD",), "scheduler": ("TuneD",)}
+
+    @staticmethod
+    def command(params: dict[str, Any]) -> str | None:
+        """`tune apply` with the data paths the advice names, else None."""
+        if not params.get("paths"):
+            return None
+        args = [f"--data-path {shlex.quote(str(p))}" for p in params["paths"]]
+        return "nodetune tune apply --profile data-loading " + " ".join(args)
 
     def plan(self, ctx: TuneContext, p: ReadaheadParams) -> TunerPlan:
         out = TunerPlan()

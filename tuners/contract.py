@@ -1,7 +1,7 @@
-"""The tuner contract: knobs, planned changes, and the errors tuners raise.
+"""The tuner contract: knobs, planned changes, the Tuner and the Driver.
 
 A tuner *plans*: it reads each knob's current value and proposes a target (`Change`). Reading and
-writing a knob is the job of its driver (`tuners.knobs`), chosen by `Knob.kind`, so that apply,
+writing a knob is the job of its driver, chosen by `Knob.kind` (`registry.driver`), so that apply,
 verify and rollback (`tuners.transaction`) work the same for every tuner and can restore a knob
 from nothing but its journal record, in a later process, after a crash.
 """
@@ -11,11 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from nodetune.probes.host import Host
-
 if TYPE_CHECKING:
-    from .affinity import Affinity
-    from .gpu_control import GpuControl
+    from .context import TuneContext
 
 # What a planned change will do.
 CHANGE = "change"  # the knob is written
@@ -78,63 +75,17 @@ class Tuner(Protocol):
     def plan(self, ctx: TuneContext, section: Any) -> TunerPlan: ...
 
 
-@dataclass
-class TuneContext:
-    """What tuners and drivers act on: the node's root, thread affinity, and GPU control."""
+class Driver(Protocol):
+    """Reads and writes one kind of knob; made from a TuneContext by its registered factory."""
 
-    host: Host
-    affinity: Affinity
-    gpus: GpuControl
+    def read(self, knob: Knob) -> str:
+        """The knob's value now; KnobAbsent, KnobGone or KnobFailed when it cannot be read."""
+        ...
 
+    def write(self, knob: Knob, value: str) -> None:
+        """Set the knob; KnobGone or KnobFailed with one line when it cannot be set."""
+        ...
 
-class TuneError(Exception):
-    """A tuner cannot do what was asked; `reason` is the one line a person sees."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-class ProfileError(TuneError):
-    """A profile or the tuning config is unknown or invalid."""
-
-
-class TargetError(TuneError):
-    """A process, cgroup, device, path, GPU or NUMA node that was named does not exist."""
-
-
-class ConflictError(TuneError):
-    """Another tuning daemon owns knobs this plan changes (use --force)."""
-
-
-class KnobAbsent(TuneError):
-    """The knob does not exist on this node (e.g. cpufreq on a VM)."""
-
-
-class KnobGone(TuneError):
-    """What the knob belonged to went away (a thread exited, its PID was reused)."""
-
-
-class KnobFailed(TuneError):
-    """Writing the knob failed (permission, read-only sysfs, rejected value)."""
-
-
-class JournalError(TuneError):
-    """The journal cannot be written or locked."""
-
-
-class TransactionFailed(TuneError):
-    """An apply failed part-way (or was interrupted by `signum`); what it had applied was rolled back."""
-
-    def __init__(self, reason: str, knob: str, rolled_back: list[str], not_restored: list[str],
-                 signum: int | None = None) -> None:
-        super().__init__(reason)
-        self.knob = knob
-        self.rolled_back = rolled_back
-        self.not_restored = not_restored
-        self.signum = signum
-
-    @property
-    def exit_code(self) -> int:
-        """128 + the signal for an interrupted apply (130 SIGINT, 143 SIGTERM), else 2."""
-        return 128 + self.signum if self.signum else 2
+    def preflight(self, knob: Knob) -> str | None:
+        """Why the knob cannot be written, found before anything changes; None if it looks writable."""
+        ...

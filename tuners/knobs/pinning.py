@@ -11,26 +11,18 @@ apply inherit the affinity of the thread that made them, and a re-apply pins any
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from nodetune.probes.host import Host, ProbeError, format_cpulist, parse_cpulist
 from nodetune.probes.processes import descendants, parse_cgroup, parse_stat, parse_status
 
-from .affinity import thread_ids, thread_starttime
-from .base import (
-    CHANGE,
-    KEEP,
-    SKIP,
-    Change,
-    Knob,
-    KnobFailed,
-    KnobGone,
-    TargetError,
-    TuneContext,
-    TunerPlan,
-)
-from .gpu_control import GpuControlError
-from .locality import GpuPlace, gpu_places
-from .registry import tuner
+from ..affinity import thread_ids, thread_starttime
+from ..context import TuneContext
+from ..contract import CHANGE, KEEP, SKIP, Change, Knob, TunerPlan
+from ..errors import KnobFailed, KnobGone, TargetError
+from ..gpu_control import GpuControlError
+from ..locality import GpuPlace, gpu_places
+from ..registry import driver, tuner
 
 CGROUP_ROOT = "/sys/fs/cgroup"
 PID_MAX_LIMIT = 4194304  # the kernel's PID_MAX_LIMIT on 64-bit: no pid is larger
@@ -154,7 +146,15 @@ class PinningTuner:
     name = "pinning"
     params = PinningParams
     order = 50  # last: threads come and go meanwhile
-    params = PinningParams
+
+    @staticmethod
+    def command(params: dict[str, Any]) -> str | None:
+        """`tune apply --pid ...` when the advice names only pids (and GPUs), else None."""
+        if not params.get("pids") or not set(params) <= {"pids", "gpus"}:
+            return None
+        args = [f"--pid {int(p)}" for p in params["pids"]]
+        args += [f"--gpu {int(g)}" for g in params.get("gpus") or []]
+        return "nodetune tune apply " + " ".join(args)
 
     def _targets(self, ctx: TuneContext, p: PinningParams, notes: list[str]) -> dict[int, set[int]]:
         """pid -> GPUs it uses (empty: unknown)."""
@@ -261,3 +261,38 @@ class PinningTuner:
                 continue
             rows.append(Change(self.name, knob, format_cpulist(current), format_cpulist(target), CHANGE, source))
         return rows
+
+
+@driver("affinity")
+class AffinityDriver:
+    """A thread's CPU affinity; the knob carries the thread's start time to detect PID reuse."""
+
+    def __init__(self, ctx: TuneContext) -> None:
+        self.host = ctx.host
+        self.affinity = ctx.affinity
+
+    @staticmethod
+    def same(a: str, b: str) -> bool:
+        """cpulists compare as sets ("0,1,2" is "0-2"); damaged journal values as text."""
+        try:
+            return parse_cpulist(a) == parse_cpulist(b)
+        except ProbeError:
+            return a == b
+
+    def _same_thread(self, knob: Knob) -> tuple[int, int]:
+        assert knob.pid is not None and knob.tid is not None
+        start = thread_starttime(self.host, knob.pid, knob.tid)
+        if knob.starttime is not None and start != knob.starttime:
+            raise KnobGone(f"pid {knob.pid} tid {knob.tid} now belongs to another process (PID reused)")
+        return knob.pid, knob.tid
+
+    def read(self, knob: Knob) -> str:
+        pid, tid = self._same_thread(knob)
+        return format_cpulist(self.affinity.get(pid, tid))
+
+    def write(self, knob: Knob, value: str) -> None:
+        pid, tid = self._same_thread(knob)
+        self.affinity.set(pid, tid, parse_cpulist(value, knob.label))
+
+    def preflight(self, knob: Knob) -> str | None:
+        return None  # only the kernel knows (CAP_SYS_NICE, cpusets); a failure rolls back

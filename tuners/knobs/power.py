@@ -1,10 +1,9 @@
-"""Power: CPU governor, EPP and EPB; the C-state latency cap; GPU power limit and locked clocks.
+"""CPU power: governor, EPP and EPB; the C-state latency cap.
 
 The latency cap (/dev/cpu_dma_latency) is a PM QoS request that lasts only while the file stays
 open, so it is not a journaled knob: `LatencyHold` keeps it for a long-running process
 (`nodetune tune hold-latency`, e.g. as a systemd service), and closing the fd (exit, crash,
-SIGKILL) lifts it. GPU knobs go through NVML (`GpuControl`); the planner skips them unless the
-node's config allows GPU power changes.
+SIGKILL) lifts it.
 """
 
 from __future__ import annotations
@@ -27,24 +26,13 @@ from nodetune.probes.cpufreq import (
 )
 from nodetune.probes.host import Host, format_cpulist
 
-from .base import (
-    HOLD,
-    SKIP,
-    UNREADABLE,
-    Change,
-    Knob,
-    KnobAbsent,
-    KnobFailed,
-    TargetError,
-    TuneContext,
-    TunerPlan,
-)
-from .gpu_control import GpuControlError
-from .knobs import sysfs_change
-from .registry import tuner
+from ..context import TuneContext
+from ..contract import HOLD, SKIP, Change, Knob, TunerPlan
+from ..errors import KnobAbsent, KnobFailed
+from ..registry import tuner
+from ..sysfs import sysfs_change
 
 DMA_LATENCY = "/dev/cpu_dma_latency"
-GPU_GROUPS = ("gpu_power", "gpu_clocks")
 
 
 @dataclass
@@ -63,28 +51,6 @@ class PowerParams:
         return out
 
 
-@dataclass
-class GpuParams:
-    gpus: list[int] | None = None  # default: every GPU
-    power_limit_w: int | None = None
-    power_limit_pct: int | None = None  # of the GPU's default limit: one profile fits every model
-    locked_clocks_mhz: list[int] | None = None  # [min, max] SM clock
-    allow_lower: bool = False
-
-    def check(self) -> list[str]:
-        out = []
-        if self.power_limit_w is not None and self.power_limit_w <= 0:
-            out.append("power_limit_w: must be > 0")
-        if self.power_limit_pct is not None and not 10 <= self.power_limit_pct <= 100:
-            out.append(f"power_limit_pct: {self.power_limit_pct} is outside 10..100")
-        if self.power_limit_pct is not None and self.power_limit_w is not None:
-            out.append("power_limit_pct: give power_limit_w or power_limit_pct, not both")
-        lc = self.locked_clocks_mhz
-        if lc is not None and (len(lc) != 2 or lc[0] > lc[1] or lc[0] <= 0):
-            out.append("locked_clocks_mhz: expected [min, max] MHz with 0 < min <= max")
-        return out
-
-
 def _cpu_knob(kind: str, cpu: int, path: str, group: str, cpus: str) -> Knob:
     return Knob(id=f"sysfs:{path}", kind="sysfs", group=group, label=f"{kind} cpu{cpus}", path=path)
 
@@ -94,7 +60,8 @@ class PowerTuner:
     name = "power"
     params = PowerParams
     order = 30  # CPU power before EPP-sensitive knobs of others
-    params = PowerParams
+    managed_by = {"governor": ("TuneD", "power-profiles-daemon"), "epp": ("TuneD", "power-profiles-daemon"),
+                  "epb": ("TuneD", "power-profiles-daemon"), "cpu_latency": ("TuneD",)}
 
     def plan(self, ctx: TuneContext, p: PowerParams) -> TunerPlan:
         out = TunerPlan()
@@ -157,72 +124,6 @@ class PowerTuner:
         return Change(self.name, knob, str(cur) if cur is not None else None, str(us), HOLD,
                       f"holds only while a process keeps {DMA_LATENCY} open: run "
                       f"`nodetune tune hold-latency --us {us}` (e.g. as a systemd service)")
-
-
-def power_limit_knob(gpu: int) -> Knob:
-    return Knob(id=f"gpu_power_limit:{gpu}", kind="gpu_power_limit", group="gpu_power",
-                label=f"GPU{gpu} power limit", floor=True, unit="mW", gpu=gpu)
-
-
-def locked_clocks_knob(gpu: int) -> Knob:
-    return Knob(id=f"gpu_locked_clocks:{gpu}", kind="gpu_locked_clocks", group="gpu_clocks",
-                label=f"GPU{gpu} locked SM clocks", readable=False, unit="MHz", gpu=gpu)
-
-
-@tuner
-class GpuPowerTuner:
-    name = "gpu"
-    params = GpuParams
-    order = 40
-    params = GpuParams
-
-    def plan(self, ctx: TuneContext, p: GpuParams) -> TunerPlan:
-        out = TunerPlan()
-        why = ctx.gpus.available()
-        if why is not None:
-            if p.power_limit_w is not None or p.power_limit_pct is not None:
-                want = str(p.power_limit_w * 1000) if p.power_limit_w is not None else f"{p.power_limit_pct}%"
-                out.changes.append(Change(self.name, power_limit_knob(0), None, want, SKIP, why))
-            if p.locked_clocks_mhz is not None:
-                out.changes.append(Change(self.name, locked_clocks_knob(0), None, _clocks(p.locked_clocks_mhz), SKIP, why))
-            return out
-        try:
-            count = ctx.gpus.count()
-        except GpuControlError as exc:
-            out.notes.append(exc.reason)
-            return out
-        indices = p.gpus if p.gpus is not None else list(range(count))
-        for i in indices:
-            if not 0 <= i < count:
-                raise TargetError(f"GPU {i}: no such GPU on this node ({count} GPU(s))")
-            if p.power_limit_w is not None:
-                out.changes.append(self._power(ctx, i, p.power_limit_w * 1000, None))
-            elif p.power_limit_pct is not None:
-                out.changes.append(self._power(ctx, i, None, p.power_limit_pct))
-            if p.locked_clocks_mhz is not None:
-                out.changes.append(Change(self.name, locked_clocks_knob(i), UNREADABLE, _clocks(p.locked_clocks_mhz)))
-        if p.locked_clocks_mhz is not None:
-            out.notes.append("NVML cannot read locked clocks back: rollback resets them to the driver default")
-        return out
-
-    def _power(self, ctx: TuneContext, i: int, mw: int | None, pct: int | None) -> Change:
-        knob = power_limit_knob(i)
-        try:
-            cur = ctx.gpus.power_limit_mw(i)
-            lo, hi = ctx.gpus.power_range_mw(i)
-            if mw is None:
-                assert pct is not None
-                mw = ctx.gpus.default_power_limit_mw(i) * pct // 100
-        except GpuControlError as exc:
-            return Change(self.name, knob, None, str(mw) if mw is not None else f"{pct}%", SKIP, exc.reason)
-        if not lo <= mw <= hi:
-            return Change(self.name, knob, str(cur), str(mw), SKIP,
-                          f"{mw // 1000} W is outside this GPU's range {lo // 1000}-{hi // 1000} W")
-        return Change(self.name, knob, str(cur), str(mw))
-
-
-def _clocks(mhz: list[int]) -> str:
-    return f"{mhz[0]}-{mhz[1]}"
 
 
 class LatencyHold:

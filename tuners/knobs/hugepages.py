@@ -14,9 +14,11 @@ from nodetune.probes.host import Host, ProbeError, format_cpulist, parse_cpulist
 from nodetune.probes.memory import parse_meminfo
 from nodetune.probes.topology import NODE_DIR
 
-from .base import Knob, ProfileError, TargetError, TuneContext, TunerPlan
-from .knobs import sysfs_change
-from .registry import tuner
+from ..context import TuneContext
+from ..contract import Knob, TunerPlan
+from ..errors import ProfileError, TargetError
+from ..registry import tuner
+from ..sysfs import sysfs_change
 
 THP_DIR = "/sys/kernel/mm/transparent_hugepage"
 THP_ENABLED = ("always", "madvise", "never")
@@ -67,7 +69,7 @@ class HugepagesTuner:
     name = "hugepages"
     params = HugepagesParams
     order = 10
-    params = HugepagesParams
+    managed_by = {"thp": ("TuneD",)}
 
     def plan(self, ctx: TuneContext, p: HugepagesParams) -> TunerPlan:
         out = TunerPlan()

@@ -24,15 +24,12 @@ from typing import Any
 from nodetune.probes.host import Host
 from nodetune.probes.serde import SchemaError, from_jsonable, to_jsonable
 
-from .base import JournalError
-from .journal import JournalIO, fsync_dir, makedirs_durable, open_regular, sealed, unseal, write_all
+from ..errors import JournalError
+from .durable import JournalIO, fsync_dir, makedirs_durable, open_regular, os_reason, replace_file
+from .record import sealed, unseal
 
 LOCK = "/run/nodetune/tune.lock"
 MARKER = "/var/lib/nodetune/open-transaction"
-
-
-def _why(exc: OSError) -> str:
-    return exc.strerror or str(exc)
 
 
 class NodeLock:
@@ -63,7 +60,7 @@ class NodeLock:
             os.makedirs(os.path.dirname(self.path), 0o755, exist_ok=True)
             fd = open_regular(self.path, os.O_RDWR | os.O_CREAT)
         except OSError as exc:
-            raise JournalError(f"{self.path}: cannot create the node's tuning lock: {_why(exc)} (needs root)") from None
+            raise JournalError(f"{self.path}: cannot create the node's tuning lock: {os_reason(exc)} (needs root)") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -75,7 +72,7 @@ class NodeLock:
             os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         except OSError as exc:
             os.close(fd)
-            raise JournalError(f"{self.path}: cannot write the node's tuning lock: {_why(exc)}") from None
+            raise JournalError(f"{self.path}: cannot write the node's tuning lock: {os_reason(exc)}") from None
         self._fd = fd
 
     def release(self) -> None:
@@ -134,12 +131,12 @@ class OpenMarker:
         except FileNotFoundError:
             return MarkerData(), None
         except (OSError, JournalError) as exc:
-            why = exc.reason if isinstance(exc, JournalError) else _why(exc)
+            why = exc.reason if isinstance(exc, JournalError) else os_reason(exc)
             return MarkerData(), f"{self.path}: cannot read the open-transaction marker: {why}"
         try:
             raw = os.read(fd, 1 << 20)
         except OSError as exc:
-            return MarkerData(), f"{self.path}: cannot read the open-transaction marker: {_why(exc)}"
+            return MarkerData(), f"{self.path}: cannot read the open-transaction marker: {os_reason(exc)}"
         finally:
             os.close(fd)
         try:
@@ -167,20 +164,9 @@ class OpenMarker:
                 fsync_dir(d, self.io)
                 return
             makedirs_durable(d, self.io)
-            tmp = f"{self.path}.{os.getpid()}.tmp"
-            fd = open_regular(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
-            try:
-                write_all(self.io, fd, sealed(to_jsonable(m)))
-                self.io.fsync(fd)
-            except OSError:
-                os.close(fd)
-                os.unlink(tmp)
-                raise
-            os.close(fd)
-            os.replace(tmp, self.path)
-            fsync_dir(d, self.io)
+            replace_file(self.path, sealed(to_jsonable(m)), self.io)
         except OSError as exc:
-            raise JournalError(f"{self.path}: cannot write the open-transaction marker: {_why(exc)}") from None
+            raise JournalError(f"{self.path}: cannot write the open-transaction marker: {os_reason(exc)}") from None
 
     def add(self, o: OpenTxn) -> None:
         m, _ = self.read()  # a damaged marker is replaced by one naming what is open now
