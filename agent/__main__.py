@@ -25,13 +25,13 @@ def main(argv: list[str] | None = None) -> None:
     from nodetune.probes.snapshot import SnapshotError
 
     if args.listen is not None:
-        from nodetune.agent.http import parse_listen
+        from nodetune.agent.web_app import parse_listen
 
         try:
             parse_listen(args.listen)
         except ValueError as exc:
             sys.exit(f"nodetune: error: --listen: {exc}")
-    from nodetune.agent.run import run_agent
+    from nodetune.agent.launch import run_agent
 
     try:
         run_agent(args.config, args.root, args.listen, args.once, args.verbose, args.web_config)

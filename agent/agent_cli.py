@@ -12,7 +12,7 @@ import typer
 def _listen(value: str | None) -> str | None:
     if value is None:
         return None
-    from nodetune.agent.http import parse_listen
+    from nodetune.agent.web_app import parse_listen
 
     try:
         parse_listen(value)
@@ -39,7 +39,7 @@ def agent(
     if sys.argv[1:2] == ["agent"] and os.environ.get("NODETUNE_AGENT_NO_REEXEC") != "1":
         # The options are valid (typer checked them); the daemon runs without the CLI's libraries.
         os.execv(sys.executable, [sys.executable, "-m", "nodetune.agent", *sys.argv[2:]])
-    from nodetune.agent.run import run_agent
+    from nodetune.agent.launch import run_agent
 
     run_agent(config, root, listen, once, verbose, web_config)
 

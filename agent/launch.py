@@ -12,7 +12,7 @@ def run_agent(config: str | None, root: str, listen: str | None, once: bool, ver
     from nodetune.agent.ratelog import install
 
     install(logging.DEBUG if verbose else logging.INFO, "nodetune agent: %(levelname)s: %(message)s")
-    from nodetune.agent.daemon import Agent
+    from nodetune.agent.application import Agent
 
     a = Agent(root=root, config_path=config, listen=listen, web_config_file=web_config)
     if once:
@@ -21,7 +21,7 @@ def run_agent(config: str | None, root: str, listen: str | None, once: bool, ver
         try:
             a.start(http=False)
             a.run(max_samples=3)
-            a.diagnose_now(a.window_job())
+            a.controller.diagnose_now(a.controller.window_work())
             sys.stdout.write(generate_latest(a.registry()).decode())
         finally:
             a.stop()

@@ -7,7 +7,7 @@ is ready (the exposition of the current state is cached, the credentials already
 answered inside the loop with no thread hop; a render runs in a small thread pool and a password
 check in a one-thread pool of its own, so neither stalls the loop nor waits behind the other.
 
-The routes, auth and caching stay in the WSGI apps of `agent/http.py`; this module only moves
+The routes, auth and caching stay in the WSGI apps of `agent/web_app.py`; this module only moves
 bytes, and bounds what a client can hold:
 - at most `max_connections` open, a quarter of them from one address; a new connection past either
   closes the longest-idle kept-alive one (of that address, or of all), else the longest stalled
@@ -38,6 +38,10 @@ MAX_HEAD = 8192
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 Response = tuple[str, list[tuple[str, str]], bytes]
 Route = Callable[[dict[str, Any]], str]  # environ -> "loop" | "pool" | "hash"
+# Why the server turned a client away: the bounded `reason` label of nodetune_agent_http_refused_total.
+REFUSALS = ("connection_cap", "evicted", "idle_timeout", "header_timeout", "write_timeout", "too_large",
+            "bad_request", "bad_auth", "auth_backoff")
+_BY_STATUS = {"401": "bad_auth", "429": "auth_backoff", "431": "too_large", "400": "bad_request"}
 
 
 @dataclass(frozen=True)
@@ -115,8 +119,9 @@ class AsyncServer:
 
     def __init__(self, app: WsgiApp, host: str, port: int, ssl_ctx: ssl.SSLContext | None = None,
                  route: Route | None = None, workers: int = 4, limits: Limits | None = None,
-                 headers: dict[str, str] | None = None) -> None:
+                 headers: dict[str, str] | None = None, on_refused: Callable[[str], None] | None = None) -> None:
         self.app = app
+        self.on_refused = on_refused  # told each refusal's reason (one of REFUSALS), on the loop thread
         self.route = route or (lambda env: "pool")
         self.ssl_ctx = ssl_ctx
         self.limits = limits or Limits()
@@ -168,6 +173,13 @@ class AsyncServer:
         self.hash_pool.shutdown(wait=False, cancel_futures=True)
 
     # -- admission ------------------------------------------------------------------------------------
+    def _refused(self, reason: str) -> None:
+        if self.on_refused is not None:
+            try:
+                self.on_refused(reason)
+            except Exception as exc:  # a counter must not break serving: say so once a kind
+                log.error("counting an HTTP refusal failed: %s: %s", type(exc).__name__, exc)
+
     @property
     def per_address(self) -> int:
         return max(2, self.limits.max_connections // 4)
@@ -203,8 +215,10 @@ class AsyncServer:
             victim = self._victim(conn)
             if victim is None:
                 self.counts.refused += 1
+                self._refused("connection_cap")
                 return False
             self.counts.evicted += 1
+            self._refused("evicted")
             self._forget(victim)
             victim.drop()
         self.conns[conn] = None
@@ -235,10 +249,12 @@ class AsyncServer:
                     conn.enter(HEAD)
                     head = first + await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), lim.header_timeout_s)
                 except asyncio.LimitOverrunError:
+                    self._refused("too_large")
                     await self._send(conn, "431 Request Header Fields Too Large", [], b"headers too large\n", False)
                     return
                 except TimeoutError:
                     self.counts.read_timeouts += conn.phase == HEAD
+                    self._refused("header_timeout" if conn.phase == HEAD or not served else "idle_timeout")
                     return
                 except asyncio.IncompleteReadError:
                     return
@@ -256,6 +272,7 @@ class AsyncServer:
         lines = head.decode("latin-1").split("\r\n")
         parts = lines[0].split(" ")
         if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
+            self._refused("bad_request")
             await self._send(conn, "400 Bad Request", [], b"bad request line\n", False)
             return False
         method, target, version = parts
@@ -264,6 +281,7 @@ class AsyncServer:
             if line:
                 k, sep, v = line.partition(":")
                 if not sep:
+                    self._refused("bad_request")
                     await self._send(conn, "400 Bad Request", [], b"bad header\n", False)
                     return False
                 headers[k.strip().lower()] = v.strip()
@@ -286,6 +304,9 @@ class AsyncServer:
             log.error("HTTP %s %s failed: %s: %s", method, target[:100], type(exc).__name__, exc)
             status, hdrs, body = "500 Internal Server Error", [("Content-Type", "text/plain")], b"internal error\n"
             keep = False
+        refusal = _BY_STATUS.get(status[:3])
+        if refusal is not None:
+            self._refused(refusal)
         return await self._send(conn, status, hdrs, b"" if method == "HEAD" else body, keep, len(body)) and keep
 
     async def _send(self, conn: _Conn, status: str, headers: list[tuple[str, str]], body: bytes,
@@ -307,6 +328,7 @@ class AsyncServer:
             await asyncio.wait_for(conn.writer.drain(), self.limits.write_timeout_s)
         except TimeoutError:
             self.counts.write_timeouts += 1
+            self._refused("write_timeout")
             conn.drop()
             return False
         return True
