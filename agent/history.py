@@ -21,12 +21,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from nodetune.agent.history_file import FileLoss, file_identity, file_lost
 from nodetune.agent.lost_hours import has_data, idle_by_cause, idle_share, lost_seconds, total
 from nodetune.diagnosis.findings import GpuVerdict, JobReport, Report
 
 DEFAULT_HISTORY = "/var/lib/nodetune/history.sqlite"
 SCHEMA_VERSION = 3
-SQLITE_HEADER = b"SQLite format 3\x00"
 
 
 class HistoryError(Exception):
@@ -163,32 +163,14 @@ class History:
                 db.execute("PRAGMA synchronous = NORMAL")
             self._db = db
             self._migrate(create)
-            st = os.stat(self.path)
         except sqlite3.DatabaseError as exc:
             raise HistoryError(f"{self.path}: cannot open job history: {exc}") from None
-        self._file = (st.st_dev, st.st_ino)
+        self._file = file_identity(self.path)
         return self
 
-    def file_lost(self) -> str | None:
-        """Why the file at `path` is no longer the database this connection writes, or None.
-
-        SQLite keeps writing to a deleted file's inode and to a file whose header was overwritten
-        (its pages are cached), so neither fails a write: one stat and a 16-byte read a write batch
-        see both.
-        """
-        try:
-            st = os.stat(self.path)
-            with open(self.path, "rb") as f:
-                head = f.read(len(SQLITE_HEADER))
-        except FileNotFoundError:
-            return f"{self.path}: deleted while the agent ran"
-        except OSError as exc:
-            return f"{self.path}: unreadable: {exc.strerror or exc}"
-        if self._file is not None and (st.st_dev, st.st_ino) != self._file:
-            return f"{self.path}: replaced by another file while the agent ran"
-        if head != SQLITE_HEADER:
-            return f"{self.path}: header overwritten (not an SQLite database any more)"
-        return None
+    def file_lost(self) -> FileLoss | None:
+        """Why the file at `path` is no longer the database this connection writes, or None."""
+        return file_lost(self.path, self._file)
 
     def _migrate(self, write: bool) -> None:
         db = self._conn()

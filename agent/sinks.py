@@ -33,11 +33,13 @@ class Sinks:
         self._cfg: AgentConfig | None = None
         self._logged: str | None = None  # the history fault last logged: one line per new fault
         self._last_prune = 0.0
+        self._refused = False  # the file was damaged under us: no re-open before a reload
         self._done = (0, 0)  # writes and failed writes of histories closed before: the counters never fall
 
     def configure(self, a: AgentConfig) -> None:
         """Open (or re-open elsewhere, or close) the history and rebuild the autotuner."""
         self._cfg = a
+        self._refused = False
         path = self.host.path(a.history_path)
         if a.history and (self.history is None or self.history.path != path):
             self._retire()
@@ -76,9 +78,10 @@ class Sinks:
 
     def _usable_history(self) -> History | None:
         """The history, checked once a write batch: a file deleted or overwritten under the open
-        connection takes history down for this batch; the next batch opens (or creates) it again."""
+        connection takes history down for this batch; the next batch creates a deleted file again,
+        an overwritten one waits for a reload (the agent does not write into a file it did not make)."""
         a = self._cfg
-        if a is None or not a.history:
+        if a is None or not a.history or self._refused:
             return None
         h = self.history
         if h is None:
@@ -92,7 +95,8 @@ class Sinks:
         lost = h.file_lost()
         if lost is not None:
             self._retire()
-            self._down(lost)
+            self._refused = not lost.reopen
+            self._down(lost.reason)
             return None
         return h
 
