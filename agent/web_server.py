@@ -133,6 +133,7 @@ class AsyncServer:
         self.counts = ServerCounts()
         self.conns: dict[_Conn, None] = {}
         self.by_addr: dict[str, int] = {}  # open connections per client address
+        self._stopping = False
         # bind here, in the caller's thread, so an address in use is the caller's error at once
         self.server = self.loop.run_until_complete(asyncio.start_server(
             self._client, host, port, backlog=1024, limit=MAX_HEAD, reuse_address=True))
@@ -152,13 +153,21 @@ class AsyncServer:
         return self.counts.errors
 
     def stop(self) -> None:
+        """Close the listener and every connection, then the loop and the pools (within ~2 s)."""
         async def close() -> None:
+            self._stopping = True
             self.server.close()
-            # kept-alive clients: end their handlers (3.12's wait_closed would wait for them)
+            # Kept-alive and half-sent clients: abort their transports, so each handler ends on its
+            # own (EOF) rather than by cancellation, which Python 3.11's stream callback logs as an
+            # ERROR with a CancelledError traceback. 3.12's wait_closed would wait for them.
+            for conn in list(self.conns):
+                conn.drop()
             others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-            for t in others:
-                t.cancel()
-            await asyncio.gather(*others, return_exceptions=True)
+            if others:
+                _, pending = await asyncio.wait(others, timeout=1.0)
+                for t in pending:  # a request still being answered: cancelled, it ends quietly in _client
+                    t.cancel()
+                await asyncio.gather(*pending, return_exceptions=True)
 
         if self.loop.is_running():
             try:
@@ -263,6 +272,10 @@ class AsyncServer:
                     return
         except (ConnectionError, ssl.SSLError, TimeoutError, OSError):
             return
+        except asyncio.CancelledError:
+            if not self._stopping:
+                raise
+            return  # cancelled by stop(): the handler ends, the server is going away anyway
         finally:
             self._forget(conn)
             if not writer.transport.is_closing():
