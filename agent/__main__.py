@@ -18,8 +18,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--listen", default=None)
     ap.add_argument("--web.config.file", dest="web_config", default=None)
     ap.add_argument("--once", action="store_true")
+    ap.add_argument("--replay", default=None, metavar="SNAPSHOT")
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
+    if args.replay is not None and not args.once:
+        sys.exit("nodetune: error: --replay needs --once (the daemon samples the live node)")
     from nodetune.config.loader import ConfigError
     from nodetune.probes.host import ProbeError
     from nodetune.probes.snapshot import SnapshotError
@@ -34,7 +37,7 @@ def main(argv: list[str] | None = None) -> None:
     from nodetune.agent.launch import run_agent
 
     try:
-        run_agent(args.config, args.root, args.listen, args.once, args.verbose, args.web_config)
+        run_agent(args.config, args.root, args.listen, args.once, args.verbose, args.web_config, args.replay)
     except (ConfigError, ProbeError, SnapshotError) as exc:
         print(f"nodetune: error: {getattr(exc, 'reason', None) or exc}", file=sys.stderr)
         raise SystemExit(2) from None

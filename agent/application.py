@@ -15,6 +15,7 @@ import logging
 import signal
 import sys
 import threading
+from dataclasses import replace
 from types import FrameType
 from typing import Any
 
@@ -74,8 +75,9 @@ class Agent:
         self.notifier = Notifier()
         self.journal = JournalReader(self.src.host)
         self.sinks = Sinks(self.src.host, self.state, self.journal.invalidate)
+        snap = self.src.snapshot  # a replay: the recorded topology, and nothing written to this node
         self.controller = Controller(self.src, self.acfg, self.th, self.state, self.notifier, self.sinks,
-                                     self.journal, self.stop_event)
+                                     self.journal, self.stop_event, snap.topology if snap is not None else None)
         self._setup_history_and_autotune()
 
     @property
@@ -93,8 +95,10 @@ class Agent:
             raise ConfigError(f"{where}: {exc}") from None
 
     def _setup_history_and_autotune(self) -> None:
-        """Open the job history and build the autotuner from the [agent] section (again on reload)."""
-        self.sinks.configure(self.acfg)
+        """Open the job history and build the autotuner from the [agent] section (again on reload);
+        a replayed snapshot is no job of this node's and no tuning advice for it: neither runs."""
+        a = self.acfg
+        self.sinks.configure(a if self.src.snapshot is None else replace(a, history=False, autotune=()))
 
     def _take_config(self) -> tuple[Config, WebConfig]:
         """The config file and every file it names, checked before anything uses them.

@@ -68,7 +68,7 @@ class Controller:
     """The cadence loop (`run`), the diagnosis worker, and the topology they share."""
 
     def __init__(self, src: Source, acfg: AgentConfig, th: Thresholds, state: State, notifier: Notifier,
-                 sinks: Sinks, journal: JournalReader, stop_event: StopEvent) -> None:
+                 sinks: Sinks, journal: JournalReader, stop_event: StopEvent, topo: Topology | None = None) -> None:
         self.src = src
         self.acfg = acfg
         self.th = th
@@ -87,7 +87,7 @@ class Controller:
         self._last_diag_mono: float | None = None
         self._prev_procs: dict[int, ProcessInfo] = {}
         self.bus_to_gpu: dict[str, str] = {}
-        self.topo = self._probe_topology()
+        self.topo = self._probe_topology() if topo is None else self._take_topology(topo)  # given: a replay
         self.sampler = self._new_sampler()
         stop_event.on_set(self.wake.set)
         stop_event.on_set(self._wake_worker)
@@ -99,7 +99,9 @@ class Controller:
 
     # -- topology and sampler -------------------------------------------------------------------------
     def _probe_topology(self) -> Topology:
-        topo = probe_topology(self.src.host, self.src.backend, self.src.status)
+        return self._take_topology(probe_topology(self.src.host, self.src.backend, self.src.status))
+
+    def _take_topology(self, topo: Topology) -> Topology:
         self.bus_to_gpu = {g.address.rsplit(".", 1)[0].lower(): str(g.index) for g in topo.gpus if g.address}
         self.state.update(topo=topo)
         return topo
@@ -229,6 +231,22 @@ class Controller:
                 log.error("GPU %d: %s: %s (nodetune_gpu_state)", g.index, g.state, g.missing.get("*", ""))
                 if g.state == "lost":
                     self.reprobe.set()  # the topology shows it gone (and gpu_lost at the next diagnosis)
+
+    def replay(self, window: Window) -> Report | None:
+        """Publish a recorded window as if it had been sampled here (its last sample, its missing
+        values, the GPUs' slow counters) and diagnose it once: `nodetune agent --once --replay`."""
+        if not window.samples:
+            return None
+        detail: dict[int, GpuSample] = {}
+        for s in window.samples:
+            self.state.ring.append(s)
+            detail.update({g.index: g for g in s.gpus if g.energy_j is not None or g.ecc_corrected is not None})
+        last = window.samples[-1]
+        self.state.update(sample=last, sample_wall=time.time(), samples_total=len(window.samples),
+                          missing_fields=MappingProxyType(missing_counts(last)), gpu_detail=MappingProxyType(detail),
+                          gpu_states=MappingProxyType({g.index: g.state for g in last.gpus}),
+                          ring_len=len(self.state.ring), interval_s=window.interval_s)
+        return self.diagnose_now(DiagnosisWork(self.topo, window, self.th))
 
     # -- diagnosis ------------------------------------------------------------------------------------
     def _hand_over(self) -> None:
