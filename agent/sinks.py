@@ -137,5 +137,9 @@ class Sinks:
                           prefetch=at.followers.totals() if at.followers is not None else None)
 
     def close(self) -> None:
-        """Close the history (the autotuner's changes stay: the journal holds them)."""
+        """Close the history and stop the autotuner's followers (its knob changes stay: the journal
+        holds them, `nodetune tune rollback` undoes them)."""
         self._retire()
+        if self.autotuner is not None:
+            self.autotuner.close()
+            self.autotuner = None
