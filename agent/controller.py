@@ -21,7 +21,7 @@ from types import MappingProxyType
 from nodetune.agent.journal_reader import JournalReader
 from nodetune.agent.lost_hours import GpuBook
 from nodetune.agent.notify import Notifier
-from nodetune.agent.probe_ledger import FaultLog, missing_counts
+from nodetune.agent.probe_ledger import Ledger, missing_counts
 from nodetune.agent.sinks import Sinks
 from nodetune.agent.state import JobBook, State, lateness_bucket
 from nodetune.agent.wakeup import StopEvent
@@ -81,7 +81,7 @@ class Controller:
         self.reprobe = threading.Event()  # hot-plug or a lost GPU: probe the topology again
         self.jobs = JobBook(acfg.job_retention_s, acfg.max_jobs)
         self.gpu_book = GpuBook()
-        self.faults = FaultLog()
+        self.ledger = Ledger()
         self._errors_logged: set[tuple[str, str]] = set()  # (probe, exception type): one line each
         self._queue: queue.Queue[DiagnosisWork | None] = queue.Queue(maxsize=1)
         self._last_diag_mono: float | None = None
@@ -215,12 +215,12 @@ class Controller:
             d.update({g.index: g for g in s.gpus if g.energy_j is not None or g.ecc_corrected is not None})
             detail_map = MappingProxyType(d)
         self._log_gpu_states(s, v.gpu_states)
-        self.faults.observe(s, first=v.samples_total == 0)  # what a node lacks from the start is no fault
+        missing = self.ledger.observe(s, first=v.samples_total == 0)  # what a node lacks from the start is no fault
         self.state.update(
             sample=s, sample_wall=time.time(), sample_duration_s=time.monotonic() - t0,
             sample_cpu_s=time.thread_time() - c0, samples_total=v.samples_total + 1,
             lateness_counts=tuple(counts), lateness_sum_s=v.lateness_sum_s + late,
-            missing_fields=MappingProxyType(missing_counts(s)), gpu_detail=detail_map,
+            missing_fields=MappingProxyType(missing), gpu_detail=detail_map,
             gpu_states=MappingProxyType(states), ring_len=len(self.state.ring), followed=len(self.sampler.infos),
             workers_capped=self.sampler.capped())
 

@@ -29,7 +29,8 @@ class Family:
     field: str
     probe: str
     many: bool  # a list of samples (one a GPU, one a process): counted, logged by its own owner
-    nested: tuple[str, ...]  # fields of the sample that hold lists of parts with their own `missing`
+    # (field, naming field): lists of parts with their own `missing` (a NIC's ports, named by device)
+    nested: tuple[tuple[str, str], ...]
 
 
 def _has_missing(cls: Any) -> bool:
@@ -54,9 +55,12 @@ def families(sample_cls: type = Sample) -> tuple[Family, ...]:
         cls, many = _element(tp)
         if not _has_missing(cls):
             continue
-        nested = tuple(n for n, t in typing.get_type_hints(cls).items()
-                       if (lambda e: e[1] and _has_missing(e[0]))(_element(t)))
-        out.append(Family(name, cls.__module__.rsplit(".", 1)[-1], many, nested))
+        nested = []
+        for n, t in typing.get_type_hints(cls).items():
+            part, is_list = _element(t)
+            if is_list and _has_missing(part):
+                nested.append((n, dataclasses.fields(part)[0].name))
+        out.append(Family(name, cls.__module__.rsplit(".", 1)[-1], many, tuple(nested)))
     return tuple(out)
 
 
@@ -64,44 +68,46 @@ FAMILIES = families()
 
 
 def _parts(value: Any, fam: Family) -> Iterator[tuple[str, dict[str, str]]]:
-    """(prefix, missing) of a family's value and of its nested parts (a NIC port by its device)."""
+    """(prefix, missing) of a family's value and of its nested parts, each named by its first field."""
     yield "", value.missing
-    for n in fam.nested:
+    for n, name in fam.nested:
         for part in getattr(value, n):
-            yield f"{getattr(part, dataclasses.fields(part)[0].name)}.", part.missing
+            yield f"{getattr(part, name)}.", part.missing
 
 
-def missing_counts(s: Sample) -> dict[str, int]:
-    """Values missing in one sample, per probe family (every family present, zero included)."""
-    out: dict[str, int] = {}
-    for fam in FAMILIES:
-        value = getattr(s, fam.field)
-        n = 0
-        for item in (value if fam.many else () if value is None else (value,)):
-            n += sum(len(m) for _, m in _parts(item, fam))
-        out[fam.probe] = out.get(fam.probe, 0) + n
-    return out
-
-
-class FaultLog:
-    """One log line per (probe, field) that goes missing, never one per sample; what a node lacks
-    from its first sample is how the node is, not a fault, and is remembered silently."""
+class Ledger:
+    """Values missing per probe family in each sample, and one log line per (probe, field) that
+    goes missing, never one per sample. What a node lacks from its first sample is how the node
+    is, not a fault: remembered silently. GPUs and processes log their own faults (their state)."""
 
     def __init__(self) -> None:
         self.logged: set[tuple[str, str]] = set()
 
-    def observe(self, s: Sample, first: bool) -> None:
-        """Log the new faults of the single-valued families (GPUs and processes log their own)."""
+    def observe(self, s: Sample, first: bool = False) -> dict[str, int]:
+        """Count the sample's missing values per family (zero included) and log new faults: one walk."""
+        out: dict[str, int] = {}
         for fam in FAMILIES:
             value = getattr(s, fam.field)
-            if fam.many or value is None:
+            n = 0
+            for item in (value if fam.many else () if value is None else (value,)):
+                for prefix, miss in _parts(item, fam):
+                    n += len(miss)
+                    if miss and not fam.many:
+                        self._log(fam.probe, prefix, miss, first)
+            out[fam.probe] = out.get(fam.probe, 0) + n
+        return out
+
+    def _log(self, probe: str, prefix: str, miss: dict[str, str], first: bool) -> None:
+        for k, reason in miss.items():
+            key = (probe, prefix + k)
+            if key in self.logged or len(self.logged) >= MAX_LOGGED:
                 continue
-            for prefix, miss in _parts(value, fam):
-                for k, reason in miss.items():
-                    key = (fam.probe, prefix + k)
-                    if key in self.logged or len(self.logged) >= MAX_LOGGED:
-                        continue
-                    self.logged.add(key)
-                    if not first:
-                        log.warning("probe %s: %s unreadable: %s (nodetune_agent_probe_missing_fields)",
-                                    fam.probe, prefix + k, reason)
+            self.logged.add(key)
+            if not first:
+                log.warning("probe %s: %s unreadable: %s (nodetune_agent_probe_missing_fields)", probe, prefix + k,
+                            reason)
+
+
+def missing_counts(s: Sample) -> dict[str, int]:
+    """Values missing in one sample, per probe family, logging nothing (a replayed window)."""
+    return Ledger().observe(s, first=True)

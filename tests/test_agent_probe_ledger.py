@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from nodetune.agent.probe_ledger import FaultLog, families, missing_counts
+from nodetune.agent.probe_ledger import Ledger, families, missing_counts
 from nodetune.probes.cpu import CpuSample
 from nodetune.probes.io import IoSample
 from nodetune.probes.memory import MemorySample
@@ -27,11 +27,11 @@ def test_nic_faults_are_counted_and_logged_once(caplog: pytest.LogCaptureFixture
     counts = missing_counts(s)
     assert counts["nic"] == 2 and counts["cpu"] == 1 and counts["gpu"] == 0 and counts["processes"] == 0
     assert missing_counts(_sample(None))["nic"] == 0  # an old snapshot without NIC counters
-    log = FaultLog()
-    log.observe(_sample(None), first=True)  # what the node lacks from the start: remembered, not logged
+    ledger = Ledger()
+    ledger.observe(_sample(None), first=True)  # what the node lacks from the start: remembered, not logged
     caplog.clear()
     for _ in range(3):
-        log.observe(s, first=False)
+        assert ledger.observe(s)["nic"] == 2
     lines = [r.getMessage() for r in caplog.records if "unreadable" in r.getMessage()]
     assert len(lines) == 2 and any("mlx5_0.rate" in ln for ln in lines) and any("nic: net" in ln for ln in lines)
 
