@@ -15,7 +15,7 @@ from nodetune.agent.history import History, HistoryError
 from nodetune.agent.state import State
 from nodetune.config.agent import AgentConfig
 from nodetune.diagnosis.findings import Report
-from nodetune.probes.host import Host
+from nodetune.probes.host import Host, ProbeError
 
 log = logging.getLogger("nodetune.agent")
 PRUNE_EVERY_S = 3600.0
@@ -68,6 +68,7 @@ class Sinks:
             self.history = None
             self._down(str(exc))
             return False
+        self._logged = None  # open again: the next fault, even the same one, gets its line
         return True
 
     def _down(self, why: str) -> None:
@@ -85,11 +86,14 @@ class Sinks:
             return None
         h = self.history
         if h is None:
-            path = self.host.path(a.history_path)
+            try:
+                path = self.host.path(a.history_path)
+            except ProbeError as exc:  # a symlink out of the root appeared since the config was taken
+                self._down(f"[agent].history_path: {exc.reason}")
+                return None
             if not self._open(path, a):
                 return None
             log.warning("job history re-opened: %s (nodetune_agent_history_up=1)", path)
-            self._logged = None
             self.state.update(history_up=True, history_reason=None)
             return self.history
         lost = h.file_lost()

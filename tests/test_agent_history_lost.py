@@ -52,14 +52,14 @@ def test_a_deleted_history_is_noticed_and_created_again(tmp_path: Path, caplog: 
     r = start_agent(tmp_path, FAST)
     db = r.root / DB
     try:
-        wait_for(lambda: r.agent.state.view.history_writes_total >= 1, 20, "a history write")
+        wait_for(lambda: r.agent.state.view.history_writes_total >= 1, 40, "a history write")
         db.unlink()
         for suffix in ("-wal", "-shm"):
             Path(str(db) + suffix).unlink(missing_ok=True)
-        (line,) = wait_for(lambda: _lines(caplog, db), 20, "one log line")
+        (line,) = wait_for(lambda: _lines(caplog, db), 40, "one log line")
         assert "deleted" in line and "\n" not in line
         writes = r.agent.state.view.history_writes_total
-        wait_for(lambda: r.agent.state.view.history_up and r.agent.state.view.history_writes_total > writes, 20,
+        wait_for(lambda: r.agent.state.view.history_up and r.agent.state.view.history_writes_total > writes, 40,
                  "history re-created and written")
         assert db.exists() and len(_lines(caplog, db)) == 1
     finally:
@@ -74,14 +74,14 @@ def test_an_overwritten_header_takes_history_down_until_a_reload(tmp_path: Path,
     r = start_agent(tmp_path)
     db = r.root / DB
     try:
-        wait_for(lambda: r.agent.state.view.history_writes_total >= 1, 20, "a history write")
+        wait_for(lambda: r.agent.state.view.history_writes_total >= 1, 40, "a history write")
         with open(db, "r+b") as f:
             f.write(b"garbage garbage!")  # the 16-byte header
-        wait_for(lambda: not r.agent.state.view.history_up, 20, "history_up 0")
+        wait_for(lambda: not r.agent.state.view.history_up, 40, "history_up 0")
         reason = r.agent.state.view.history_reason or ""
         assert "header overwritten" in reason and str(db) in reason
         n = r.agent.state.view.diagnoses_total
-        wait_for(lambda: r.agent.state.view.diagnoses_total >= n + 2, 20, "two more diagnoses")
+        wait_for(lambda: r.agent.state.view.diagnoses_total >= n + 2, 40, "two more diagnoses")
         assert not r.agent.state.view.history_up  # refused: the agent does not write into that file
         assert r.agent.state.view.samples_total > 0 and len(_lines(caplog, db)) == 1
     finally:
