@@ -18,23 +18,26 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--listen", default=None)
     ap.add_argument("--web.config.file", dest="web_config", default=None)
     ap.add_argument("--once", action="store_true")
+    ap.add_argument("--replay", default=None, metavar="SNAPSHOT")
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
+    if args.replay is not None and not args.once:
+        sys.exit("nodetune: error: --replay needs --once (the daemon samples the live node)")
     from nodetune.config.loader import ConfigError
     from nodetune.probes.host import ProbeError
     from nodetune.probes.snapshot import SnapshotError
 
     if args.listen is not None:
-        from nodetune.agent.http import parse_listen
+        from nodetune.agent.web_app import parse_listen
 
         try:
             parse_listen(args.listen)
         except ValueError as exc:
             sys.exit(f"nodetune: error: --listen: {exc}")
-    from nodetune.agent.run import run_agent
+    from nodetune.agent.launch import run_agent
 
     try:
-        run_agent(args.config, args.root, args.listen, args.once, args.verbose, args.web_config)
+        run_agent(args.config, args.root, args.listen, args.once, args.verbose, args.web_config, args.replay)
     except (ConfigError, ProbeError, SnapshotError) as exc:
         print(f"nodetune: error: {getattr(exc, 'reason', None) or exc}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from nodetune.agent.history_file import FileLoss, file_identity, file_lost
 from nodetune.agent.lost_hours import has_data, idle_by_cause, idle_share, lost_seconds, total
 from nodetune.diagnosis.findings import GpuVerdict, JobReport, Report
 
@@ -144,6 +145,7 @@ class History:
         self.writes = 0
         self.write_errors = 0
         self._db: sqlite3.Connection | None = None
+        self._file: tuple[int, int] | None = None  # (st_dev, st_ino) of the file the connection holds
 
     # -- opening and migrating ------------------------------------------------------------------
 
@@ -163,7 +165,12 @@ class History:
             self._migrate(create)
         except sqlite3.DatabaseError as exc:
             raise HistoryError(f"{self.path}: cannot open job history: {exc}") from None
+        self._file = file_identity(self.path)
         return self
+
+    def file_lost(self) -> FileLoss | None:
+        """Why the file at `path` is no longer the database this connection writes, or None."""
+        return file_lost(self.path, self._file)
 
     def _migrate(self, write: bool) -> None:
         db = self._conn()

@@ -15,12 +15,6 @@ import typer
 if TYPE_CHECKING:
     from .history import Interval, JobSummary, JobTimeline
 
-# One letter a verdict in the per-minute strip; anything else is shown as '?'.
-STRIP_LETTERS = {
-    "compute_bound": "C", "memory_bound": "M", "data_starved": "D", "transfer_bound": "T", "launch_bound": "L",
-    "communication_bound": "N", "idle_allocated": "A", "idle": ".", "checkpoint": "K", "startup": "S",
-    "host_other": "H", "straggler": "G", "throttled": "P", "gpu_lost": "X", "unclassified": "?",
-}
 
 
 def parse_since(text: str, now: float) -> float:
@@ -38,7 +32,11 @@ def parse_since(text: str, now: float) -> float:
 
 
 def strip(intervals: list[Interval], start: float, end: float, width: int = 120) -> tuple[str, float]:
-    """One character a minute (or coarser, to fit `width`): the verdict that held most of it."""
+    """One character a minute (or coarser, to fit `width`): the verdict that held most of it, drawn
+    with its rule's STRIP_LETTER ('?' for a verdict no rule of this version knows)."""
+    from nodetune.diagnosis.rules import strip_letters
+
+    letters = strip_letters()
     minutes = max(1, int((end - start + 59) // 60))
     step = 60.0 * max(1, -(-minutes // width))
     cells = []
@@ -49,7 +47,7 @@ def strip(intervals: list[Interval], start: float, end: float, width: int = 120)
             ov = min(iv.t_end, t + step) - max(iv.t_start, t)
             if ov > 0:
                 share[iv.verdict] = share.get(iv.verdict, 0.0) + ov
-        cells.append(STRIP_LETTERS.get(max(share, key=lambda k: share[k]), "?") if share else " ")
+        cells.append(letters.get(max(share, key=lambda k: share[k]), "?") if share else " ")
         t += step
     return "".join(cells), step
 
@@ -131,7 +129,9 @@ def _print_timeline(tl: JobTimeline) -> None:
         line, step = strip(ivs, ivs[0].t_start, ivs[-1].t_end)
         typer.echo(f"\n  |{line}|  (one character = {_dur(step)})")
         used = sorted({c for c in line if c.strip()})
-        legend = ", ".join(f"{c} {v}" for v, c in STRIP_LETTERS.items() if c in used)
+        from nodetune.diagnosis.rules import strip_letters
+
+        legend = ", ".join(f"{c} {v}" for v, c in strip_letters().items() if c in used)
         typer.echo(f"   {legend}")
     typer.echo("\n  seconds by verdict: " + (", ".join(f"{k} {v:.0f}" for k, v in j.seconds.items()) or "-"))
     causes: dict[str, float] = {}

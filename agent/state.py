@@ -121,6 +121,7 @@ class View:
     config_reloads: Mapping[str, int] = field(default_factory=lambda: EMPTY)  # ok | refused -> count
     config_ok: bool = True
     notify_errors_total: int = 0
+    http_refused: Mapping[str, int] = field(default_factory=lambda: EMPTY)  # reason -> clients turned away
     tuning: TuningSummary | None = None
     history_up: bool = False
     history_reason: str | None = "not started"

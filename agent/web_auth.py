@@ -10,6 +10,8 @@ password, as the toolkit keys its cache; only successes, so a flood of wrong pas
 a scraper's entry), so a scraper pays for one hash, not one a scrape. Hashing runs on the server's
 one-thread hash pool, at most MAX_PENDING at once and one at a time per client address; repeated
 failures from one address refuse that address (429) for a time that doubles, never anyone else.
+
+`python3 -m nodetune.agent.web_auth USER` reads a password on stdin and prints the line to add.
 """
 
 from __future__ import annotations
@@ -127,7 +129,7 @@ def load_users(path: str) -> dict[str, str]:
             continue
         user, sep, stored = s.partition(":")
         if not sep or not user:
-            raise ConfigError(f"{path}:{n}: expected user:HASH (make one with `python3 -m nodetune.agent.http USER` "
+            raise ConfigError(f"{path}:{n}: expected user:HASH (make one with `python3 -m nodetune.agent.web_auth USER` "
                               "or `htpasswd -nBC 10 USER`)")
         try:
             hash_cost(stored)
@@ -309,3 +311,18 @@ class BasicAuth:
         start_response("401 Unauthorized", [("Content-Type", "text/plain"),
                                             ("WWW-Authenticate", 'Basic realm="nodetune"')])
         return [b"401 Unauthorized\n"]
+
+
+def main() -> None:
+    """Print a users-file line for the user named on the command line (password from stdin)."""
+    import getpass
+    import sys
+
+    if len(sys.argv) != 2:
+        sys.exit("usage: python3 -m nodetune.agent.web_auth USER  (the password is read from stdin or prompted)")
+    pw = getpass.getpass("password: ") if sys.stdin.isatty() else sys.stdin.readline().rstrip("\n")
+    print(f"{sys.argv[1]}:{hash_password(pw)}")
+
+
+if __name__ == "__main__":
+    main()

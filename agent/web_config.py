@@ -13,6 +13,7 @@ keys). Relative file names are relative to the web config file, as in the toolki
 
 from __future__ import annotations
 
+import errno
 import os
 import ssl
 import stat
@@ -20,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from nodetune.config.loader import ConfigError
+from nodetune.probes.host import read_regular_file
 
 MAX_FILE_BYTES = 1 << 20
 _VERSIONS = {"TLS10": ssl.TLSVersion.TLSv1, "TLS11": ssl.TLSVersion.TLSv1_1, "TLS12": ssl.TLSVersion.TLSv1_2,
@@ -70,23 +72,15 @@ class WebConfig:
 
 
 def read_small_file(path: str, what: str) -> str:
-    """A regular UTF-8 file of at most 1 MiB; ConfigError naming `what` and `path` otherwise
-    (a FIFO or device is refused without being read: it could block start-up forever)."""
+    """A regular UTF-8 file of at most 1 MiB, read through probes.host.read_regular_file;
+    ConfigError naming `what` and `path` otherwise (a FIFO or device is refused without being
+    read: it could block start-up forever)."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        data = read_regular_file(path, MAX_FILE_BYTES)
     except OSError as exc:
-        raise ConfigError(f"{what} {path}: cannot read: {exc.strerror or exc}") from None
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise ConfigError(f"{what} {path}: not a regular file")
-        with os.fdopen(fd, "rb", closefd=False) as fh:
-            data = fh.read(MAX_FILE_BYTES + 1)
-    except OSError as exc:
-        raise ConfigError(f"{what} {path}: cannot read: {exc.strerror or exc}") from None
-    finally:
-        os.close(fd)
-    if len(data) > MAX_FILE_BYTES:
-        raise ConfigError(f"{what} {path}: larger than {MAX_FILE_BYTES >> 20} MiB")
+        why = f"larger than {MAX_FILE_BYTES >> 20} MiB" if exc.errno == errno.EFBIG else \
+            f"cannot read: {exc.strerror or exc}"
+        raise ConfigError(f"{what} {path}: {why}") from None
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -34,7 +34,7 @@ def main() -> None:
     from faketree import FakeProc, dgx_h100
     from tables import print_table
 
-    from nodetune.agent.daemon import Agent
+    from nodetune.agent.application import Agent
 
     with tempfile.TemporaryDirectory() as root:
         p = dgx_h100(root)

@@ -30,7 +30,7 @@ def serve(root: str, q: mp.Queue) -> None:  # type: ignore[type-arg]
     from fakenvml import FakeNvml, hgx_gpus
     from faketree import dgx_h100
 
-    from nodetune.agent.daemon import Agent
+    from nodetune.agent.application import Agent
 
     p = dgx_h100(root)
     nv = FakeNvml(hgx_gpus(p.gpu_addresses))

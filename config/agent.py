@@ -153,7 +153,7 @@ def read_users(path: str) -> dict[str, str]:
             continue
         if not sep or not user or len(parts) != 4 or parts[0] != "pbkdf2_sha256" or not parts[1].isdigit():
             raise ValueError(f"{path}:{n}: expected user:pbkdf2_sha256$ITERATIONS$SALT$HASH "
-                             "(make one with `python3 -m nodetune.agent.http USER`)")
+                             "(make one with `python3 -m nodetune.agent.web_auth USER`)")
         users[user] = stored
     if not users:
         raise ValueError(f"{path}: no users (a basic_auth_file with no user would lock every scraper out)")

@@ -18,7 +18,7 @@ from fakenvml import FakeGpu, FakeNvml, hgx_gpus
 from faketree import FakeProc, Preset, vm_h200
 from prometheus_client.parser import text_string_to_metric_families
 
-from nodetune.agent.daemon import Agent
+from nodetune.agent.application import Agent
 
 REPO = Path(__file__).resolve().parents[1]
 FAST = """[agent]
@@ -126,7 +126,7 @@ def agent_process(root: Path, *args: str, env: dict[str, str] | None = None) -> 
 def serve_in_process(root: str, config: str, nvml: Any, port_q: Any) -> None:
     """Run an Agent on the fake tree at `root` until SIGTERM (a benchmark's child process): its
     bound port goes to `port_q` first."""
-    from nodetune.agent.daemon import Agent
+    from nodetune.agent.application import Agent
 
     a = Agent(root=root, config_path=str(write_config(Path(root), config)), nvml=nvml)
     a.install_signals()

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry, Gauge
 
-from nodetune.agent.http import Listen, MetricsApp, hash_password, serve
 from nodetune.agent.state import State
+from nodetune.agent.web_app import Listen, MetricsApp, hash_password, serve
 from nodetune.agent.web_config import WebConfig, web_config
 
 

@@ -21,11 +21,11 @@ import pytest
 from agent_support import REPO
 from prometheus_client import CollectorRegistry, Gauge
 
-from nodetune.agent.http import Listen, MetricsApp, Served, serve
-from nodetune.agent.http_server import Limits
 from nodetune.agent.state import State
+from nodetune.agent.web_app import Listen, MetricsApp, Served, serve
 from nodetune.agent.web_auth import BasicAuth, hash_password, load_users
 from nodetune.agent.web_config import WebConfig, load_web_config, web_config
+from nodetune.agent.web_server import Limits
 from nodetune.config.loader import ConfigError
 
 
@@ -83,8 +83,8 @@ SERVER = """
 import resource, sys, time
 resource.setrlimit(resource.RLIMIT_NOFILE, (128, 128))
 from prometheus_client import CollectorRegistry
-from nodetune.agent.http import Listen, MetricsApp, serve
-from nodetune.agent.http_server import Limits
+from nodetune.agent.web_app import Listen, MetricsApp, serve
+from nodetune.agent.web_server import Limits
 from nodetune.agent.state import State
 state = State(4); state.update()
 s = serve(MetricsApp(CollectorRegistry(), state, lambda: 10.0), Listen("127.0.0.1", 0), limits=Limits(max_connections=16))

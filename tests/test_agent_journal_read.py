@@ -9,7 +9,7 @@ from pathlib import Path
 from agent_support import busy_node, wait_for, write_config
 from test_journal_compact import _txn
 
-from nodetune.agent.daemon import Agent
+from nodetune.agent.application import Agent
 
 
 def test_a_large_journal_is_read_off_the_sampling_thread(tmp_path: Path) -> None:
@@ -22,14 +22,14 @@ def test_a_large_journal_is_read_off_the_sampling_thread(tmp_path: Path) -> None
     a = Agent(root=str(root), config_path=str(write_config(root)), nvml=nv)
     try:
         t = time.perf_counter()
-        a._read_journal()  # what the sampling loop calls
+        a.controller._poll_journal()  # what the sampling loop calls
         took = time.perf_counter() - t
         assert took < 0.5, f"the sampling thread waited {took:.2f} s for the journal"
         tuning = a.state.view.tuning
         assert tuning is not None and tuning.error is None and dict(tuning.by_state) == {}  # not read yet
 
         def loaded() -> bool:
-            a._read_journal()
+            a.controller._poll_journal()
             view = a.state.view.tuning
             return view is not None and dict(view.by_state) == {"rolled_back": 3000, "applied": 1}
 

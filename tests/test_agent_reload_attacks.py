@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from agent_support import FAST, busy_node, write_config
 
-from nodetune.agent.daemon import Agent
+from nodetune.agent.application import Agent
 from nodetune.config.agent import AgentConfig
 
 

@@ -1,8 +1,9 @@
 """Diagnosis rules: one module per verdict, found by walking this package.
 
-A rule module defines `evaluate(ctx) -> list[Finding]` and `PRIMARY_RANK` (an int where its finding
-can be a GPU's verdict, lower wins; None for findings reported beside the verdict). Adding a
-verdict is adding one file here; nothing else lists the rules.
+A rule module defines `evaluate(ctx) -> list[Finding]`, `PRIMARY_RANK` (an int where its finding
+can be a GPU's verdict, lower wins; None for findings reported beside the verdict) and
+`STRIP_LETTER` (the one character `nodetune history JOB` draws for the verdict; None beside it).
+Adding a verdict is adding one file here; nothing else lists the rules.
 """
 
 from __future__ import annotations
@@ -21,10 +22,27 @@ def all_rules() -> tuple[ModuleType, ...]:
         if info.name.startswith("_") or info.name == "base":
             continue
         mod = importlib.import_module(f"{__name__}.{info.name}")
-        if not hasattr(mod, "evaluate") or not hasattr(mod, "PRIMARY_RANK"):
-            raise RuntimeError(f"rule module {mod.__name__} lacks evaluate() or PRIMARY_RANK")
+        if not hasattr(mod, "evaluate") or not hasattr(mod, "PRIMARY_RANK") or not hasattr(mod, "STRIP_LETTER"):
+            raise RuntimeError(f"rule module {mod.__name__} lacks evaluate(), PRIMARY_RANK or STRIP_LETTER")
+        letter = mod.STRIP_LETTER
+        if (mod.PRIMARY_RANK is not None and letter is None) or (letter is not None and len(letter) != 1):
+            raise RuntimeError(f"rule module {mod.__name__}: STRIP_LETTER must be one character for a verdict")
         mods.append(mod)
     return tuple(mods)
+
+
+# Verdicts the engine gives without a rule: no GPU process at all, and no rule that fired.
+ENGINE_STRIP_LETTERS = {"idle": ".", "unclassified": "?"}
+
+
+@cache
+def strip_letters() -> dict[str, str]:
+    """Verdict -> the letter the history strip draws for it, from each rule's STRIP_LETTER."""
+    letters = dict(ENGINE_STRIP_LETTERS)
+    for m in all_rules():
+        if m.STRIP_LETTER is not None:
+            letters[m.__name__.rsplit(".", 1)[1]] = m.STRIP_LETTER
+    return letters
 
 
 @cache

@@ -12,6 +12,7 @@ from .base import RuleContext, confidence, scale
 # Rank among primary verdicts: between the busy verdicts and the other idle causes; where several
 # idle causes fire, the one explaining the most time is the verdict.
 PRIMARY_RANK: int | None = 78
+STRIP_LETTER: str | None = "K"  # what `nodetune history JOB`'s strip draws for this verdict
 
 
 def evaluate(ctx: RuleContext) -> list[Finding]:

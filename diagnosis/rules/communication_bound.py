@@ -9,6 +9,7 @@ from .base import RuleContext, confidence, pct
 
 # Rank among primary verdicts: a GPU's verdict is its lowest-ranked finding.
 PRIMARY_RANK: int | None = 40
+STRIP_LETTER: str | None = "N"  # what `nodetune history JOB`'s strip draws for this verdict
 
 
 def _busy_nic(ctx: RuleContext, sm_busy: bool, tensor: float, names: list[str]) -> NicStats | None:

@@ -13,6 +13,7 @@ from .base import RuleContext, active, confidence, free_cpus, pct, pinning_helps
 
 # Rank among primary verdicts: a GPU's verdict is its lowest-ranked finding.
 PRIMARY_RANK: int | None = 80
+STRIP_LETTER: str | None = "D"  # what `nodetune history JOB`'s strip draws for this verdict
 
 
 def _io_signals(ctx: RuleContext, job: JobGroup, procs: list[ProcessStats]) -> tuple[list[str], dict[str, object]]:

@@ -7,6 +7,7 @@ from .base import RuleContext
 
 # Rank among primary verdicts: a GPU's verdict is its lowest-ranked finding.
 PRIMARY_RANK: int | None = 10
+STRIP_LETTER: str | None = "X"  # what `nodetune history JOB`'s strip draws for this verdict
 
 
 def evaluate(ctx: RuleContext) -> list[Finding]:

@@ -9,6 +9,7 @@ from .base import RuleContext, active, confidence, scale
 
 # Rank among primary verdicts: after the data and checkpoint causes; the largest share wins among them.
 PRIMARY_RANK: int | None = 85
+STRIP_LETTER: str | None = "H"  # what `nodetune history JOB`'s strip draws for this verdict
 
 _CAUSES = ("evaluation", "communication", "gc", "sleeping", "host_other")
 _ADVICE = {

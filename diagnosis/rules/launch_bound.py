@@ -9,6 +9,7 @@ from .base import RuleContext, confidence, pct, pinning_helps
 
 # Rank among primary verdicts: a GPU's verdict is its lowest-ranked finding.
 PRIMARY_RANK: int | None = 70
+STRIP_LETTER: str | None = "L"  # what `nodetune history JOB`'s strip draws for this verdict
 # Main-thread work that is not dispatching kernels: a thread mostly here is busy, but not launching.
 # A GPU idle in at most this share of samples is fed continuously, not in bursts between batches.
 TRICKLE_IDLE_SHARE = 0.1

@@ -7,6 +7,7 @@ from .base import RuleContext
 
 # A secondary finding: reported beside the GPU's verdict, never as it.
 PRIMARY_RANK: int | None = None
+STRIP_LETTER: str | None = None  # a finding beside the verdict: nothing in the history strip
 
 
 def evaluate(ctx: RuleContext) -> list[Finding]:

@@ -13,6 +13,7 @@ from .base import RuleContext
 
 # Rank among primary verdicts: last; a GPU's start-up is its verdict only when nothing else is.
 PRIMARY_RANK: int | None = 90
+STRIP_LETTER: str | None = "S"  # what `nodetune history JOB`'s strip draws for this verdict
 
 
 def evaluate(ctx: RuleContext) -> list[Finding]:

@@ -13,6 +13,7 @@ from .base import RuleContext, scale
 
 # Rank among primary verdicts: before compute/communication, which describe the peers' waiting.
 PRIMARY_RANK: int | None = 45
+STRIP_LETTER: str | None = "G"  # what `nodetune history JOB`'s strip draws for this verdict
 
 
 def evaluate(ctx: RuleContext) -> list[Finding]:

@@ -7,6 +7,7 @@ from .base import RuleContext
 
 # A secondary finding: reported beside the GPU's verdict, never as it.
 PRIMARY_RANK: int | None = None
+STRIP_LETTER: str | None = "P"  # what `nodetune history JOB`'s strip draws for this verdict
 
 _HW = ("hw_slowdown", "hw_thermal_slowdown", "hw_power_brake_slowdown")
 

@@ -7,6 +7,7 @@ from .base import RuleContext, confidence, pct, scale
 
 # Rank among primary verdicts: a GPU's verdict is its lowest-ranked finding.
 PRIMARY_RANK: int | None = 60
+STRIP_LETTER: str | None = "T"  # what `nodetune history JOB`'s strip draws for this verdict
 
 # Pinned copies reach ~75-90 % of a link; pageable ones stall on a CPU bounce buffer well below it.
 PAGEABLE_SHARE = 0.35

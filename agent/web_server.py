@@ -7,7 +7,7 @@ is ready (the exposition of the current state is cached, the credentials already
 answered inside the loop with no thread hop; a render runs in a small thread pool and a password
 check in a one-thread pool of its own, so neither stalls the loop nor waits behind the other.
 
-The routes, auth and caching stay in the WSGI apps of `agent/http.py`; this module only moves
+The routes, auth and caching stay in the WSGI apps of `agent/web_app.py`; this module only moves
 bytes, and bounds what a client can hold:
 - at most `max_connections` open, a quarter of them from one address; a new connection past either
   closes the longest-idle kept-alive one (of that address, or of all), else the longest stalled
@@ -38,6 +38,10 @@ MAX_HEAD = 8192
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 Response = tuple[str, list[tuple[str, str]], bytes]
 Route = Callable[[dict[str, Any]], str]  # environ -> "loop" | "pool" | "hash"
+# Why the server turned a client away: the bounded `reason` label of nodetune_agent_http_refused_total.
+REFUSALS = ("connection_cap", "evicted", "idle_timeout", "header_timeout", "write_timeout", "too_large",
+            "bad_request", "bad_auth", "auth_backoff")
+_BY_STATUS = {"401": "bad_auth", "429": "auth_backoff", "431": "too_large", "400": "bad_request"}
 
 
 @dataclass(frozen=True)
@@ -115,8 +119,9 @@ class AsyncServer:
 
     def __init__(self, app: WsgiApp, host: str, port: int, ssl_ctx: ssl.SSLContext | None = None,
                  route: Route | None = None, workers: int = 4, limits: Limits | None = None,
-                 headers: dict[str, str] | None = None) -> None:
+                 headers: dict[str, str] | None = None, on_refused: Callable[[str], None] | None = None) -> None:
         self.app = app
+        self.on_refused = on_refused  # told each refusal's reason (one of REFUSALS), on the loop thread
         self.route = route or (lambda env: "pool")
         self.ssl_ctx = ssl_ctx
         self.limits = limits or Limits()
@@ -128,6 +133,7 @@ class AsyncServer:
         self.counts = ServerCounts()
         self.conns: dict[_Conn, None] = {}
         self.by_addr: dict[str, int] = {}  # open connections per client address
+        self._stopping = False
         # bind here, in the caller's thread, so an address in use is the caller's error at once
         self.server = self.loop.run_until_complete(asyncio.start_server(
             self._client, host, port, backlog=1024, limit=MAX_HEAD, reuse_address=True))
@@ -147,13 +153,21 @@ class AsyncServer:
         return self.counts.errors
 
     def stop(self) -> None:
+        """Close the listener and every connection, then the loop and the pools (within ~2 s)."""
         async def close() -> None:
+            self._stopping = True
             self.server.close()
-            # kept-alive clients: end their handlers (3.12's wait_closed would wait for them)
+            # Kept-alive and half-sent clients: abort their transports, so each handler ends on its
+            # own (EOF) rather than by cancellation, which Python 3.11's stream callback logs as an
+            # ERROR with a CancelledError traceback. 3.12's wait_closed would wait for them.
+            for conn in list(self.conns):
+                conn.drop()
             others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-            for t in others:
-                t.cancel()
-            await asyncio.gather(*others, return_exceptions=True)
+            if others:
+                _, pending = await asyncio.wait(others, timeout=1.0)
+                for t in pending:  # a request still being answered: cancelled, it ends quietly in _client
+                    t.cancel()
+                await asyncio.gather(*pending, return_exceptions=True)
 
         if self.loop.is_running():
             try:
@@ -168,6 +182,13 @@ class AsyncServer:
         self.hash_pool.shutdown(wait=False, cancel_futures=True)
 
     # -- admission ------------------------------------------------------------------------------------
+    def _refused(self, reason: str) -> None:
+        if self.on_refused is not None:
+            try:
+                self.on_refused(reason)
+            except Exception as exc:  # a counter must not break serving: say so once a kind
+                log.error("counting an HTTP refusal failed: %s: %s", type(exc).__name__, exc)
+
     @property
     def per_address(self) -> int:
         return max(2, self.limits.max_connections // 4)
@@ -203,8 +224,10 @@ class AsyncServer:
             victim = self._victim(conn)
             if victim is None:
                 self.counts.refused += 1
+                self._refused("connection_cap")
                 return False
             self.counts.evicted += 1
+            self._refused("evicted")
             self._forget(victim)
             victim.drop()
         self.conns[conn] = None
@@ -235,10 +258,12 @@ class AsyncServer:
                     conn.enter(HEAD)
                     head = first + await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), lim.header_timeout_s)
                 except asyncio.LimitOverrunError:
+                    self._refused("too_large")
                     await self._send(conn, "431 Request Header Fields Too Large", [], b"headers too large\n", False)
                     return
                 except TimeoutError:
                     self.counts.read_timeouts += conn.phase == HEAD
+                    self._refused("header_timeout" if conn.phase == HEAD or not served else "idle_timeout")
                     return
                 except asyncio.IncompleteReadError:
                     return
@@ -247,6 +272,10 @@ class AsyncServer:
                     return
         except (ConnectionError, ssl.SSLError, TimeoutError, OSError):
             return
+        except asyncio.CancelledError:
+            if not self._stopping:
+                raise
+            return  # cancelled by stop(): the handler ends, the server is going away anyway
         finally:
             self._forget(conn)
             if not writer.transport.is_closing():
@@ -256,6 +285,7 @@ class AsyncServer:
         lines = head.decode("latin-1").split("\r\n")
         parts = lines[0].split(" ")
         if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
+            self._refused("bad_request")
             await self._send(conn, "400 Bad Request", [], b"bad request line\n", False)
             return False
         method, target, version = parts
@@ -264,6 +294,7 @@ class AsyncServer:
             if line:
                 k, sep, v = line.partition(":")
                 if not sep:
+                    self._refused("bad_request")
                     await self._send(conn, "400 Bad Request", [], b"bad header\n", False)
                     return False
                 headers[k.strip().lower()] = v.strip()
@@ -286,6 +317,9 @@ class AsyncServer:
             log.error("HTTP %s %s failed: %s: %s", method, target[:100], type(exc).__name__, exc)
             status, hdrs, body = "500 Internal Server Error", [("Content-Type", "text/plain")], b"internal error\n"
             keep = False
+        refusal = _BY_STATUS.get(status[:3])
+        if refusal is not None:
+            self._refused(refusal)
         return await self._send(conn, status, hdrs, b"" if method == "HEAD" else body, keep, len(body)) and keep
 
     async def _send(self, conn: _Conn, status: str, headers: list[tuple[str, str]], body: bytes,
@@ -307,6 +341,7 @@ class AsyncServer:
             await asyncio.wait_for(conn.writer.drain(), self.limits.write_timeout_s)
         except TimeoutError:
             self.counts.write_timeouts += 1
+            self._refused("write_timeout")
             conn.drop()
             return False
         return True

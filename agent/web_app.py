@@ -1,4 +1,4 @@
-"""The exporter's HTTP side: read-only routes as WSGI apps, served by agent/http_server.py (one
+"""The exporter's web app: read-only routes as WSGI apps, served by agent/web_server.py (one
 asyncio loop; see there why not a thread per connection, and what a client may hold).
 
 The exposition is rendered at most once per View version (the state changes once a sample): a
@@ -6,8 +6,6 @@ hundred scrapers in one second cost one render, and a scrape never runs a collec
 same state. TLS, basic auth and extra response headers come from a `WebConfig`
 (agent/web_config.py: node_exporter's web configuration file or the [agent] keys); basic auth is
 the WSGI middleware of agent/web_auth.py.
-
-`python -m nodetune.agent.http USER` reads a password on stdin and prints the line to add.
 """
 
 from __future__ import annotations
@@ -17,7 +15,6 @@ import logging
 import os
 import resource
 import socket
-import sys
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -27,10 +24,10 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.openmetrics import exposition as om
 
 from nodetune.agent.exposition import render
-from nodetune.agent.http_server import AsyncServer, Limits
 from nodetune.agent.state import State
 from nodetune.agent.web_auth import BasicAuth, check_password, hash_password, load_users
 from nodetune.agent.web_config import WebConfig, tls_context
+from nodetune.agent.web_server import AsyncServer, Limits
 from nodetune.config.agent import parse_listen as config_parse_listen
 from nodetune.config.loader import ConfigError
 
@@ -176,9 +173,11 @@ def _room_for(connections: int) -> None:
                         connections, soft)
 
 
-def serve(app: WsgiApp, listen: Listen, web: WebConfig | None = None, limits: Limits | None = None) -> Served:
+def serve(app: WsgiApp, listen: Listen, web: WebConfig | None = None, limits: Limits | None = None,
+          on_refused: Callable[[str], None] | None = None) -> Served:
     """Bind and serve in a daemon thread; ConfigError (one line) when the address or TLS is unusable.
-    With users in `web`, `app` is wrapped in BasicAuth."""
+    With users in `web`, `app` is wrapped in BasicAuth; `on_refused` is told why each client was
+    turned away (agent/web_server.py's REFUSALS)."""
     web = web or WebConfig()
     limits = limits or Limits()
     ctx = tls_context(web.tls, web.source) if web.tls is not None else None
@@ -190,23 +189,11 @@ def serve(app: WsgiApp, listen: Listen, web: WebConfig | None = None, limits: Li
         route = (lambda env: "loop" if cheap(env) else "pool") if cheap else None
     _room_for(limits.max_connections)
     try:
-        server = AsyncServer(app, listen.host, listen.port, ctx, route, limits=limits, headers=web.headers)
+        server = AsyncServer(app, listen.host, listen.port, ctx, route, limits=limits, headers=web.headers,
+                             on_refused=on_refused)
     except socket.gaierror as exc:  # its errno is getaddrinfo's (-2), which strerror cannot name
         raise ConfigError(f"[agent].listen {listen}: cannot resolve {listen.host!r}: {exc.strerror}") from None
     except OSError as exc:
         why = os.strerror(exc.errno) if exc.errno else str(exc)  # asyncio's text wraps the errno's
         raise ConfigError(f"[agent].listen {listen}: cannot listen: {why}") from None
     return Served(server)
-
-
-def main() -> None:
-    import getpass
-
-    if len(sys.argv) != 2:
-        sys.exit("usage: python3 -m nodetune.agent.http USER  (the password is read from stdin or prompted)")
-    pw = getpass.getpass("password: ") if sys.stdin.isatty() else sys.stdin.readline().rstrip("\n")
-    print(f"{sys.argv[1]}:{hash_password(pw)}")
-
-
-if __name__ == "__main__":
-    main()
