@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from nodetune.agent.small_files import read_small_file
 from nodetune.config.loader import ConfigError
 
 StartResponse = Callable[..., Any]
@@ -119,8 +120,6 @@ def checked_users(users: dict[str, str], where: str) -> dict[str, str]:
 def load_users(path: str) -> dict[str, str]:
     """The users file: `user:HASH` lines (pbkdf2_sha256 or bcrypt, as `htpasswd -B` writes);
     ConfigError naming the file and line on anything malformed, unreadable or too costly."""
-    from nodetune.agent.web_config import read_small_file
-
     text = read_small_file(path, "[agent].basic_auth_file")
     users: dict[str, str] = {}
     for n, line in enumerate(text.splitlines(), 1):

@@ -13,17 +13,16 @@ keys). Relative file names are relative to the web config file, as in the toolki
 
 from __future__ import annotations
 
-import errno
 import os
 import ssl
 import stat
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from nodetune.agent.small_files import read_small_file
+from nodetune.agent.web_auth import checked_users, load_users
 from nodetune.config.loader import ConfigError
-from nodetune.probes.host import read_regular_file
 
-MAX_FILE_BYTES = 1 << 20
 _VERSIONS = {"TLS10": ssl.TLSVersion.TLSv1, "TLS11": ssl.TLSVersion.TLSv1_1, "TLS12": ssl.TLSVersion.TLSv1_2,
              "TLS13": ssl.TLSVersion.TLSv1_3}
 # client_auth_type -> verify mode; the two "request/require any" modes accept an unverified
@@ -69,22 +68,6 @@ class WebConfig:
         tls = d.get("tls")
         return cls(TlsSettings(**tls) if tls else None, dict(d.get("users", {})), dict(d.get("headers", {})),
                    str(d.get("source", "")))
-
-
-def read_small_file(path: str, what: str) -> str:
-    """A regular UTF-8 file of at most 1 MiB, read through probes.host.read_regular_file;
-    ConfigError naming `what` and `path` otherwise (a FIFO or device is refused without being
-    read: it could block start-up forever)."""
-    try:
-        data = read_regular_file(path, MAX_FILE_BYTES)
-    except OSError as exc:
-        why = f"larger than {MAX_FILE_BYTES >> 20} MiB" if exc.errno == errno.EFBIG else \
-            f"cannot read: {exc.strerror or exc}"
-        raise ConfigError(f"{what} {path}: {why}") from None
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{what} {path}: not UTF-8 (byte {exc.start})") from None
 
 
 def _mapping(value: Any, where: str) -> dict[str, Any]:
@@ -146,7 +129,6 @@ def load_web_config(path: str) -> WebConfig:
     on anything it cannot honour. The certificates themselves are loaded by `tls_context`."""
     import yaml
 
-    from nodetune.agent.web_auth import checked_users
 
     text = read_small_file(path, "web config file")
     try:
@@ -214,7 +196,6 @@ def tls_context(t: TlsSettings, where: str) -> ssl.SSLContext:
 def web_config(web_config_file: str, tls_cert_file: str = "", tls_key_file: str = "",
                basic_auth_file: str = "") -> WebConfig:
     """The effective web config: the web config file, or the [agent] keys; both at once is an error."""
-    from nodetune.agent.web_auth import load_users
 
     if web_config_file:
         if tls_cert_file or tls_key_file or basic_auth_file:
