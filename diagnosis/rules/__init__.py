@@ -31,8 +31,12 @@ def all_rules() -> tuple[ModuleType, ...]:
     return tuple(mods)
 
 
-# Verdicts the engine gives without a rule: no GPU process at all, and no rule that fired.
-ENGINE_STRIP_LETTERS = {"idle": ".", "unclassified": "?"}
+# Verdicts the engine gives without a rule: what each means and the letter the history strip draws.
+ENGINE_VERDICTS = {
+    "idle": ("no GPU process, and the GPU idle", "."),
+    "unclassified": ("GPU processes, but no rule's evidence fits: the summary gives utilization and SM activity", "?"),
+}
+ENGINE_STRIP_LETTERS = {name: letter for name, (_, letter) in ENGINE_VERDICTS.items()}
 
 
 @cache
@@ -50,3 +54,25 @@ def primary_order() -> tuple[str, ...]:
     """Kinds that can be a GPU's primary verdict, most decisive first."""
     ranked = [(m.PRIMARY_RANK, m.__name__.rsplit(".", 1)[1]) for m in all_rules() if m.PRIMARY_RANK is not None]
     return tuple(kind for _, kind in sorted(ranked))
+
+
+def _when(mod: ModuleType) -> str:
+    """A rule's README row: its docstring's first paragraph, less the leading `name:`."""
+    name = mod.__name__.rsplit(".", 1)[1]
+    text = " ".join((mod.__doc__ or "").split("\n\n")[0].split())
+    return text.removeprefix(f"{name}:").strip()
+
+
+def verdict_table() -> str:
+    """The README's table of verdicts, from the rules themselves: the verdicts in the order they
+    win, then the findings reported beside a verdict, then those the engine gives without a rule."""
+    rows = ["| verdict | when |", "|---|---|"]
+    ranked = sorted((m for m in all_rules() if m.PRIMARY_RANK is not None), key=lambda m: m.PRIMARY_RANK)
+    for m in ranked:
+        rows.append(f"| `{m.__name__.rsplit('.', 1)[1]}` | {_when(m)} |")
+    for m in all_rules():
+        if m.PRIMARY_RANK is None:
+            rows.append(f"| `{m.__name__.rsplit('.', 1)[1]}` | {_when(m)} (a finding beside the verdict) |")
+    for name, (text, _) in ENGINE_VERDICTS.items():
+        rows.append(f"| `{name}` | {text} |")
+    return "\n".join(rows)

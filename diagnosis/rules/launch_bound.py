@@ -1,5 +1,7 @@
 """launch_bound: the GPU is busy part of the time but its SMs do almost nothing: kernels too small,
-the CPU launching them is the limit."""
+the CPU launching them is the limit. Also a saturated thread whose stacks dispatch to a GPU idling
+between kernels; without stacks, kernels trickling in every sample from a thread with no loader
+workers or reads (confidence 0.6)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""startup: the job is starting (imports, CUDA context, weights, warm-up) and its GPU not yet working.
+"""startup: the job is starting (imports, CUDA context, weights, warm-up) and its GPU not yet
+working, shown by evidence, never by the process's age alone; information, not a fault.
 
 Named only from positive evidence the phases and attribution found: stacks under imports, model
 construction, weight loading or compilation; a GPU context created inside the window (or not yet:
