@@ -31,7 +31,7 @@ from .processes import (
 )
 from .pystacks import StackRecorder
 from .snapshot import SNAPSHOT_VERSION, Sample, Snapshot, Window, now_iso, strip_identifiers
-from .thermal import probe_thermal
+from .thermal import ThermalLayout, probe_thermal, thermal_layout
 
 MIN_INTERVAL_S = 0.11  # GPM needs samples >= 100 ms apart; 10 ms of margin absorbs jitter
 MAX_STACK_PROCESSES = 8
@@ -71,7 +71,8 @@ class Sampler:
         self._users = users(host)
         self._nodes = [n.node for n in topo.cpu.numa_nodes]
         self._page_kb = topo.node.page_kb or 4
-        self._first = True  # THP, huge pages and per-node memory: read once per window
+        self._first = True  # THP, huge pages, per-node memory and the thermal layout: read once per window
+        self._thermal: ThermalLayout | None = None
         self._n = 0
         self._window_pids: dict[int, ProcessInfo] = {}  # every process seen in the current window
         self.stacks: StackRecorder | None = None  # py-spy over the GPU processes, when asked for
@@ -89,13 +90,15 @@ class Sampler:
         # this thread's CPU only: in the agent other threads (diagnosis, HTTP) share the process
         c0 = time.thread_time()
         gpus = [self.backend.sample(i, detail or self._first) for i in self.gpu_indices]
+        if self._first or self._thermal is None:
+            self._thermal = thermal_layout(self.host)
         s = Sample(
             t=time.monotonic(),
             wall=now_iso(),
             cpu=probe_cpu(self.host),
             memory=probe_memory(self.host, self._nodes, detail=self._first),
             io=probe_io(self.host),
-            thermal=probe_thermal(self.host),
+            thermal=probe_thermal(self.host, self._thermal),
             gpus=gpus,
             nics=probe_nics(self.host),
         )
