@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from nodetune.config.diagnosis import Thresholds
 from nodetune.probes.node import Topology
+from nodetune.probes.serde import gc_paused
 from nodetune.probes.snapshot import Window, now_iso
 
 from .attribution import Facts, classify, describe, prepare, process_index
@@ -192,6 +193,11 @@ def _phase_words(phases: list[Phase], steady: tuple[float, float] | None) -> str
 def diagnose(topo: Topology, win: Window, th: Thresholds | None = None, source: str = "live",
              taken_at: str | None = None) -> Report:
     """Find the window's phases, run every rule over its steady part and assemble the report."""
+    with gc_paused():  # it builds statistics of every process of the window, all acyclic
+        return _diagnose(topo, win, th, source, taken_at)
+
+
+def _diagnose(topo: Topology, win: Window, th: Thresholds | None, source: str, taken_at: str | None) -> Report:
     t0 = time.monotonic()
     th = th or Thresholds()
     jobs = group_jobs(win)
