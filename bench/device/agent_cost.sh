@@ -82,6 +82,6 @@ phase B "B: cpu_starved.py --workers 4 (GPU starved, loader workers)" "$B_IDLE" 
   bench/workloads/cpu_starved.py --workers 4
 echo "verdicts the stacks-on agent gave (last exposition of each phase):" | tee -a "$OUT/agent_cost.md"
 grep -h '^nodetune_gpu_verdict{.*} 1' "$OUT"/agent_on/*_metrics.txt 2>/dev/null | tee -a "$OUT/agent_cost.md" || true
-grep -h '^nodetune_agent_stacks\|^nodetune_agent_sample_cpu' "$OUT"/agent_on/*_metrics.txt 2>/dev/null | head -8 \
+grep -h '^nodetune_agent_sample_cpu_seconds\|^nodetune_agent_diagnosis_duration_seconds_sum\|^nodetune_agent_diagnoses_total' "$OUT"/agent_on/*_metrics.txt 2>/dev/null | head -8 \
   | tee -a "$OUT/agent_cost.md" || true
 echo "total $(( $(date +%s) - T0 )) s" | tee -a "$OUT/agent_cost.md"
