@@ -28,6 +28,7 @@ rm -rf /tmp/nt && mkdir -p /tmp/nt/nodetune
 for d in agent cli config diagnosis probes tuners prefetch; do [ -d "$REPO/$d" ] && ln -s "$REPO/$d" "/tmp/nt/nodetune/$d"; done
 export PYTHONPATH=/tmp/nt:/tmp/site${PYTHONPATH:+:$PYTHONPATH} PATH=/tmp/site/bin:$PATH PYTHONUNBUFFERED=1
 command -v py-spy >/dev/null || echo "warning: py-spy not on PATH: the stacks-on agent will say so and sample none" >&2
+$PY -c "import prometheus_client, pynvml, torch" || { echo "agent_cost: $PY lacks prometheus_client, nvidia-ml-py or torch" >&2; exit 2; }
 
 NE_BIN=$(command -v prometheus-node-exporter || command -v node_exporter || true)
 if [ -z "$NE_BIN" ] && compgen -G ".debs/prometheus-node-exporter_*.deb" >/dev/null; then
