@@ -47,6 +47,7 @@ HEALTHY_MAX_IDLE_SHARE = 0.2
 BORDERLINE_CONFIDENCE = 0.6
 # The verdict of a GPU with no utilization reading in the window (no NVML, or one NVML cannot see).
 UNKNOWN = "unknown"
+NEVER_BORDERLINE = ("idle", "gpu_lost", UNKNOWN)
 
 def _metrics(g: GpuStats) -> dict[str, object]:
     return {"util_pct": g.util_mean, "idle_share": g.idle_share, "sm_active_pct": g.sm_mean,
@@ -241,8 +242,10 @@ def _diagnose(topo: Topology, win: Window, th: Thresholds | None, source: str, t
         steady = (round(dwin.samples[0].t - win.samples[0].t, 2), round(dwin.samples[-1].t - win.samples[0].t, 2))
     # Stable verdicts: a verdict that a small move of the thresholds would change is borderline. The
     # phases and the per-interval facts stay as found; attribution and the rules run again.
+    # Idle, lost and unknown GPUs are never borderline: a node with only those needs no second look.
+    judged = any(v.verdict not in NEVER_BORDERLINE for v in report.gpus)
     alt = [_evaluate(topo, dwin, _scaled(th, 1 + k * th.borderline_margin), jobs, stacks, plan, prep)
-           for k in (-1, 1)] if th.borderline_margin > 0 else []
+           for k in (-1, 1)] if th.borderline_margin > 0 and judged else []
     for v, g in zip(report.gpus, full_gpus, strict=True):
         v.phases = plan.phases.get(g.index, [])
         v.strip = strip(g, v.phases)
@@ -251,7 +254,7 @@ def _diagnose(topo: Topology, win: Window, th: Thresholds | None, source: str, t
         if words:
             v.summary = f"{words}; then {v.verdict}: {v.summary}"
         others = sorted({p.kind for a in alt if (p := _primary(v.index, a.findings, plan)) is not None} - {v.verdict})
-        if others and v.verdict not in ("idle", "gpu_lost", UNKNOWN):
+        if others and v.verdict not in NEVER_BORDERLINE:
             v.borderline, v.leans = others, v.verdict
             v.confidence = min(v.confidence, BORDERLINE_CONFIDENCE)
             v.summary += f" (borderline: leans {v.verdict}, could read as {' or '.join(others)})"
