@@ -114,6 +114,7 @@ class Controller:
             # keep what the next diagnosis window can use: its length and one slice before it
             sampler.stacks = StackRecorder(slice_s=cfg.stacks_slice_s, rate_hz=cfg.stacks_rate_hz,
                                            max_processes=MAX_STACK_PROCESSES, keep_s=cfg.window_s + cfg.stacks_slice_s)
+            sampler.stacks_busy_s = cfg.stacks_slice_s  # a GPU busy throughout has no idle time to explain
         return sampler
 
     def _do_reprobe(self) -> None:

@@ -17,9 +17,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import urllib.error
-import urllib.parse
-import urllib.request
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -46,6 +43,8 @@ def parse_range(value: str | int) -> int:
 
 
 def _url(value: str) -> str:
+    import urllib.parse  # here, not at the top: every command's start would pay for urllib and email
+
     u = urllib.parse.urlsplit(value)
     if u.scheme not in ("http", "https") or not u.netloc:
         raise typer.BadParameter(f"expected an http(s)://HOST:PORT URL of a Prometheus server, got {value!r:.60}")
@@ -59,6 +58,10 @@ class Prometheus:
         self.base, self.timeout = base, timeout
 
     def query(self, promql: str) -> list[dict[str, Any]]:
+        import urllib.error
+        import urllib.parse
+        import urllib.request
+
         data = urllib.parse.urlencode({"query": promql}).encode()
         req = urllib.request.Request(f"{self.base}/api/v1/query", data=data,
                                      headers={"Content-Type": "application/x-www-form-urlencoded"})

@@ -1,4 +1,7 @@
-"""`nodetune topo` for a person: sockets, NUMA nodes, GPUs, the GPU link matrix, NICs and NVMe."""
+"""`nodetune topo` for a person: sockets, NUMA nodes, GPUs, the GPU link matrix, NICs and NVMe.
+
+Names read from the node (hostname, OS, GPU and interface names, the reasons in notes) go through
+`escape`: control characters written out, markup literal (issue 20)."""
 
 from __future__ import annotations
 
@@ -9,6 +12,8 @@ from rich.tree import Tree
 from nodetune.probes.host import format_cpulist
 from nodetune.probes.node import Topology
 from nodetune.probes.pci import LEVEL_ORDER, PciDevice, PciLink
+
+from .output import escape
 
 
 def _gib(kb: int | None) -> str:
@@ -31,7 +36,7 @@ def _numa(n: int | None) -> str:
 def render_topology(topo: Topology, console: Console) -> None:
     node, cpu = topo.node, topo.cpu
     threads = len(cpu.online)
-    head = Tree(f"[bold]{node.hostname or 'node'}[/]  {node.os or ''}  kernel {node.kernel or '?'}")
+    head = Tree(f"[bold]{escape(node.hostname or 'node')}[/]  {escape(node.os or '')}  kernel {escape(node.kernel or '?')}")
     head.add(f"{cpu.packages} socket(s), {cpu.cores} cores, {threads} online CPUs ({format_cpulist(cpu.online)})")
     numa = head.add(f"{len(cpu.numa_nodes)} NUMA node(s)")
     for n in cpu.numa_nodes:
@@ -44,7 +49,7 @@ def render_topology(topo: Topology, console: Console) -> None:
         dev = by_addr.get(g.address or "")
         mem = g.static.memory_total_bytes
         gtree.add(
-            f"GPU{g.index} {g.static.name or '?'}  {g.address or '?'}  NUMA {_numa(g.numa_node)}  "
+            f"GPU{g.index} {escape(g.static.name or '?')}  {escape(g.address or '?')}  NUMA {_numa(g.numa_node)}  "
             f"local CPUs {format_cpulist(g.local_cpus) or '?'}  PCIe {_link(dev.link if dev else None)}"
             + (f"  {mem / 2**30:.0f} GiB" if mem else "")
         )
@@ -59,14 +64,14 @@ def render_topology(topo: Topology, console: Console) -> None:
     if notes:
         console.print("[bold]Not available[/]")
         for line in notes:
-            console.print(f"  - {line}", markup=False, highlight=False)
+            console.print(f"  - {escape(line)}", highlight=False)
 
 
 def _backend_line(topo: Topology) -> str:
     b = topo.backend
     if b.available:
-        return f"{b.source}, driver {b.driver_version or '?'}"
-    return f"no GPU telemetry: {b.reason}"
+        return escape(f"{b.source}, driver {b.driver_version or '?'}")
+    return escape(f"no GPU telemetry: {b.reason}")
 
 
 def _matrix(topo: Topology) -> Table:
@@ -76,7 +81,7 @@ def _matrix(topo: Topology) -> Table:
         t.add_column(f"GPU{g.index}", justify="center")
     nics = [d for d in topo.pci if d.kind in ("nic", "infiniband")]
     for n in nics:
-        t.add_column(_short(n), justify="center")
+        t.add_column(escape(_short(n)), justify="center")
     t.add_column("CPU affinity")
     t.add_column("NUMA affinity")
     for a in topo.gpus:
@@ -86,9 +91,9 @@ def _matrix(topo: Topology) -> Table:
                 row.append("X")
             else:
                 lk = topo.link(a.index, b.index)
-                row.append(lk.label if lk else "?")
+                row.append(escape(lk.label) if lk else "?")
         near = {x.address: x.level for x in a.nearby}
-        row += [near.get(n.address, "?") for n in nics]
+        row += [escape(near.get(n.address, "?")) for n in nics]
         aff = str(a.numa_node) if a.numa_node is not None else (format_cpulist(a.numa_affinity) or "N/A")
         row += [format_cpulist(a.local_cpus) or "?", aff]
         t.add_row(*row)
@@ -109,8 +114,8 @@ def _devices(topo: Topology, devs: list[PciDevice]) -> Table:
             for n in g.nearby:
                 if n.address == d.address and (best is None or LEVEL_ORDER.get(n.level, 9) < LEVEL_ORDER.get(best[1], 9)):
                     best = (g.index, n.level)
-        t.add_row(", ".join(d.names) or "-", d.kind, d.address, _numa(d.numa_node), _link(d.link),
-                  _link(d.upstream_link), f"GPU{best[0]} ({best[1]})" if best else "-")
+        t.add_row(escape(", ".join(d.names) or "-"), escape(d.kind), escape(d.address), _numa(d.numa_node),
+                  _link(d.link), _link(d.upstream_link), escape(f"GPU{best[0]} ({best[1]})") if best else "-")
     return t
 
 

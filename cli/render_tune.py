@@ -1,5 +1,9 @@
 """Tables for the `tune` commands: plan, apply, verify, status and rollback, rows that say the
-same thing grouped (224 governors, 60 threads of one process)."""
+same thing grouped (224 governors, 60 threads of one process).
+
+Every string that came from the node or the journal (a thread's name, a command line in a warning,
+a knob's value) goes through `escape`: control characters written out (`\r`, `\x1b`), markup
+literal, so none can forge a line or a colour in the output (issue 20)."""
 
 from __future__ import annotations
 
@@ -9,6 +13,8 @@ from datetime import datetime
 from typing import Any
 
 from nodetune.probes.host import format_cpulist, parse_cpulist
+
+from .output import escape
 
 
 def _when(t: float | None) -> str:
@@ -45,15 +51,25 @@ def _grouped(rows: list[Any], key: Callable[[Any], tuple[Any, ...]], label: Call
 
 
 def _val(v: str | None, unit: str = "") -> str:
+    """A knob's value for a cell (escaped)."""
     if v is None:
         return "-"
-    return f"{v} {unit}".strip() if unit and v.lstrip("-").isdigit() else v
+    return _e(f"{v} {unit}".strip() if unit and v.lstrip("-").isdigit() else v)
+
+
+def _e(x: object) -> str:
+    """A value from the node or the journal, safe in a rich cell or line."""
+    return escape(x if isinstance(x, str) else str(x))
+
+
+def _warn(w: str) -> str:
+    return f"[red]warning:[/red] {_e(w)}"
 
 
 def render_plan(plan: Any, con: Any) -> None:
     from rich.table import Table
 
-    t = Table(title=f"plan: {plan.profile} ({plan.source})", title_justify="left")
+    t = Table(title=f"plan: {_e(plan.profile)} ({_e(plan.source)})", title_justify="left")
     for col in ("tuner", "knob", "current", "target", "action", "why / warnings"):
         t.add_column(col, overflow="fold")
     style = {"change": "bold yellow", "keep": "green", "skip": "dim", "hold": "cyan"}
@@ -61,74 +77,76 @@ def render_plan(plan: Any, con: Any) -> None:
                     lambda c: (c.tuner, c.knob.group, c.knob.pid, c.current, c.target, c.action, c.reason, tuple(c.warnings)),
                     lambda c: c.knob.label)
     for label, c in rows:
-        why = "; ".join([c.reason] * bool(c.reason) + [f"[red]warning:[/red] {w}" for w in c.warnings])
-        t.add_row(c.tuner, label, _val(c.current, c.knob.unit), _val(c.target, c.knob.unit),
-                  f"[{style.get(c.action, '')}]{c.action}[/]", why)
+        why = "; ".join([_e(c.reason)] * bool(c.reason) + [_warn(w) for w in c.warnings])
+        t.add_row(_e(c.tuner), _e(label), _val(c.current, c.knob.unit), _val(c.target, c.knob.unit),
+                  f"[{style.get(c.action, '')}]{_e(c.action)}[/]", why)
     con.print(t)
     con.print(f"{plan.count('change')} to change, {plan.count('keep')} kept, {plan.count('skip')} skipped"
               + (f", {plan.count('hold')} held by a process" if plan.count("hold") else ""))
     for n in plan.notes:
-        con.print(f"  note: {n}")
+        con.print(f"  note: {_e(n)}")
     for w in plan.warnings:
-        con.print(f"  [red]warning:[/red] {w}")
+        con.print(f"  {_warn(w)}")
 
 
 def render_apply(res: Any, plan: Any, con: Any) -> None:
     from rich.table import Table
 
     if not res.txn:
-        con.print(f"nothing to change: {plan.count('keep')} knob(s) already as profile {plan.profile} wants")
+        con.print(f"nothing to change: {plan.count('keep')} knob(s) already as profile {_e(plan.profile)} wants")
     else:
-        t = Table(title=f"applied {plan.profile}: transaction {res.txn} (journal {res.journal})", title_justify="left")
+        t = Table(title=f"applied {_e(plan.profile)}: transaction {_e(res.txn)} (journal {_e(res.journal)})",
+                  title_justify="left")
         for col in ("tuner", "knob", "was", "now"):
             t.add_column(col, overflow="fold")
         for label, a in _grouped(res.applied, lambda a: (a.tuner, a.knob.group, a.knob.pid, a.original, a.actual),
                                  lambda a: a.knob.label):
-            t.add_row(a.tuner, label, _val(a.original, a.knob.unit), _val(a.actual, a.knob.unit))
+            t.add_row(_e(a.tuner), _e(label), _val(a.original, a.knob.unit), _val(a.actual, a.knob.unit))
         con.print(t)
         con.print(f"{len(res.applied)} change(s) applied; undo with `nodetune tune rollback`")
     for u in res.unchanged:
-        con.print(f"  already at target when reached: {u}")
+        con.print(f"  already at target when reached: {_e(u)}")
     for g in res.gone:
-        con.print(f"  skipped, gone: {g}")
+        con.print(f"  skipped, gone: {_e(g)}")
     for w in res.warnings:
-        con.print(f"  [red]warning:[/red] {w}")
+        con.print(f"  {_warn(w)}")
     for c in plan.changes:
         if c.action == "hold":
-            con.print(f"  [cyan]not applied:[/cyan] {c.knob.label} {c.target} {c.knob.unit}: {c.reason}")
+            con.print(f"  [cyan]not applied:[/cyan] {_e(f'{c.knob.label} {c.target} {c.knob.unit}: {c.reason}')}")
 
 
 def render_verify(rep: Any, con: Any) -> None:
     from rich.table import Table
 
-    t = Table(title=f"verify: what nodetune set vs the live node ({rep.journal})", title_justify="left")
+    t = Table(title=f"verify: what nodetune set vs the live node ({_e(rep.journal)})", title_justify="left")
     for col in ("txn", "knob", "original", "nodetune set", "live", "status"):
         t.add_column(col, overflow="fold")
     style = {"ok": "green", "drifted": "bold red", "restored": "cyan"}
     for label, r in _grouped(rep.rows, lambda r: (r.txn, r.knob.group, r.knob.pid, r.original, r.set_value, r.live, r.status),
                              lambda r: r.knob.label):
-        st = f"[{style.get(r.status, 'yellow')}]{r.status}[/]" + (f" ({r.note})" if r.note else "")
-        t.add_row(r.txn, label, _val(r.original, r.knob.unit), _val(r.set_value, r.knob.unit),
+        st = f"[{style.get(r.status, 'yellow')}]{_e(r.status)}[/]" + (f" ({_e(r.note)})" if r.note else "")
+        t.add_row(_e(r.txn), _e(label), _val(r.original, r.knob.unit), _val(r.set_value, r.knob.unit),
                   _val(r.live, r.knob.unit), st)
     if rep.rows:
         con.print(t)
     else:
         con.print("nothing to verify: the journal holds no changes")
     for w in rep.warnings:
-        con.print(f"  [red]warning:[/red] {w}")
+        con.print(f"  {_warn(w)}")
 
 
 def render_status(rep: Any, con: Any) -> None:
     from rich.table import Table
 
     if not rep.txns:
-        con.print(f"nodetune has changed nothing on this node (journal {rep.journal})")
+        con.print(f"nodetune has changed nothing on this node (journal {_e(rep.journal)})")
     else:
-        t = Table(title=f"transactions ({rep.journal})", title_justify="left")
+        t = Table(title=f"transactions ({_e(rep.journal)})", title_justify="left")
         for col in ("txn", "started", "profile", "state", "changes", "still set"):
             t.add_column(col)
         for x in rep.txns:
-            t.add_row(x.txn, _when(x.started), x.profile or "-", x.state, str(x.changes), str(x.active))
+            t.add_row(_e(x.txn), _when(x.started), _e(x.profile or "-"), _e(x.state), str(x.changes),
+                      str(x.active))
         con.print(t)
     if rep.active:
         t = Table(title="knobs nodetune holds now", title_justify="left")
@@ -136,24 +154,26 @@ def render_status(rep: Any, con: Any) -> None:
             t.add_column(col, overflow="fold")
         for label, a in _grouped(rep.active, lambda a: (a.txn, a.knob.group, a.knob.pid, a.original, a.set_value),
                                  lambda a: a.knob.label):
-            t.add_row(label, _val(a.original, a.knob.unit), _val(a.set_value, a.knob.unit), _when(a.since), a.txn)
+            t.add_row(_e(label), _val(a.original, a.knob.unit), _val(a.set_value, a.knob.unit), _when(a.since),
+                      _e(a.txn))
         con.print(t)
     for w in rep.warnings:
-        con.print(f"  [red]warning:[/red] {w}")
+        con.print(f"  {_warn(w)}")
 
 
 def render_rollback(res: Any, con: Any) -> None:
     from rich.table import Table
 
     if not res.rows:
-        con.print(f"nothing to roll back (journal {res.journal})")
+        con.print(f"nothing to roll back (journal {_e(res.journal)})")
     else:
-        t = Table(title=f"rollback ({res.journal})", title_justify="left")
+        t = Table(title=f"rollback ({_e(res.journal)})", title_justify="left")
         for col in ("txn", "knob", "restored to", "outcome"):
             t.add_column(col, overflow="fold")
         for label, r in _grouped(res.rows, lambda r: (r.txn, r.knob.group, r.knob.pid, r.original, r.outcome, r.reason),
                                  lambda r: r.knob.label):
-            t.add_row(r.txn, label, _val(r.original, r.knob.unit), r.outcome + (f": {r.reason}" if r.reason else ""))
+            t.add_row(_e(r.txn), _e(label), _val(r.original, r.knob.unit),
+                      _e(r.outcome + (f": {r.reason}" if r.reason else "")))
         con.print(t)
     for w in res.warnings:
-        con.print(f"  [red]warning:[/red] {w}")
+        con.print(f"  {_warn(w)}")

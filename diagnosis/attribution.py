@@ -16,7 +16,6 @@ never guessed.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from nodetune.config.diagnosis import Thresholds
@@ -66,23 +65,31 @@ def _cpu_pct(a: ProcessSample | None, b: ProcessSample | None, dt: float, clk: i
     return 100.0 * ((b.utime + b.stime) - (a.utime + a.stime)) / clk / dt
 
 
-def _spread(times: list[float], idx: list[dict[int, ProcessSample]], pid: int,
-            value: Callable[[ProcessSample, ProcessSample, float], float], rate: bool = False) -> list[float]:
-    """`value` of `pid` between each two of its consecutive readings, given to every sample interval
-    between them: a total split by time, or (`rate`) a rate held. The agent reads loader workers
-    only every few samples; the intervals between two readings share what the second one shows."""
-    out = [0.0] * len(times)
-    prev: int | None = None
+def _spread_io(times: list[float], idx: list[dict[int, ProcessSample]], pid: int,
+               clk: int | None = None) -> tuple[list[float], list[float], list[float] | None]:
+    """`pid`'s bytes written and read between each two of its consecutive readings, given to every
+    sample interval between them split by time, and with `clk` its CPU rate (a worker's) held over
+    them: the agent reads loader workers only every few samples, so the intervals between two
+    readings share what the second one shows. One walk of the samples (a 10k-worker window has 10k)."""
+    wr, rd = [0.0] * len(times), [0.0] * len(times)
+    cpu = [0.0] * len(times) if clk is not None else None
+    prev: ProcessSample | None = None
+    kp = 0
     for k in range(len(times)):
-        if pid not in idx[k]:
+        b = idx[k].get(pid)
+        if b is None:
             continue
         if prev is not None:
-            span = max(times[k] - times[prev], 1e-6)
-            v = value(idx[prev][pid], idx[k][pid], span)
-            for j in range(prev + 1, k + 1):
-                out[j] = v if rate else v * (times[j] - times[j - 1]) / span
-        prev = k
-    return out
+            span = max(times[k] - times[kp], 1e-6)
+            vw, vr = _delta(prev, b, "write_bytes"), _delta(prev, b, "read_bytes")
+            vc = _cpu_pct(prev, b, span, clk) if clk is not None else 0.0
+            for j in range(kp + 1, k + 1):
+                share = times[j] - times[j - 1]
+                wr[j], rd[j] = vw * share / span, vr * share / span
+                if cpu is not None:
+                    cpu[j] = vc
+        prev, kp = b, k
+    return wr, rd, cpu
 
 
 def combine_stacks(stacks: list[StackEvidence]) -> tuple[dict[str, float], dict[str, str], float | None]:
@@ -167,9 +174,15 @@ def prepare(win: Window, gpu: int, jobs: list[JobGroup], stacks: list[StackEvide
     io = memo.get(key) if memo is not None else None
     if io is None:
         times = [s.t for s in samples]
-        written = [_spread(times, idx, p, lambda a, b, _: _delta(a, b, "write_bytes")) for p in pids]
-        read = [_spread(times, idx, p, lambda a, b, _: _delta(a, b, "read_bytes")) for p in pids]
-        cpu = [_spread(times, idx, p, lambda a, b, dt: _cpu_pct(a, b, dt, clk_tck), rate=True) for p in workers]
+        written, read, cpu_of = [], [], {}
+        worker_set = set(workers)
+        for p in pids:
+            w, r, rate = _spread_io(times, idx, p, clk_tck if p in worker_set else None)
+            written.append(w)
+            read.append(r)
+            if rate is not None:
+                cpu_of[p] = rate
+        cpu = [cpu_of[p] for p in workers]
         io = [(0, 0, 0, [])]
         for k in range(1, len(samples)):
             b = idx[k]

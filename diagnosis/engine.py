@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from nodetune.config.diagnosis import Thresholds
 from nodetune.probes.node import Topology
+from nodetune.probes.serde import gc_paused
 from nodetune.probes.snapshot import Window, now_iso
 
 from .attribution import Facts, classify, describe, prepare, process_index
@@ -45,6 +46,9 @@ REPORT_VERSION = 1
 HEALTHY_MAX_IDLE_SHARE = 0.2
 # A borderline verdict is a coin toss between neighbours: its confidence says so.
 BORDERLINE_CONFIDENCE = 0.6
+# The verdict of a GPU with no utilization reading in the window (no NVML, or one NVML cannot see).
+UNKNOWN = "unknown"  # declared with the engine's other verdicts in rules.ENGINE_VERDICTS
+NEVER_BORDERLINE = ("idle", "gpu_lost", UNKNOWN)
 
 def _metrics(g: GpuStats) -> dict[str, object]:
     return {"util_pct": g.util_mean, "idle_share": g.idle_share, "sm_active_pct": g.sm_mean,
@@ -72,12 +76,26 @@ def _primary(index: int, findings: list[Finding], plan: PhasePlan | None = None)
     return _pick([f for f in findings if index in f.gpus], plan is not None and index in plan.startup_only)
 
 
+def _no_data(g: GpuStats, topo: Topology) -> str | None:
+    """Why a GPU has no telemetry in the window, in words (None: it has some)."""
+    if g.util_mean is not None or g.lost:
+        return None
+    if not topo.backend.available:
+        return f"no GPU telemetry ({topo.backend.reason})"
+    why = g.missing.get("*") or next(iter(g.missing.values()), None)
+    return f"NVML gave no utilization for this GPU ({why})" if why else None
+
+
 def _gpu_verdict(g: GpuStats, findings: list[Finding], att: IdleAttribution | None, th: Thresholds,
-                 plan: PhasePlan) -> GpuVerdict:
+                 plan: PhasePlan, no_data: str | None = None) -> GpuVerdict:
     mine = [f for f in findings if g.index in f.gpus]
     primary = _primary(g.index, findings, plan)
     if primary is None:
-        if not g.pids and (g.util_mean or 0) < 5:
+        if g.util_mean is None and not g.lost:
+            # No utilization read at all (no NVML, or a GPU NVML cannot see): no verdict, not idle.
+            verdict, conf = UNKNOWN, 0.0
+            summary = f"unknown: {no_data or 'no utilization reading of this GPU in the window'}"
+        elif not g.pids and (g.util_mean or 0) < 5:
             verdict, summary, conf = "idle", "idle: no GPU processes", 0.9
         else:
             verdict, conf = "unclassified", 0.5
@@ -194,6 +212,12 @@ def diagnose(topo: Topology, win: Window, th: Thresholds | None = None, source: 
              taken_at: str | None = None, per_job: bool = True) -> Report:
     """Find the window's phases, run every rule over its steady part and assemble the report.
     Jobs that took turns on a GPU are each diagnosed again over their own span (`per_job`)."""
+    with gc_paused():  # it builds statistics of every process of the window, all acyclic
+        return _diagnose(topo, win, th, source, taken_at, per_job)
+
+
+def _diagnose(topo: Topology, win: Window, th: Thresholds | None, source: str, taken_at: str | None,
+              per_job: bool) -> Report:
     t0 = time.monotonic()
     th = th or Thresholds()
     jobs = group_jobs(win)
@@ -214,14 +238,17 @@ def diagnose(topo: Topology, win: Window, th: Thresholds | None = None, source: 
                     elapsed_s=0.0, hostname=topo.node.hostname,
                     gpu_backend=topo.backend.source if topo.backend.available else f"none: {topo.backend.reason}",
                     findings=findings)
-    report.gpus = [_gpu_verdict(g, findings, base.attribution.get(g.index), th, plan) for g in stats.gpus]
+    report.gpus = [_gpu_verdict(g, findings, base.attribution.get(g.index), th, plan, _no_data(g, topo))
+                   for g in stats.gpus]
     steady = None
     if plan.trims and dwin.samples:
         steady = (round(dwin.samples[0].t - win.samples[0].t, 2), round(dwin.samples[-1].t - win.samples[0].t, 2))
     # Stable verdicts: a verdict that a small move of the thresholds would change is borderline. The
     # phases and the per-interval facts stay as found; attribution and the rules run again.
+    # Idle, lost and unknown GPUs are never borderline: a node with only those needs no second look.
+    judged = any(v.verdict not in NEVER_BORDERLINE for v in report.gpus)
     alt = [_evaluate(topo, dwin, _scaled(th, 1 + k * th.borderline_margin), jobs, stacks, plan, prep)
-           for k in (-1, 1)] if th.borderline_margin > 0 else []
+           for k in (-1, 1)] if th.borderline_margin > 0 and judged else []
     for v, g in zip(report.gpus, full_gpus, strict=True):
         v.phases = plan.phases.get(g.index, [])
         v.strip = strip(g, v.phases)
@@ -230,7 +257,7 @@ def diagnose(topo: Topology, win: Window, th: Thresholds | None = None, source: 
         if words:
             v.summary = f"{words}; then {v.verdict}: {v.summary}"
         others = sorted({p.kind for a in alt if (p := _primary(v.index, a.findings, plan)) is not None} - {v.verdict})
-        if others and v.verdict not in ("idle", "gpu_lost"):
+        if others and v.verdict not in NEVER_BORDERLINE:
             v.borderline, v.leans = others, v.verdict
             v.confidence = min(v.confidence, BORDERLINE_CONFIDENCE)
             v.summary += f" (borderline: leans {v.verdict}, could read as {' or '.join(others)})"

@@ -8,6 +8,7 @@ innermost frame that means something decides (a `time.sleep`, a `cuda.synchroniz
 
 from __future__ import annotations
 
+import functools
 import re
 from collections import Counter
 
@@ -74,6 +75,9 @@ def _split(frame: str) -> tuple[str, str]:
     return func, rest.rstrip(")")
 
 
+# The agent diagnoses every 15 s a window whose stack slices it mostly judged before, and a job's
+# stacks repeat: classifications are remembered (bounded: a few MB at most, whatever the uptime).
+@functools.lru_cache(maxsize=4096)
 def is_loading_frame(frame: str) -> bool:
     """A frame "func (file)" that belongs to input loading."""
     func, file = _split(frame)
@@ -111,6 +115,20 @@ def _is_sleep(func: str, file: str) -> bool:
 
 def classify_stack(frames: list[str]) -> tuple[str, str | None]:
     """(category, the frame that decided it) for one stack, outermost frame first."""
+    return _classify(tuple(frames))
+
+
+def _has_loading(frames: list[str]) -> bool:
+    return _any_loading(tuple(frames))
+
+
+@functools.lru_cache(maxsize=1024)
+def _any_loading(frames: tuple[str, ...]) -> bool:
+    return any(is_loading_frame(f) for f in frames)
+
+
+@functools.lru_cache(maxsize=1024)
+def _classify(frames: tuple[str, ...]) -> tuple[str, str | None]:
     parsed = [_split(f) for f in frames]
     # Inside the DataLoader's iteration everything is loading input (a dataset that torch.load's
     # its samples is not starting up).
@@ -160,7 +178,7 @@ def stack_evidence(sample: StackSample) -> StackEvidence:
     if total == 0:
         ev.reason = "no main-thread samples (py-spy saw only other threads)"
         return ev
-    loading = sum(s.count for s in main if any(is_loading_frame(f) for f in s.frames))
+    loading = sum(s.count for s in main if _has_loading(s.frames))
     ev.data_loading_share = round(loading / total, 3)
     tops: Counter[tuple[str, ...]] = Counter()
     cats: Counter[str] = Counter()

@@ -259,7 +259,8 @@ def process_stats(win: Window, clk_tck: int) -> list[ProcessStats]:
                 ps.threads.append(ThreadStats(t.tid, t.name, round(100.0 * (t.utime + t.stime - f.utime - f.stime) / clk_tck / dt, 1),
                                               round(d / n, 3), round(r / n, 3)))
             ps.threads.sort(key=lambda t: -t.cpu_pct)
-            ps.d_threads_mean = round(sum(sum(1 for t in p.threads if t.state == "D") for _, p in alive) / len(alive), 2)
+            # threads in D summed over the samples: the counts above hold it already
+            ps.d_threads_mean = round(sum(c[1] for c in states.values()) / len(alive), 2)
             if ps.threads:
                 ps.busiest_thread_pct = ps.threads[0].cpu_pct
             main = next((t for t in ps.threads if t.tid == info.pid), None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from .host import Host, ProbeError, attempt
@@ -55,9 +56,9 @@ def parse_proc_stat(text: str) -> CpuSample:
         if line.startswith("cpu"):
             parts = line.split(None, 9)
             try:
-                vals = [int(v) for v in parts[1:9]]
-                if len(vals) < len(_COLUMNS):
-                    vals += [0] * (len(_COLUMNS) - len(vals))
+                # map: 224 lines of eight ints are most of the parse; a short line (old kernel) pads
+                vals: Iterable[int] = map(int, parts[1:9]) if len(parts) > len(_COLUMNS) else \
+                    [int(v) for v in parts[1:]] + [0] * (len(_COLUMNS) + 1 - len(parts))
                 if parts[0] == "cpu":
                     s.total = CpuTimes(-1, *vals)
                 else:

@@ -102,14 +102,16 @@ class _Openat2:
 
         self._how_cls = OpenHow
         self._hows: dict[tuple[int, int], Any] = {}
+        self._addrs: dict[tuple[int, int], int] = {}  # an address per struct: no byref() per open
 
     def open(self, dirfd: int, rel: bytes, flags: int, mode: int = 0) -> int:
         """An fd, or OSError with the kernel's errno."""
-        how = self._hows.get((flags, mode))
-        if how is None:
+        addr = self._addrs.get((flags, mode))
+        if addr is None:
             how = self._how_cls(flags, mode, _RESOLVE_BENEATH | _RESOLVE_NO_MAGICLINKS)
-            self._hows[(flags, mode)] = how
-        fd = self._fn(_SYS_OPENAT2, dirfd, rel, self._ctypes.byref(how), 24)
+            self._hows[(flags, mode)] = how  # kept alive: the syscall gets its address
+            addr = self._addrs[(flags, mode)] = self._ctypes.addressof(how)
+        fd = self._fn(_SYS_OPENAT2, dirfd, rel, addr, 24)
         if fd < 0:
             raise _oserror(self._ctypes.get_errno())
         return int(fd)

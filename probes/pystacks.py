@@ -214,8 +214,11 @@ class StackRecorder:
     def available(self) -> bool:
         return self.exe is not None
 
-    def tick(self, pids: list[int]) -> None:
-        """Collect finished slices, start the next for each of `pids` (at most max_processes)."""
+    def tick(self, pids: list[int], start: set[int] | None = None) -> None:
+        """Collect finished slices, start the next for each of `pids` (at most max_processes).
+
+        With `start`, only those of `pids` get a new slice; the others keep the slice they have
+        (a target left out of `pids` altogether has its slice stopped)."""
         now = self.clock()
         for pid, run in list(self.running.items()):
             if run.done():
@@ -233,7 +236,7 @@ class StackRecorder:
         for pid in [p for p, t in self.failed_at.items() if t < now - self.retry_s or p not in want]:
             del self.failed_at[pid]
         for pid in want:
-            if pid in self.running or pid in self.failed_at:
+            if pid in self.running or pid in self.failed_at or (start is not None and pid not in start):
                 continue
             if self.exe is None:
                 self.failed_at[pid] = now

@@ -8,6 +8,7 @@ followed process is keyed on (pid, start time) and dropped when it exits or its 
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 
@@ -30,7 +31,7 @@ from .processes import (
 )
 from .pystacks import StackRecorder
 from .snapshot import SNAPSHOT_VERSION, Sample, Snapshot, Window, now_iso, strip_identifiers
-from .thermal import probe_thermal
+from .thermal import ThermalLayout, probe_thermal, thermal_layout
 
 MIN_INTERVAL_S = 0.11  # GPM needs samples >= 100 ms apart; 10 ms of margin absorbs jitter
 MAX_STACK_PROCESSES = 8
@@ -47,6 +48,11 @@ WORKER_SCAN_EVERY = 5
 # long after its start; one that never creates a context by then is not a GPU job.
 PENDING_MAX_AGE_S = 120.0
 MAX_FOLLOWED = 4096  # a node with more GPU processes and workers than this is refused, not followed
+# py-spy reads every thread of its target at each of its ticks (about 30 us a thread: a 40-thread
+# trainer at 5 Hz costs 0.6% of a core) and stacks explain idle time. With `stacks_busy_s` set (the
+# agent), a GPU process whose GPUs all read at least this utilization in every sample of the last
+# `stacks_busy_s` starts no new slice until one of them dips.
+STACKS_BUSY_PCT = 95.0
 
 
 class Sampler:
@@ -65,10 +71,13 @@ class Sampler:
         self._users = users(host)
         self._nodes = [n.node for n in topo.cpu.numa_nodes]
         self._page_kb = topo.node.page_kb or 4
-        self._first = True  # THP, huge pages and per-node memory: read once per window
+        self._first = True  # THP, huge pages, per-node memory and the thermal layout: read once per window
+        self._thermal: ThermalLayout | None = None
         self._n = 0
         self._window_pids: dict[int, ProcessInfo] = {}  # every process seen in the current window
         self.stacks: StackRecorder | None = None  # py-spy over the GPU processes, when asked for
+        self.stacks_busy_s: float | None = None  # None: slices over every GPU process, busy or not
+        self._gpu_dipped: dict[int, float] = {}  # GPU index -> time of its last sample below STACKS_BUSY_PCT
         self._pending_since: dict[int, float] = {}  # processes with CUDA loaded and no context yet
         self._pending = PendingScanner(host, len(self.gpu_indices), PENDING_MAX_AGE_S, topo.node.clk_tck or 100)
 
@@ -81,13 +90,15 @@ class Sampler:
         # this thread's CPU only: in the agent other threads (diagnosis, HTTP) share the process
         c0 = time.thread_time()
         gpus = [self.backend.sample(i, detail or self._first) for i in self.gpu_indices]
+        if self._first or self._thermal is None:
+            self._thermal = thermal_layout(self.host)
         s = Sample(
             t=time.monotonic(),
             wall=now_iso(),
             cpu=probe_cpu(self.host),
             memory=probe_memory(self.host, self._nodes, detail=self._first),
             io=probe_io(self.host),
-            thermal=probe_thermal(self.host),
+            thermal=probe_thermal(self.host, self._thermal),
             gpus=gpus,
             nics=probe_nics(self.host),
         )
@@ -98,7 +109,8 @@ class Sampler:
         self._follow(gpus, scan_workers=workers_due)
         self._n += 1
         if self.stacks is not None:
-            self.stacks.tick(self.gpu_pids())
+            pids = self.gpu_pids()
+            self.stacks.tick(pids, None if self.stacks_busy_s is None else self._stack_starts(pids, gpus, s.t))
         s.processes = []
         for pid in list(self.infos):
             info = self.infos[pid]
@@ -121,6 +133,21 @@ class Sampler:
     def gpu_pids(self) -> list[int]:
         """The followed GPU processes, oldest pid first."""
         return sorted(pid for pid, info in self.infos.items() if info.role in ("gpu", "pending"))
+
+    def _stack_starts(self, pids: list[int], gpus: list[GpuSample], now: float) -> set[int]:
+        """Of `pids`, those that may start a py-spy slice: not known busy for the last stacks_busy_s."""
+        for g in gpus:
+            if g.util_gpu_pct is None or g.util_gpu_pct < STACKS_BUSY_PCT:
+                self._gpu_dipped[g.index] = now
+        busy_s = self.stacks_busy_s or 0.0
+        out = set()
+        for pid in pids:
+            info = self.infos[pid]
+            # a process starting up (no context yet) or on a GPU that dipped lately: its stacks tell why
+            if info.role != "gpu" or not info.gpus or any(
+                    now - self._gpu_dipped.get(i, -math.inf) <= busy_s for i in info.gpus):
+                out.add(pid)
+        return out
 
     def _follow(self, gpus: list[GpuSample], scan_workers: bool) -> None:
         owners: dict[int, list[int]] = {}

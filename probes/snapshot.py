@@ -27,6 +27,7 @@ from .pystacks import StackSample
 from .serde import (
     SchemaError,
     from_jsonable,
+    gc_paused,
     parse_json,
     register_counters,
     strict_reason,
@@ -184,6 +185,11 @@ def _check_counts(raw: dict[str, typing.Any]) -> str | None:
 
 def load_snapshot(path: str, max_bytes: int = MAX_SNAPSHOT_BYTES) -> Snapshot:
     """Read a snapshot file; every way it can be unusable is one SnapshotError line."""
+    with gc_paused():
+        return _load(path, max_bytes)
+
+
+def _load(path: str, max_bytes: int) -> Snapshot:
     try:
         data = _read_bounded(path, max_bytes)
         raw = parse_json(data.decode("utf-8"))

@@ -5,10 +5,13 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from nodetune.probes.gpu import BackendStatus, GpuBackend, GpuSample, GpuStatic, NvLink
 from nodetune.probes.host import Host, ProbeError
-from nodetune.probes.snapshot import ReplayBackend, Snapshot, load_snapshot
+
+if TYPE_CHECKING:
+    from nodetune.probes.snapshot import Snapshot
 
 
 class NoGpuBackend:
@@ -53,6 +56,9 @@ class Source:
 def open_source(root: str = "/", replay: str | None = None, nvml: object | None = None) -> Source:
     """Open the live node (NVML only for the real root) or a snapshot for replay."""
     if replay:
+        # here: the snapshot format pulls in every probe's types, which a live `topo` never needs
+        from nodetune.probes.snapshot import ReplayBackend, load_snapshot
+
         snap = load_snapshot(replay)  # SnapshotError names the file and what is wrong
         rb = ReplayBackend(snap)
         return Source(Host(root), rb, rb.open(), snap)

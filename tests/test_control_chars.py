@@ -50,3 +50,52 @@ def test_log_lines_write_controls_out() -> None:
     rec = logging.LogRecord("nodetune.agent", logging.WARNING, __file__, 1, "job %s: %s", ("x", FORGED), None)
     line = SafeFormatter("%(message)s").format(rec)
     assert "\n" not in line and "\r" not in line and "\x1b" not in line
+
+
+def _plain(render: object, *args: object) -> str:
+    buf = io.StringIO()
+    render(*args, Console(file=buf, width=250, force_terminal=False, color_system=None))  # type: ignore[operator]
+    return buf.getvalue()
+
+
+def _inert(out: str) -> None:
+    assert not any(line.lstrip(" │|-").startswith("nodetune:") for line in out.splitlines()), out
+    assert "\x1b" not in out and "\r" not in out and "\x07" not in out
+
+
+def test_tune_tables_write_a_threads_name_and_warnings_out() -> None:
+    """A thread names itself (prctl) and a warning quotes a command line: neither forges a line."""
+    from types import SimpleNamespace
+
+    from nodetune.cli.render_tune import render_plan, render_rollback, render_status
+    from nodetune.tuners.base import Change, Knob
+
+    knob = Knob(id="affinity:42:43", kind="affinity", group="affinity", label=f"affinity pid 42 ({FORGED})", pid=42)
+    ch = Change("pinning", knob, "0-223", "0-55", reason=f"local CPUs of {FORGED}", warnings=[FORGED])
+    plan = SimpleNamespace(profile="x\x1b[31m", source="profile", changes=[ch], notes=[FORGED], warnings=[FORGED],
+                           count=lambda a: 1)
+    out = _plain(render_plan, plan)
+    assert "\\r\\nnodetune: all healthy\\x1b[2J" in out
+    _inert(out)
+    row = SimpleNamespace(txn="t1", knob=knob, original=FORGED, outcome="restored", reason=FORGED)
+    _inert(_plain(render_rollback, SimpleNamespace(rows=[row], journal="/j", warnings=[FORGED])))
+    active = SimpleNamespace(txn="t1", knob=knob, original="a\rb", set_value=FORGED, since=None)
+    txn = SimpleNamespace(txn="t1", started=None, profile=FORGED, state="applied", changes=1, active=1)
+    _inert(_plain(render_status, SimpleNamespace(txns=[txn], active=[active], journal="/j", warnings=[FORGED])))
+
+
+def test_topo_writes_node_names_out(tmp_path: Path) -> None:
+    from faketree import FakeNode, dgx_h100
+
+    from nodetune.cli.render_topo import render_topology
+    from nodetune.probes.host import Host
+    from nodetune.probes.node import probe_topology
+    from nodetune.probes.source import NoGpuBackend
+
+    dgx_h100(tmp_path)
+    FakeNode(tmp_path).attr("/proc/sys/kernel/hostname", FORGED)
+    backend = NoGpuBackend(f"reason {FORGED}")
+    topo = probe_topology(Host(str(tmp_path)), backend, backend.open())
+    out = _plain(render_topology, topo)
+    assert "\\r\\nnodetune: all healthy" in out
+    _inert(out)

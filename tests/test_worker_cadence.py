@@ -106,3 +106,45 @@ def test_a_process_past_the_worker_cap_is_a_report_note():
     win.processes[0].worker_cap = 256
     r = diagnose(topo, win, Thresholds())
     assert any("pid 100" in n and "256" in n for n in r.notes)
+
+
+class _Ticks:
+    """A StackRecorder stand-in: what each tick was asked to follow and to start."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[list[int], set[int] | None]] = []
+
+    def tick(self, pids: list[int], start: set[int] | None = None) -> None:
+        self.calls.append((pids, start))
+
+
+def test_agent_stacks_start_only_where_a_gpu_dipped_lately(tmp_path: Path) -> None:
+    """py-spy costs ~30 us a thread a tick: a GPU busy throughout (nothing idle to explain) starts no slice."""
+    host, backend, topo = _node(tmp_path, [])
+    s = Sampler(host, backend, topo)  # type: ignore[arg-type]
+    rec = _Ticks()
+    s.stacks = rec  # type: ignore[assignment]
+    s.stacks_busy_s = 10.0
+    nv = backend._nvml
+    nv.gpus[0].util_gpu = 99
+    s.sample()
+    assert rec.calls[-1] == ([TRAIN], set())  # busy from its first sample: followed, no new slice
+    nv.gpus[0].util_gpu = 40
+    s.sample()
+    assert rec.calls[-1] == ([TRAIN], {TRAIN})  # it dipped: its stacks explain the dip
+    nv.gpus[0].util_gpu = 99
+    s.sample()
+    assert rec.calls[-1] == ([TRAIN], {TRAIN})  # within stacks_busy_s of the dip
+    s._gpu_dipped[0] -= 11
+    s.sample()
+    assert rec.calls[-1] == ([TRAIN], set())
+
+
+def test_one_off_windows_start_stacks_on_busy_gpus(tmp_path: Path) -> None:
+    host, backend, topo = _node(tmp_path, [])
+    s = Sampler(host, backend, topo)  # type: ignore[arg-type]
+    rec = _Ticks()
+    s.stacks = rec  # type: ignore[assignment]
+    backend._nvml.gpus[0].util_gpu = 99
+    s.sample()
+    assert rec.calls[-1] == ([TRAIN], None)

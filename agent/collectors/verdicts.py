@@ -7,12 +7,12 @@ from collections.abc import Iterator
 from prometheus_client.core import Metric
 
 from nodetune.agent.collectors import collector, gauge, put
-from nodetune.agent.lost_hours import UNKNOWN, has_data, verdict_of
+from nodetune.agent.lost_hours import has_data, verdict_of
 from nodetune.agent.state import View
-from nodetune.diagnosis.rules import primary_order
+from nodetune.diagnosis.rules import ENGINE_VERDICTS, primary_order
 
 # Verdicts the engine gives besides the rules' own: no finding on the GPU.
-EXTRA = ("idle", "unclassified", UNKNOWN)
+EXTRA = tuple(ENGINE_VERDICTS)
 _verdicts: tuple[str, ...] | None = None
 
 

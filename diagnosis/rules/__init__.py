@@ -35,6 +35,8 @@ def all_rules() -> tuple[ModuleType, ...]:
 ENGINE_VERDICTS = {
     "idle": ("no GPU process, and the GPU idle", "."),
     "unclassified": ("GPU processes, but no rule's evidence fits: the summary gives utilization and SM activity", "?"),
+    "unknown": ("no utilization reading of the GPU in the window (no NVML, or a GPU NVML cannot see): no verdict, "
+                "confidence 0, never counted as idle", "-"),
 }
 ENGINE_STRIP_LETTERS = {name: letter for name, (_, letter) in ENGINE_VERDICTS.items()}
 
