@@ -68,7 +68,7 @@ def test_tune_tables_write_a_threads_name_and_warnings_out() -> None:
     from types import SimpleNamespace
 
     from nodetune.cli.render_tune import render_plan, render_rollback, render_status
-    from nodetune.tuners.base import Change, Knob
+    from nodetune.tuners.contract import Change, Knob
 
     knob = Knob(id="affinity:42:43", kind="affinity", group="affinity", label=f"affinity pid 42 ({FORGED})", pid=42)
     ch = Change("pinning", knob, "0-223", "0-55", reason=f"local CPUs of {FORGED}", warnings=[FORGED])
