@@ -40,7 +40,6 @@ def serve(root: str, q: mp.Queue) -> None:  # type: ignore[type-arg]
     from fakenvml import FakeNvml, hgx_gpus
     from faketree import dgx_h100
 
-
     p = dgx_h100(root)
     nv = FakeNvml(hgx_gpus(p.gpu_addresses, util_gpu=97, power_mw=650000, gpm=dict(BUSY_GPM)))
     serve_in_process(root, '[agent]\nlisten = "127.0.0.1:0"\n', nv, q)  # defaults otherwise: 1 s samples
@@ -48,26 +47,9 @@ def serve(root: str, q: mp.Queue) -> None:  # type: ignore[type-arg]
 
 def serve_jobs(root: str, q: mp.Queue, gpus: int, workers: int) -> None:  # type: ignore[type-arg]
     """The agent on the 8-GPU tree with a training process per GPU and `workers` loader workers each."""
-    from agent_support import BUSY_GPM, serve_in_process
-    from fakenvml import FakeNvml, hgx_gpus
-    from faketree import FakeProc, dgx_h100
+    from agent_support import dgx_with_jobs, serve_in_process
 
-
-    p = dgx_h100(root)
-    fg = hgx_gpus(p.gpu_addresses, util_gpu=97, power_mw=650000, gpm=dict(BUSY_GPM))
-    for g in range(gpus):
-        main = 10000 + 1000 * g
-        kids = [main + 1 + k for k in range(workers)]
-        p.node.process(FakeProc(pid=main, comm="python", cmdline=["python", "train.py", f"--rank={g}"],
-                                cpus=list(range(224)), cgroup=f"/system.slice/slurmstepd.scope/job_{g}/step_0",
-                                threads={main + t * 100000: ("python", "R", 900, 90) for t in range(1, 9)} | {
-                                    main: ("python", "R", 900, 90)}, children=kids))
-        for k in kids:
-            p.node.process(FakeProc(pid=k, comm="pt_data_worker", cmdline=["python", "train.py"], ppid=main,
-                                    cpus=list(range(224)), state="R", utime=500, stime=50,
-                                    threads={k: ("pt_data_worker", "R", 500, 50), k + 500000: ("omp", "S", 1, 1)}))
-        fg[g].processes = [(main, 30 << 30)]
-    serve_in_process(root, '[agent]\nlisten = "127.0.0.1:0"\n', FakeNvml(fg), q)  # defaults otherwise
+    serve_in_process(root, '[agent]\nlisten = "127.0.0.1:0"\n', dgx_with_jobs(root, gpus, workers), q)  # defaults otherwise
 
 
 PROM_HEADERS = {"Accept": "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;"

@@ -24,28 +24,13 @@ from tables import print_table  # noqa: E402
 
 
 def build(root: str, workers: int = 8) -> object:
-    from agent_support import BUSY_GPM, write_config
-    from fakenvml import FakeNvml, hgx_gpus
-    from faketree import FakeProc, dgx_h100
+    """The agent on the 8-GPU tree with one busy job a GPU and `workers` loader workers each."""
+    from agent_support import dgx_with_jobs, write_config
 
-    from nodetune.agent.daemon import Agent
+    from nodetune.agent.application import Agent
 
-    p = dgx_h100(root)
-    fg = hgx_gpus(p.gpu_addresses, util_gpu=97, power_mw=650000, gpm=dict(BUSY_GPM))
-    for g in range(8):
-        main = 10000 + 1000 * g
-        kids = [main + 1 + k for k in range(workers)]
-        p.node.process(FakeProc(pid=main, comm="python", cmdline=["python", "train.py", f"--rank={g}"],
-                                cpus=list(range(224)), cgroup=f"/system.slice/slurmstepd.scope/job_{g}/step_0",
-                                threads={main + t * 100000: ("python", "R", 900, 90) for t in range(1, 9)} | {
-                                    main: ("python", "R", 900, 90)}, children=kids))
-        for k in kids:
-            p.node.process(FakeProc(pid=k, comm="pt_data_worker", cmdline=["python", "train.py"], ppid=main,
-                                    cpus=list(range(224)), state="R", utime=500, stime=50,
-                                    threads={k: ("pt_data_worker", "R", 500, 50), k + 500000: ("omp", "S", 1, 1)}))
-        fg[g].processes = [(main, 30 << 30)]
     cfg = write_config(Path(root), '[agent]\nlisten = "127.0.0.1:0"\n')
-    return Agent(root=root, config_path=str(cfg), nvml=FakeNvml(fg))
+    return Agent(root=root, config_path=str(cfg), nvml=dgx_with_jobs(root, 8, workers))
 
 
 def main() -> int:
@@ -61,13 +46,13 @@ def main() -> int:
         a.sampler.prime()  # type: ignore[attr-defined]
         time.sleep(0.12)
         for i in range(61):  # a full window in the ring
-            a._sample_once(i % 15 == 0, 0.0)  # type: ignore[attr-defined]
-        job = a.window_job()  # type: ignore[attr-defined]
+            a.controller._sample_once(i % 15 == 0, 0.0)  # type: ignore[attr-defined]
+        job = a.controller.window_work()  # type: ignore[attr-defined]
         per_sample, per_diag = [], []
         for _ in range(args.rounds):
             c0 = time.thread_time()
             for i in range(args.samples):
-                a._sample_once(i % 60 == 0, 0.0)  # type: ignore[attr-defined]
+                a.controller._sample_once(i % 60 == 0, 0.0)  # type: ignore[attr-defined]
             per_sample.append((time.thread_time() - c0) / args.samples * 1e3)
             c0 = time.thread_time()
             for _ in range(args.diagnoses):

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from fakenvml import FakeGpu, FakeNvml, hgx_gpus
-from faketree import FakeProc, Preset, vm_h200
+from faketree import FakeProc, Preset, dgx_h100, vm_h200
 from prometheus_client.parser import text_string_to_metric_families
 
 from nodetune.agent.application import Agent
@@ -137,3 +137,23 @@ def serve_in_process(root: str, config: str, nvml: Any, port_q: Any) -> None:
         a.run()
     finally:
         a.stop()
+
+
+def dgx_with_jobs(root: Path | str, gpus: int = 8, workers: int = 8) -> FakeNvml:
+    """A DGX H100 tree with one busy Slurm job a GPU (nine threads), each with `workers` loader
+    workers: the load the agent's cost benchmarks measure it under."""
+    p = dgx_h100(Path(root))
+    fg = hgx_gpus(p.gpu_addresses, util_gpu=97, power_mw=650000, gpm=dict(BUSY_GPM))
+    for g in range(gpus):
+        main = 10000 + 1000 * g
+        kids = [main + 1 + k for k in range(workers)]
+        p.node.process(FakeProc(pid=main, comm="python", cmdline=["python", "train.py", f"--rank={g}"],
+                                cpus=list(range(224)), cgroup=f"/system.slice/slurmstepd.scope/job_{g}/step_0",
+                                threads={main + t * 100000: ("python", "R", 900, 90) for t in range(1, 9)} | {
+                                    main: ("python", "R", 900, 90)}, children=kids))
+        for k in kids:
+            p.node.process(FakeProc(pid=k, comm="pt_data_worker", cmdline=["python", "train.py"], ppid=main,
+                                    cpus=list(range(224)), state="R", utime=500, stime=50,
+                                    threads={k: ("pt_data_worker", "R", 500, 50), k + 500000: ("omp", "S", 1, 1)}))
+        fg[g].processes = [(main, 30 << 30)]
+    return FakeNvml(fg)

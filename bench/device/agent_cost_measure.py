@@ -18,23 +18,10 @@ import os
 import sys
 import time
 
+from proc_stats import cpu_ticks, rss_mb
+
 HDR = {"Accept": "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
                  "text/plain;version=0.0.4;q=0.5,*/*;q=0.1", "Accept-Encoding": "gzip"}
-
-
-def ticks(pid: int) -> tuple[int, int]:
-    """(own utime+stime, reaped children's cutime+cstime) in clock ticks."""
-    with open(f"/proc/{pid}/stat") as fh:
-        rest = fh.read().rsplit(")", 1)[1].split()
-    return int(rest[11]) + int(rest[12]), int(rest[13]) + int(rest[14])
-
-
-def rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as fh:
-        for line in fh:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def scrape(port: int) -> int:
@@ -66,16 +53,16 @@ def main() -> int:
     for _, port in who.values():
         scrape(port)  # warm: first render, collectors' set-up
     rss0 = {k: rss_mb(p) for k, (p, _) in who.items()}
-    t0, c0 = time.monotonic(), {k: ticks(p) for k, (p, _) in who.items()}
+    t0, c0 = time.monotonic(), {k: cpu_ticks(p) for k, (p, _) in who.items()}
     time.sleep(a.idle)
-    t1, c1 = time.monotonic(), {k: ticks(p) for k, (p, _) in who.items()}
+    t1, c1 = time.monotonic(), {k: cpu_ticks(p) for k, (p, _) in who.items()}
     n, size = 0, {k: 0 for k in who}
     while t1 + n * a.every - t1 < a.scraped:
         time.sleep(max(0.0, t1 + n * a.every - time.monotonic()))
         size = {k: scrape(port) for k, (_, port) in who.items()}
         n += 1
     time.sleep(max(0.0, t1 + a.scraped - time.monotonic()))
-    t2, c2 = time.monotonic(), {k: ticks(p) for k, (p, _) in who.items()}
+    t2, c2 = time.monotonic(), {k: cpu_ticks(p) for k, (p, _) in who.items()}
     rss1 = {k: rss_mb(p) for k, (p, _) in who.items()}
     rows, pct = [], {}
     for k in who:

@@ -16,23 +16,11 @@ import os
 import signal
 import time
 
+from proc_stats import cpu_ticks, rss_mb
+
 HEADERS = {"Accept": "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;"
            "q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1", "Accept-Encoding": "gzip",
            "X-Prometheus-Scrape-Timeout-Seconds": "10"}
-
-
-def ticks(pid: int) -> int:
-    with open(f"/proc/{pid}/stat") as fh:
-        rest = fh.read().rsplit(")", 1)[1].split()
-    return sum(int(x) for x in rest[11:15])
-
-
-def rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as fh:
-        for line in fh:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def scrape(port: int) -> tuple[int, float]:
@@ -63,7 +51,7 @@ def main() -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
     hz = os.sysconf("SC_CLK_TCK")
     t0 = time.monotonic()
-    c0 = {n: ticks(pid) for n, pid, _ in targets}
+    c0 = {n: sum(cpu_ticks(pid)) for n, pid, _ in targets}
     r0 = {n: rss_mb(pid) for n, pid, _ in targets}
     n = 0
     sizes: dict[str, list[int]] = {name: [] for name, _, _ in targets}
@@ -85,7 +73,7 @@ def main() -> int:
     rows = []
     for name, pid, _ in targets:
         try:
-            cpu = (ticks(pid) - c0[name]) / hz
+            cpu = (sum(cpu_ticks(pid)) - c0[name]) / hz
             rss1 = rss_mb(pid)
         except OSError:
             cpu, rss1 = float("nan"), float("nan")
