@@ -308,12 +308,15 @@ def _diagnose(topo: Topology, win: Window, th: Thresholds | None, source: str, t
 def _diagnose_turns(topo: Topology, win: Window, th: Thresholds, jobs: list[JobGroup], report: Report,
                     source: str) -> None:
     """Give each job that shared a GPU in turn the verdict of its own span (the GPU's verdict
-    over the whole window mixes its end with the next job's start)."""
+    over the whole window mixes its end with the next job's start); a GPU held at the window's end
+    by such a job takes that job's verdict over its span, the earlier turn named in words."""
     spans = turns(win, jobs)
     if not spans:
         return
     t0 = win.samples[0].t
+    last = len(win.samples) - 1
     groups = {j.id: j for j in jobs}
+    by_gpu = {v.index: n for n, v in enumerate(report.gpus)}
     for i, jr in enumerate(report.jobs):
         span = spans.get(jr.id)
         if span is None:
@@ -326,6 +329,13 @@ def _diagnose_turns(topo: Topology, win: Window, th: Thresholds, jobs: list[JobG
         if own is not None:
             own.span_s = jr.span_s
             report.jobs[i] = own
+        if span.last < last or span.first == 0:
+            continue  # gone before the window's end, or there from its start: the GPU's window is its own
+        for v in sub.gpus:
+            n = by_gpu.get(v.index)
+            if n is not None and v.index in groups[jr.id].gpus:
+                v.summary = f"before {jr.span_s[0]:.1f} s: another job; then {v.verdict}: {v.summary}"
+                report.gpus[n] = v
 
 
 def _node_summary(topo: Topology, win: Window, hs: HostStats) -> dict[str, object]:

@@ -45,6 +45,18 @@ def job_spans(win: Window, jobs: list[JobGroup]) -> dict[str, JobSpan]:
     return {j.id: JobSpan(first.get(j.id, 0), last.get(j.id, end)) for j in jobs}
 
 
+def _strangers_outside(win: Window, gpu: int, span: JobSpan, mine: set[int]) -> bool:
+    """Did the GPU hold another process's context in a sample outside `span`? (A job that ended
+    long enough ago has left the window's process list, but not its GPU samples.)"""
+    for k, s in enumerate(win.samples):
+        if span.first <= k <= span.last:
+            continue
+        g = next((x for x in s.gpus if x.index == gpu), None)
+        if g is not None and any(p.pid not in mine for p in g.processes):
+            return True
+    return False
+
+
 def turns(win: Window, jobs: list[JobGroup]) -> dict[str, JobSpan]:
     """The jobs that shared a GPU with another job in turn, each with its span; empty where every
     job on a GPU was there throughout (ranks, or one job alone)."""
@@ -53,8 +65,12 @@ def turns(win: Window, jobs: list[JobGroup]) -> dict[str, JobSpan]:
     out: dict[str, JobSpan] = {}
     for gpu in sorted({g for j in jobs for g in j.gpus}):
         on = [j for j in jobs if gpu in j.gpus]
-        if len(on) < 2 or all(spans[j.id].covers(n) for j in on):
+        if all(spans[j.id].covers(n) for j in on):
             continue
+        if len(on) < 2:
+            j = on[0]
+            if not _strangers_outside(win, gpu, spans[j.id], set(j.all_pids)):
+                continue  # alone on its GPU: its start-up or its end are phases of its own window
         for j in on:
             out[j.id] = spans[j.id]
     return out

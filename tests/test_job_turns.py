@@ -1,5 +1,6 @@
 """Jobs that take turns on one GPU (a script running short programs one after another): each gets
-the verdict of its own span, and its history rows cover only the seconds it was there."""
+the verdict of its own span, the GPU the verdict of the job holding it at the window's end, and a
+job's history rows cover only the seconds it was there."""
 
 from __future__ import annotations
 
@@ -33,6 +34,9 @@ def test_each_job_gets_the_verdict_of_its_own_turn():
     assert jobs["python b.py"].verdict == "idle_allocated"
     assert jobs["python a.py"].span_s == [0.0, 19.0]
     assert jobs["python b.py"].span_s == [21.0, 40.0]
+    # the GPU is b.py's at the window's end: its verdict is b.py's turn, the earlier one in words
+    g = r.gpus[0]
+    assert g.verdict == "idle_allocated" and g.summary.startswith("before 21.0 s: another job; then idle_allocated")
 
 
 def test_jobs_alone_on_their_gpu_keep_the_whole_window():
@@ -66,3 +70,17 @@ def test_exported_job_seconds_count_only_each_jobs_turn():
     assert [v for k, v in secs.items() if "a.py" in k] == [{"compute_bound": 19.0}]
     assert [v for k, v in secs.items() if "b.py" in k] == [{"idle_allocated": 19.0}]
 
+
+
+def test_a_job_after_one_that_left_the_process_list_gets_its_own_turn():
+    # The agent keeps an exited process in its window's process list for one diagnosis period only;
+    # the GPU's samples still show the previous job's context and its work.
+    b = WindowBuilder(seconds=40).gpu(0, busy_pattern=[100] * 20 + [0] * 21, sm=90, tensor=80, gpm_follows=True,
+                                       mem_used_gib=30, pids=[99])
+    b.proc(ProcLoad(pid=101, gpus=[0], threads=[ThreadLoad(101, "python", 0)], age_s=-21, cmd="python b.py"))
+    b.stack(101, [(SLEEPING, 200)], at=(21, 40))
+    topo, win = b.build()
+    for k, s in enumerate(win.samples):  # pid 99 held the GPU for the first 20 samples, then pid 101
+        s.gpus[0].processes = [p for p in s.gpus[0].processes if (p.pid == 99) == (k < 20)]
+    r = diagnose(topo, win, Thresholds())
+    assert [(j.command, j.verdict, j.span_s) for j in r.jobs] == [("python b.py", "idle_allocated", [21.0, 40.0])]
