@@ -18,11 +18,13 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nodetune.diagnosis.findings import Report
-from nodetune.prefetch.pool import FollowerPool
 from nodetune.probes.host import Host
+
+if TYPE_CHECKING:  # the prefetch package loads only where autotune may start followers
+    from nodetune.prefetch.pool import FollowerPool
 
 log = logging.getLogger("nodetune.agent.autotune")
 
@@ -86,6 +88,8 @@ class Autotuner:
 
     def __post_init__(self) -> None:
         if "prefetch" in self.allow and self.followers is None:
+            from nodetune.prefetch.pool import FollowerPool
+
             self.followers = FollowerPool(self.host)
         bad = sorted(set(self.allow) & never()) if self.allow else []
         if bad:

@@ -16,13 +16,15 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nodetune.diagnosis.findings import Report
-from nodetune.prefetch.pool import PrefetchTotals
 from nodetune.probes.gpu import GpuSample
 from nodetune.probes.node import Topology
 from nodetune.probes.snapshot import Sample
+
+if TYPE_CHECKING:  # the prefetch package loads only where autotune may start followers
+    from nodetune.prefetch.pool import PrefetchTotals
 
 EMPTY: Mapping[Any, Any] = MappingProxyType({})
 # Upper bounds (seconds) of the sample-lateness histogram: how far past its slot a sample started.
