@@ -31,14 +31,14 @@ import threading
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: tests.support
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 def serve(root: str, q: mp.Queue) -> None:  # type: ignore[type-arg]
-    from agent_support import BUSY_GPM, serve_in_process
-    from fakenvml import FakeNvml, hgx_gpus
-    from faketree import dgx_h100
+    from tests.support.agent_support import BUSY_GPM, serve_in_process
+    from tests.support.fakenvml import FakeNvml, hgx_gpus
+    from tests.support.faketree import dgx_h100
 
     p = dgx_h100(root)
     nv = FakeNvml(hgx_gpus(p.gpu_addresses, util_gpu=97, power_mw=650000, gpm=dict(BUSY_GPM)))
@@ -47,7 +47,7 @@ def serve(root: str, q: mp.Queue) -> None:  # type: ignore[type-arg]
 
 def serve_jobs(root: str, q: mp.Queue, gpus: int, workers: int) -> None:  # type: ignore[type-arg]
     """The agent on the 8-GPU tree with a training process per GPU and `workers` loader workers each."""
-    from agent_support import dgx_with_jobs, serve_in_process
+    from tests.support.agent_support import dgx_with_jobs, serve_in_process
 
     serve_in_process(root, '[agent]\nlisten = "127.0.0.1:0"\n', dgx_with_jobs(root, gpus, workers), q)  # defaults otherwise
 

@@ -15,7 +15,7 @@ import threading
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: tests.support
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
@@ -29,12 +29,12 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=3000)
     ap.add_argument("--interval", type=float, default=0.11)
     args = ap.parse_args()
-    from agent_support import BUSY_GPM, write_config
-    from fakenvml import FakeNvml, hgx_gpus
-    from faketree import FakeProc, dgx_h100
     from tables import print_table
 
     from nodetune.agent.application import Agent
+    from tests.support.agent_support import BUSY_GPM, write_config
+    from tests.support.fakenvml import FakeNvml, hgx_gpus
+    from tests.support.faketree import FakeProc, dgx_h100
 
     with tempfile.TemporaryDirectory() as root:
         p = dgx_h100(root)

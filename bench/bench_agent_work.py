@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: tests.support
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from tables import print_table  # noqa: E402
@@ -25,9 +25,8 @@ from tables import print_table  # noqa: E402
 
 def build(root: str, workers: int = 8) -> object:
     """The agent on the 8-GPU tree with one busy job a GPU and `workers` loader workers each."""
-    from agent_support import dgx_with_jobs, write_config
-
     from nodetune.agent.application import Agent
+    from tests.support.agent_support import dgx_with_jobs, write_config
 
     cfg = write_config(Path(root), '[agent]\nlisten = "127.0.0.1:0"\n')
     return Agent(root=root, config_path=str(cfg), nvml=dgx_with_jobs(root, 8, workers))

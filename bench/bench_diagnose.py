@@ -2,7 +2,7 @@
 
 The agent diagnoses every 15 s (`diagnose_every_s`) over the last 60 s (`window_s`); its CPU budget
 is 0.5% of a core, so one diagnosis may cost at most ~75 ms of CPU, and it should cost far less
-(the sampler spends most of the budget). Windows are built with tests/windows.py the way the
+(the sampler spends most of the budget). Windows are built with tests/support/windows.py the way the
 sampler records them: a PyTorch-like trainer (24 threads) with 8 DataLoader workers per GPU,
 py-spy stacks, start-up then steady work.
 
@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO))  # the repository: tests.support
 
 LOADER = ["<module> (train.py)", "_SingleProcessDataLoaderIter.__next__ (torch/utils/data/dataloader.py)",
           "_MapDatasetFetcher.fetch (torch/utils/data/_utils/fetch.py)", "Decode.__getitem__ (train.py)"]
@@ -34,7 +34,7 @@ CASES = {"1 GPU, 60 samples": 1, "8 GPUs, 60 samples": 8}
 
 
 def build(gpus: int, seconds: float = 60.0):  # type: ignore[no-untyped-def]
-    from windows import ProcLoad, ThreadLoad, WindowBuilder
+    from tests.support.windows import ProcLoad, ThreadLoad, WindowBuilder
 
     b = WindowBuilder(gpus=gpus, seconds=seconds, interval=1.0, cpus=16 * gpus, numa_nodes=2 if gpus > 1 else 1)
     pattern = [0.0] * 8 + [100.0, 100.0, 40.0, 100.0, 100.0, 0.0]

@@ -19,21 +19,20 @@ from pathlib import Path
 from tables import print_table
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO))  # the repository: tests.support
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("-n", type=int, default=40)
     args = ap.parse_args()
-    from agent_support import BUSY_GPM
-    from fakenvml import FakeNvml, hgx_gpus
-    from faketree import FakeProc, dgx_h100
-
     from nodetune.probes.host import Host
     from nodetune.probes.node import probe_topology
     from nodetune.probes.nvml_backend import NvmlBackend
     from nodetune.probes.sampler import Sampler
+    from tests.support.agent_support import BUSY_GPM
+    from tests.support.fakenvml import FakeNvml, hgx_gpus
+    from tests.support.faketree import FakeProc, dgx_h100
 
     rows = []
     base = None

@@ -33,16 +33,16 @@ import threading
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: tests.support
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 USER, PASSWORD = "prometheus", "scrape-me"
 
 
 def serve(root: str, web: str, q: mp.Queue) -> None:  # type: ignore[type-arg]
-    from agent_support import BUSY_GPM, serve_in_process
-    from fakenvml import FakeNvml, hgx_gpus
-    from faketree import dgx_h100
+    from tests.support.agent_support import BUSY_GPM, serve_in_process
+    from tests.support.fakenvml import FakeNvml, hgx_gpus
+    from tests.support.faketree import dgx_h100
 
 
     p = dgx_h100(root)

@@ -19,18 +19,17 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: tests.support
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 GOAL_PER_S = 2.0
 
 
 def serve(root: str, q: mp.Queue) -> None:  # type: ignore[type-arg]
-    from agent_support import write_config
-    from fakenvml import FakeNvml, hgx_gpus
-    from faketree import dgx_h100
-
     from nodetune.agent.application import Agent
+    from tests.support.agent_support import write_config
+    from tests.support.fakenvml import FakeNvml, hgx_gpus
+    from tests.support.faketree import dgx_h100
 
     p = dgx_h100(root)
     nv = FakeNvml(hgx_gpus(p.gpu_addresses))

@@ -20,9 +20,7 @@ import tracemalloc
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests"))
-
-from faketree import laptop  # noqa: E402
+sys.path.insert(0, str(REPO))  # the repository: tests.support
 
 from nodetune.probes.host import Host  # noqa: E402
 from nodetune.tuners.contract import Knob  # noqa: E402
@@ -38,6 +36,7 @@ from nodetune.tuners.transaction.record import (  # noqa: E402
     dump,
 )
 from nodetune.tuners.transaction.watch import JournalWatch  # noqa: E402
+from tests.support.faketree import laptop  # noqa: E402
 
 
 def _knob(i: int) -> Knob:

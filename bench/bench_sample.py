@@ -158,9 +158,9 @@ def _host_rounds(host: Any, topo: Any, samples: dict[int, Any], n: int) -> float
 
 def _fake_node(root: Path) -> tuple[Any, Callable[[], Any]]:
     """The dgx_h100 tree with a training process (3 threads) and 4 DataLoader workers."""
-    sys.path.insert(0, str(REPO / "tests"))
-    from fakenvml import FakeNvml, hgx_gpus
-    from faketree import FakeProc, dgx_h100
+    sys.path.insert(0, str(REPO))  # the repository: tests.support
+    from tests.support.fakenvml import FakeNvml, hgx_gpus
+    from tests.support.faketree import FakeProc, dgx_h100
 
     p = dgx_h100(root)
     workers = list(range(5000, 5004))

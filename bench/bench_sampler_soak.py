@@ -23,7 +23,7 @@ from typing import Any
 from tables import print_table
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO))  # the repository: tests.support
 
 
 def rss_kb() -> int:
@@ -40,14 +40,13 @@ def main() -> int:
     ap.add_argument("--alive", type=int, default=40, help="GPU processes alive at any time")
     args = ap.parse_args()
 
-    from fakenvml import FakeNvml, hgx_gpus
-    from faketree import FakeProc, dgx_h100
-
     from nodetune.probes.host import Host
     from nodetune.probes.node import probe_topology
     from nodetune.probes.nvml_backend import NvmlBackend
     from nodetune.probes.sampler import Sampler
     from nodetune.probes.snapshot import Window
+    from tests.support.fakenvml import FakeNvml, hgx_gpus
+    from tests.support.faketree import FakeProc, dgx_h100
 
     tmp = tempfile.mkdtemp(prefix="nodetune-soak-")
     try:

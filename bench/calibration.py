@@ -1,6 +1,6 @@
 """Confidence calibration over the labelled windows: for each confidence band, the share of right verdicts.
 
-The labels are the bottlenecks the recorded windows were built to have (tests/test_real_windows.py,
+The labels are the bottlenecks the recorded windows were built to have (tests/diagnosis/test_real_windows.py,
 test_real_windows_v2.py, and the real-framework windows of test_framework_windows.py, each of those
 also diagnosed with its stacks removed, as where ptrace is refused); every GPU verdict counts once.
 Writes bench/results/calibration.md.
@@ -14,16 +14,15 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests"))
-
-from test_framework_windows import EXPECTED as FRAMEWORKS  # noqa: E402
-from test_framework_windows import NEEDS_STACKS  # noqa: E402
-from test_real_windows import EXPECTED, PAIRS  # noqa: E402
-from test_real_windows_v2 import EXPECTED as V2  # noqa: E402
+sys.path.insert(0, str(REPO))  # the repository: tests.support
 
 from nodetune.config.diagnosis import Thresholds  # noqa: E402
 from nodetune.diagnosis.engine import diagnose  # noqa: E402
 from nodetune.probes.snapshot import load_snapshot  # noqa: E402
+from tests.diagnosis.test_framework_windows import EXPECTED as FRAMEWORKS  # noqa: E402
+from tests.diagnosis.test_framework_windows import NEEDS_STACKS  # noqa: E402
+from tests.diagnosis.test_real_windows import EXPECTED, PAIRS  # noqa: E402
+from tests.diagnosis.test_real_windows_v2 import EXPECTED as V2  # noqa: E402
 
 BANDS = [(0.0, 0.5), (0.5, 0.7), (0.7, 0.85), (0.85, 0.95), (0.95, 1.01)]
 EXAMPLES = {"examples/h200-dataloader-starved.json.gz": [("data_starved", "cpu_input")],

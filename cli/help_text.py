@@ -1,5 +1,5 @@
 """The top-level `nodetune --help` as typer prints it at 80 columns or more (click's help is at most
-78 wide), so `cli/app.py` can print it without importing typer. tests/test_cli_fast_paths.py fails
+78 wide), so `cli/app.py` can print it without importing typer. tests/cli/test_cli_fast_paths.py fails
 when it differs from what the typer app renders; regenerate with
 
     COLUMNS= python -c "from nodetune.cli.typer_app import main; main(['--help'])"

@@ -17,7 +17,7 @@ from .errors import UserError, user_message
 
 # Which built-in module mounts each command: `nodetune CMD ...` builds the typer app with that
 # module alone (typer builds every command's options before parsing, ~2 ms a command, and the
-# modules' imports). tests/test_cli_fast_paths.py checks this against what the modules mount.
+# modules' imports). tests/cli/test_cli_fast_paths.py checks this against what the modules mount.
 BUILTIN = {"topo": "topo", "snapshot": "topo", "diagnose": "diagnose", "exec": "tune", "tune": "tune",
            "config": "config_cmd", "prefetch": "prefetch", "fleet": "fleet"}
 _ORDER = ("topo", "diagnose", "tune", "config_cmd", "prefetch", "fleet")

@@ -1,5 +1,2 @@
-import sys
-from pathlib import Path
-
-# The helpers (faketree, fakenvml) are plain modules beside the tests.
-sys.path.insert(0, str(Path(__file__).parent))
+"""The test packages (tests/<package>/) import their shared helpers as `tests.support.*`: pytest puts
+the repository on sys.path for the `tests` package, and nothing else is needed here."""

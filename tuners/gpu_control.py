@@ -1,6 +1,6 @@
 """GPU power limit, locked clocks and GPU processes through an NVML module.
 
-The module is injected (tests pass `tests/fakenvml.FakeNvml`); on the live node it is pynvml,
+The module is injected (tests pass `tests/support/fakenvml.FakeNvml`); on the live node it is pynvml,
 imported and initialised on first use so that tuning a node without GPUs never loads NVML.
 Every NVML error becomes a `GpuControlError` with one readable line.
 """

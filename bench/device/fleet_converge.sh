@@ -68,7 +68,7 @@ if command -v prometheus >/dev/null; then
   /opt/nodetune/bin/nodetune fleet --prometheus http://127.0.0.1:19090 --range 1m --json > $OUT/fleet.json; echo "rc=$?"
   kill $PP; wait $PP 2>/dev/null
 else
-  echo "== no prometheus on this machine: nodetune fleet not run here (tests/test_fleet.py runs it in CI)"
+  echo "== no prometheus on this machine: nodetune fleet not run here (tests/cli/test_fleet.py runs it in CI)"
 fi
 echo "== absent"; t=$(date +%s); $PLAY -e nodetune_state=absent > $OUT/absent.log 2>&1; echo "rc=$? $(( $(date +%s) - t ))s"
 grep -A2 "PLAY RECAP" $OUT/absent.log
