@@ -333,7 +333,11 @@ def _diagnose_turns(topo: Topology, win: Window, th: Thresholds, jobs: list[JobG
             continue  # gone before the window's end, or there from its start: the GPU's window is its own
         for v in sub.gpus:
             n = by_gpu.get(v.index)
-            if n is not None and v.index in groups[jr.id].gpus:
+            # a turn only where every other job on the GPU had gone before this one came (a job
+            # running beside it, such as a child process with its own context, shares the window)
+            beside = [o for o in jobs if o.id != jr.id and v.index in o.gpus
+                      and (o.id not in spans or spans[o.id].last >= span.first)]
+            if n is not None and v.index in groups[jr.id].gpus and not beside:
                 v.summary = f"before {jr.span_s[0]:.1f} s: another job; then {v.verdict}: {v.summary}"
                 report.gpus[n] = v
 

@@ -83,3 +83,13 @@ def test_a_job_after_one_that_left_the_process_list_gets_its_own_turn():
         s.gpus[0].processes = [p for p in s.gpus[0].processes if (p.pid == 99) == (k < 20)]
     r = diagnose(topo, win, Thresholds())
     assert [(j.command, j.verdict, j.span_s) for j in r.jobs] == [("python b.py", "idle_allocated", [21.0, 40.0])]
+
+
+def test_a_process_joining_a_running_job_does_not_take_the_gpus_verdict():
+    # a.py trains throughout; b.py (another program) opens a context on the same GPU halfway.
+    b = WindowBuilder(seconds=40).gpu(0, util=100, sm=90, tensor=80)
+    b.proc(ProcLoad(pid=100, gpus=[0], threads=[ThreadLoad(100, "python", 100)], age_s=300, cmd="python a.py"))
+    b.proc(ProcLoad(pid=101, gpus=[0], threads=[ThreadLoad(101, "python", 0)], age_s=-21, cmd="python b.py"))
+    topo, win = b.build()
+    r = diagnose(topo, win, Thresholds())
+    assert r.gpus[0].verdict == "compute_bound" and "another job" not in r.gpus[0].summary
