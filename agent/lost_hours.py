@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from nodetune.diagnosis.findings import GpuVerdict, Report
+from nodetune.diagnosis.rules import UNKNOWN
 
 PRODUCTIVE = frozenset({"compute_bound", "memory_bound"})
-UNKNOWN = "unknown"  # the verdict of a GPU without data
 IDLE, BUSY = "idle", "busy"  # the `state` of a lost second: the GPU idled, or worked unproductively
 
 

@@ -33,6 +33,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: tests.support
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent / "device"))  # exporter_probe
+
+import exporter_probe  # noqa: E402
+from exporter_probe import rss_mb, scrape  # noqa: E402
 
 
 def serve(root: str, q: mp.Queue) -> None:  # type: ignore[type-arg]
@@ -52,32 +56,16 @@ def serve_jobs(root: str, q: mp.Queue, gpus: int, workers: int) -> None:  # type
     serve_in_process(root, '[agent]\nlisten = "127.0.0.1:0"\n', dgx_with_jobs(root, gpus, workers), q)  # defaults otherwise
 
 
-PROM_HEADERS = {"Accept": "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;"
-                          "q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1", "Accept-Encoding": "gzip"}
+def body_bytes(port: int) -> int:
+    status, size, _ = scrape(port)
+    if status != 200:
+        raise SystemExit(f"bench_agent_load: scrape of :{port} answered {status}")
+    return size
 
 
 def cpu_ticks(pid: int) -> int:
     """utime+stime+cutime+cstime of `pid` (children it reaped, e.g. py-spy, count as its own)."""
-    rest = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return sum(int(x) for x in rest[11:15])
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def scrape(port: int) -> int:
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    c.request("GET", "/metrics", headers=PROM_HEADERS)
-    r = c.getresponse()
-    body = r.read()
-    c.close()
-    if r.status != 200:
-        raise SystemExit(f"bench_agent_load: scrape of :{port} answered {r.status}")
-    return len(body)
+    return sum(exporter_probe.cpu_ticks(pid))
 
 
 def rate_cost(args: argparse.Namespace) -> None:
@@ -107,7 +95,7 @@ def rate_cost(args: argparse.Namespace) -> None:
             time.sleep(5)
             assert agent.pid is not None
             pids = {"nodetune agent": agent.pid, "node_exporter": ne.pid}
-            scrape(port), scrape(ne_port)  # both warm (first render, collectors' setup)
+            body_bytes(port), body_bytes(ne_port)  # both warm (first render, collectors' setup)
             rss0 = {k: rss_mb(p) for k, p in pids.items()}
             t0, c0 = time.monotonic(), {k: cpu_ticks(p) for k, p in pids.items()}
             time.sleep(args.seconds)
@@ -118,7 +106,7 @@ def rate_cost(args: argparse.Namespace) -> None:
                 slot = t1 + n * args.scrape_every
                 if slot > time.monotonic():
                     time.sleep(slot - time.monotonic())
-                sizes = {"nodetune agent": scrape(port), "node_exporter": scrape(ne_port)}
+                sizes = {"nodetune agent": body_bytes(port), "node_exporter": body_bytes(ne_port)}
                 n += 1
                 nxt = t1 + n * args.scrape_every
                 if nxt - t1 >= args.seconds:

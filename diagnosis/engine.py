@@ -30,7 +30,7 @@ from .host_stats import HostStats
 from .job_windows import MIN_SPAN_SAMPLES, job_window, turns
 from .jobs import JobGroup, group_jobs
 from .phases import PhasePlan, find_phases, strip, trim
-from .rules import all_rules, primary_order
+from .rules import UNKNOWN, all_rules, primary_order
 from .rules.base import RuleContext
 from .stack_timeline import Timeline, merged_evidence, timeline
 from .window_stats import (
@@ -47,7 +47,6 @@ HEALTHY_MAX_IDLE_SHARE = 0.2
 # A borderline verdict is a coin toss between neighbours: its confidence says so.
 BORDERLINE_CONFIDENCE = 0.6
 # The verdict of a GPU with no utilization reading in the window (no NVML, or one NVML cannot see).
-UNKNOWN = "unknown"  # declared with the engine's other verdicts in rules.ENGINE_VERDICTS
 NEVER_BORDERLINE = ("idle", "gpu_lost", UNKNOWN)
 
 def _metrics(g: GpuStats) -> dict[str, object]:

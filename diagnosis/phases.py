@@ -142,15 +142,15 @@ def _cpu_pct(win: Window, pids: list[int], k: int, clk_tck: int) -> float:
     return best
 
 
-def _worker_readings(win: Window, workers: list[int]) -> list[list[tuple[float, int]]]:
-    """Each worker's (time, CPU ticks) readings; the agent reads workers every few samples."""
-    ws = set(workers)
+def _worker_readings(win: Window, workers: set[int]) -> dict[int, list[tuple[float, int]]]:
+    """Each worker's (time, CPU ticks) readings, in one pass over the window; the agent reads
+    workers every few samples."""
     out: dict[int, list[tuple[float, int]]] = {}
     for s in win.samples:
         for p in s.processes:
-            if p.pid in ws and p.alive and p.utime is not None and p.stime is not None:
+            if p.pid in workers and p.alive and p.utime is not None and p.stime is not None:
                 out.setdefault(p.pid, []).append((s.t, p.utime + p.stime))
-    return list(out.values())
+    return out
 
 
 def _workers_busy(readings: list[list[tuple[float, int]]], a: float, b: float, clk_tck: int) -> bool:
@@ -168,7 +168,7 @@ def _workers_busy(readings: list[list[tuple[float, int]]], a: float, b: float, c
 
 
 def _startup(win: Window, gpu: int, pids: list[int], th: Thresholds, clk_tck: int, tl: Timeline,
-             workers: list[int] | None = None) -> _Startup | None:
+             readings: list[list[tuple[float, int]]] | None = None) -> _Startup | None:
     """The window's leading stretch in which the job was starting up, by positive evidence only:
     stacks under imports, model construction, weight loading, CUDA initialisation or compilation;
     and before the GPU first ran any of the job's work: stacks dispatching it (the first use of
@@ -189,7 +189,7 @@ def _startup(win: Window, gpu: int, pids: list[int], th: Thresholds, clk_tck: in
     seen = any(p.pid in pidset for g in samples[0].gpus if g.index == gpu for p in g.processes)
     appeared = False
     mem_end = _job_gpu_memory(samples[0], gpu, pidset)
-    readings = _worker_readings(win, workers or [])
+    readings = readings or []
     for k in range(1, len(samples)):
         s = samples[k]
         g = next((x for x in s.gpus if x.index == gpu and x.state == "ok"), None)
@@ -267,13 +267,14 @@ def find_phases(win: Window, gpus: list[GpuStats], jobs: list[JobGroup], th: Thr
     min_len = max(2, math.ceil(th.phase_min_s / interval))
     start_cut: list[int] = []
     end_cut: list[int | None] = []
+    readings = _worker_readings(win, {w for j in jobs for w in j.workers})
     for g in gpus:
         xs = _activity(g)
         if len(xs) < 3:
             continue
         pids = [p for j in jobs if g.index in j.gpus for p in j.pids]
-        workers = [w for j in jobs if g.index in j.gpus for w in j.workers]
-        su = _startup(win, g.index, pids, th, clk_tck, tl, workers) if pids else None
+        mine = [readings[w] for j in jobs if g.index in j.gpus for w in j.workers if w in readings]
+        su = _startup(win, g.index, pids, th, clk_tck, tl, mine) if pids else None
         phases: list[Phase] = []
         first = 0
         if su is not None:

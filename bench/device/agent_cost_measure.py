@@ -13,26 +13,18 @@ section to --out and prints it. Standard library only (runs before anything is i
 from __future__ import annotations
 
 import argparse
-import http.client
 import os
 import sys
 import time
 
-from proc_stats import cpu_ticks, rss_mb
-
-HDR = {"Accept": "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
-                 "text/plain;version=0.0.4;q=0.5,*/*;q=0.1", "Accept-Encoding": "gzip"}
+from exporter_probe import cpu_ticks, rss_mb, scrape
 
 
-def scrape(port: int) -> int:
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    c.request("GET", "/metrics", headers=HDR)
-    r = c.getresponse()
-    body = r.read()
-    c.close()
-    if r.status != 200:
-        sys.exit(f"agent_cost: :{port} answered {r.status}")
-    return len(body)
+def body_bytes(port: int) -> int:
+    status, size, _ = scrape(port)
+    if status != 200:
+        sys.exit(f"agent_cost: :{port} answered {status}")
+    return size
 
 
 def main() -> int:
@@ -51,7 +43,7 @@ def main() -> int:
         who[name] = (int(pid), int(port))
     hz = os.sysconf("SC_CLK_TCK")
     for _, port in who.values():
-        scrape(port)  # warm: first render, collectors' set-up
+        body_bytes(port)  # warm: first render, collectors' set-up
     rss0 = {k: rss_mb(p) for k, (p, _) in who.items()}
     t0, c0 = time.monotonic(), {k: cpu_ticks(p) for k, (p, _) in who.items()}
     time.sleep(a.idle)
@@ -59,7 +51,7 @@ def main() -> int:
     n, size = 0, {k: 0 for k in who}
     while t1 + n * a.every - t1 < a.scraped:
         time.sleep(max(0.0, t1 + n * a.every - time.monotonic()))
-        size = {k: scrape(port) for k, (_, port) in who.items()}
+        size = {k: body_bytes(port) for k, (_, port) in who.items()}
         n += 1
     time.sleep(max(0.0, t1 + a.scraped - time.monotonic()))
     t2, c2 = time.monotonic(), {k: cpu_ticks(p) for k, (p, _) in who.items()}

@@ -10,29 +10,12 @@ the whole scraped span; RSS at the start and the end. Only 127.0.0.1 is scraped.
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import os
 import signal
 import time
 
-from proc_stats import cpu_ticks, rss_mb
-
-HEADERS = {"Accept": "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;"
-           "q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1", "Accept-Encoding": "gzip",
-           "X-Prometheus-Scrape-Timeout-Seconds": "10"}
-
-
-def scrape(port: int) -> tuple[int, float]:
-    t = time.monotonic()
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        c.request("GET", "/metrics", headers=HEADERS)
-        r = c.getresponse()
-        body = r.read()
-        return (len(body) if r.status == 200 else -r.status), time.monotonic() - t
-    finally:
-        c.close()
+from exporter_probe import cpu_ticks, rss_mb, scrape
 
 
 def main() -> int:
@@ -59,7 +42,8 @@ def main() -> int:
     while not stop:
         for name, _, port in targets:
             try:
-                size, dt = scrape(port)
+                status, size, dt = scrape(port)
+                size = size if status == 200 else -status
             except OSError as exc:
                 size, dt = -1, float("nan")
                 print(f"{name}: scrape failed: {exc}", flush=True)

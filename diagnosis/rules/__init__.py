@@ -31,11 +31,13 @@ def all_rules() -> tuple[ModuleType, ...]:
     return tuple(mods)
 
 
+# The verdict of a GPU with no utilization reading in the window: no verdict at all, never idle.
+UNKNOWN = "unknown"
 # Verdicts the engine gives without a rule: what each means and the letter the history strip draws.
 ENGINE_VERDICTS = {
     "idle": ("no GPU process, and the GPU idle", "."),
     "unclassified": ("GPU processes, but no rule's evidence fits: the summary gives utilization and SM activity", "?"),
-    "unknown": ("no utilization reading of the GPU in the window (no NVML, or a GPU NVML cannot see): no verdict, "
+    UNKNOWN: ("no utilization reading of the GPU in the window (no NVML, or a GPU NVML cannot see): no verdict, "
                 "confidence 0, never counted as idle", "-"),
 }
 ENGINE_STRIP_LETTERS = {name: letter for name, (_, letter) in ENGINE_VERDICTS.items()}
