@@ -50,7 +50,8 @@ def cost_per_sample(workers: int, samples: int, every: int) -> float:
     try:
         time.sleep(1.0 + workers * 0.02)  # the children start their threads
         topo = SimpleNamespace(gpus=[SimpleNamespace(index=0)], backend=SimpleNamespace(available=True),
-                               cpu=SimpleNamespace(numa_nodes=[]), node=SimpleNamespace(page_kb=4))
+                               cpu=SimpleNamespace(numa_nodes=[]),
+                               node=SimpleNamespace(page_kb=4, clk_tck=os.sysconf("SC_CLK_TCK")))
         sampler = Sampler(Host("/"), StubBackend(), topo, worker_scan_every=every)  # type: ignore[arg-type]
         for _ in range(every):
             sampler.sample()  # finds the workers

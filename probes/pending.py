@@ -10,11 +10,10 @@ busy node.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 from .host import Host, ProbeError
-from .processes import parse_stat
+from .proc_table import ProcTable
 
 # Libraries a process maps when it is going to run work on an NVIDIA GPU (the CUDA runtime, the
 # frameworks' CUDA builds, NCCL, cuBLAS, cuDNN).
@@ -57,41 +56,37 @@ def _expected_gpus(host: Host, pid: int, ngpus: int) -> list[int]:
 
 class PendingScanner:
     """Finds young processes that load CUDA, scan after scan, at a cost that does not grow with the
-    node's process count: each new pid's stat is read once, and only processes still young and
-    without CUDA have their maps read again (a process maps CUDA some seconds after it starts)."""
+    node's process count: the process table (`ProcTable`) reads each new pid's stat once, and only
+    processes still young and without CUDA have their maps read again (a process maps CUDA some
+    seconds after it starts)."""
 
-    def __init__(self, host: Host, ngpus: int, max_age_s: float, clk_tck: int = 100, limit: int = 16) -> None:
+    def __init__(self, host: Host, ngpus: int, max_age_s: float, clk_tck: int = 100, limit: int = 16,
+                 table: ProcTable | None = None) -> None:
         self.host, self.ngpus, self.max_age_s, self.clk_tck, self.limit = host, ngpus, max_age_s, clk_tck, limit
-        self._seen: set[int] = set()  # pids alive at the last scan (their stat already read)
+        # Shared with the sampler's search for loader workers, which scans it; scanned here otherwise.
+        self.table = table if table is not None else ProcTable(host)
+        self._owns_table = table is None
         self._young: dict[int, tuple[float, int]] = {}  # pid -> (start s since boot, ppid): young, no CUDA yet
-        self._self = os.getpid() if host.live else None  # the prober is never a GPU job
 
     def scan(self, known: set[int]) -> list[PendingProcess]:
         """Processes not in `known` that have mapped CUDA since the last scan; at most `limit`."""
         if self.ngpus <= 0:
             return []
+        if self._owns_table and not self.table.scan():
+            return []
         up = _uptime(self.host)
-        try:
-            pids = {int(p) for p in self.host.listdir("/proc") if p.isdigit()}
-        except (OSError, ProbeError):
+        if up is None or self.table.error is not None:
             return []
-        if up is None:
-            return []
-        for pid in pids - self._seen - {self._self}:
-            try:
-                _, rest = parse_stat(self.host.read(f"/proc/{pid}/stat"), f"/proc/{pid}/stat")
-                start = int(rest[19]) / self.clk_tck  # field 22, starttime
-                ppid = int(rest[1])  # field 4
-            except (OSError, ProbeError, ValueError, IndexError):
-                continue  # gone, or not ours to read
-            if up - start <= self.max_age_s:
-                self._young[pid] = (start, ppid)
-        self._seen = pids
+        entries = self.table.entries
+        for pid in self.table.new:
+            e = entries[pid]
+            if up - e.starttime / self.clk_tck <= self.max_age_s:
+                self._young[pid] = (e.starttime / self.clk_tck, e.ppid)
         out: list[PendingProcess] = []
         for pid, (start, ppid) in list(self._young.items()):
             # gone, already followed, a child of a followed process (a DataLoader worker inherits its
             # parent's mappings: the sampler follows it as a worker), or too old to be starting
-            if pid not in pids or pid in known or ppid in known or up - start > self.max_age_s:
+            if pid not in entries or pid in known or ppid in known or up - start > self.max_age_s:
                 del self._young[pid]
                 continue
             if len(out) >= self.limit:

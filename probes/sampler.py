@@ -20,15 +20,8 @@ from .memory import probe_memory
 from .nic import probe_nics
 from .node import Topology, probe_topology
 from .pending import PendingScanner
-from .processes import (
-    MAX_WORKERS,
-    ProcessInfo,
-    descendants_capped,
-    numa_placement,
-    process_info,
-    sample_process,
-    users,
-)
+from .proc_table import ProcTable
+from .processes import MAX_WORKERS, ProcessInfo, numa_placement, process_info, sample_process, users
 from .pystacks import StackRecorder
 from .snapshot import SNAPSHOT_VERSION, Sample, Snapshot, Window, now_iso, strip_identifiers
 from .thermal import ThermalLayout, probe_thermal, thermal_layout
@@ -79,7 +72,9 @@ class Sampler:
         self.stacks_busy_s: float | None = None  # None: slices over every GPU process, busy or not
         self._gpu_dipped: dict[int, float] = {}  # GPU index -> time of its last sample below STACKS_BUSY_PCT
         self._pending_since: dict[int, float] = {}  # processes with CUDA loaded and no context yet
-        self._pending = PendingScanner(host, len(self.gpu_indices), PENDING_MAX_AGE_S, topo.node.clk_tck or 100)
+        self._table = ProcTable(host)  # one /proc scan a worker cadence: workers and starting jobs
+        self._pending = PendingScanner(host, len(self.gpu_indices), PENDING_MAX_AGE_S, topo.node.clk_tck or 100,
+                                       table=self._table)
 
     def prime(self) -> None:
         for i in self.gpu_indices:
@@ -162,9 +157,9 @@ class Sampler:
                 info.gpus = sorted(set(info.gpus) | set(idx))
             elif info.role == "pending":  # its context is up: a GPU process from now on
                 info.role, info.gpus = "gpu", sorted(idx)
-        if not scan_workers:
+        if not scan_workers or not self.gpu_indices:
             return
-        if self.gpu_indices:
+        if self._table.scan():
             for pend in self._pending.scan(set(self.infos)):
                 self._add(process_info(self.host, pend.pid, "pending", pend.gpus, self._users, numa=False))
                 self._pending_since[pend.pid] = time.monotonic()
@@ -174,13 +169,22 @@ class Sampler:
                     del self._pending_since[pid]
                 elif time.monotonic() - t > PENDING_MAX_AGE_S:  # CUDA loaded, never used: not a GPU job
                     del self.infos[pid], self._pending_since[pid]
+        if self._table.error is not None:
+            return  # /proc unreadable this time: keep following the workers already found
+        entries = self._table.entries
         for pid in [p for p, i in self.infos.items() if i.role == "gpu"]:
-            kids, capped = descendants_capped(self.host, pid)
+            kids, capped = self._table.descendants(pid, MAX_WORKERS)
             self.infos[pid].worker_cap = MAX_WORKERS if capped else None
             for child in kids:
                 if child not in self.infos:
-                    self._add(process_info(self.host, child, "worker", self.infos[pid].gpus,
-                                           self._users, parent_gpu_pid=pid, numa=False))
+                    info = process_info(self.host, child, "worker", self.infos[pid].gpus,
+                                        self._users, parent_gpu_pid=pid, numa=False)
+                    # the pid may name another process since the table read its stat: read it
+                    # again at the next scan
+                    if info.starttime is None or info.starttime == entries[child].starttime:
+                        self._add(info)
+                    else:
+                        self._table.forget(child)
 
     def capped(self) -> int:
         """GPU processes followed whose workers reached the cap (some of their workers not followed)."""
