@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .host import Host, ProbeError, attempt, parse_cpulist
@@ -175,18 +176,20 @@ def users(host: Host) -> dict[int, str]:
 
 
 def sample_process(host: Host, pid: int, threads: bool = True, page_kb: int = 4,
-                   main_thread_only: bool = False) -> ProcessSample:
+                   main_thread_only: bool = False, read: Callable[[str], str] | None = None) -> ProcessSample:
     """Counters of `pid` and (optionally) each of its threads; a gone process is `alive=False`.
 
     `page_kb` is the node's page size (4 on x86, 64 on some aarch64 GPU nodes such as GH200).
     `main_thread_only` (loader workers) keeps the main thread alone: that is the thread that reads
     and decodes in a DataLoader worker, the one whose state (D: waiting on I/O) the rules use. A
-    single-threaded process's stat is its thread's, so it costs no read at all.
+    single-threaded process's stat is its thread's, so it costs no read at all. `read` replaces
+    `host.read` for the per-process files (the sampler's held descriptors).
     """
+    read = read or host.read
     s = ProcessSample(pid=pid)
     d = f"/proc/{pid}"
     try:
-        comm, rest = parse_stat(host.read(f"{d}/stat"), f"{d}/stat")
+        comm, rest = parse_stat(read(f"{d}/stat"), f"{d}/stat")
     except ProbeError as exc:
         s.alive = False
         s.missing["*"] = exc.reason
@@ -198,7 +201,7 @@ def sample_process(host: Host, pid: int, threads: bool = True, page_kb: int = 4,
     s.starttime = _field(rest, 22)
     rss_pages = _field(rest, 24)
     s.rss_kb = rss_pages * page_kb if rss_pages is not None else None
-    io = attempt(s.missing, "io", lambda: parse_status(host.read(f"{d}/io")))
+    io = attempt(s.missing, "io", lambda: parse_status(read(f"{d}/io")))
     for key in ("read_bytes", "write_bytes"):
         if io and key in io:
             if io[key].isdigit():
@@ -212,7 +215,7 @@ def sample_process(host: Host, pid: int, threads: bool = True, page_kb: int = 4,
         else:
             p = f"{d}/task/{pid}/stat"
             try:
-                name, r = parse_stat(host.read(p), p)
+                name, r = parse_stat(read(p), p)
                 s.threads.append(ThreadSample(pid, name, r[0], _field(r, 14) or 0, _field(r, 15) or 0,
                                               _field(r, 39), _field(r, 42)))
             except ProbeError as exc:
@@ -221,7 +224,7 @@ def sample_process(host: Host, pid: int, threads: bool = True, page_kb: int = 4,
         for tid_s in attempt(s.missing, "threads", lambda: host.listdir(f"{d}/task")) or []:
             p = f"{d}/task/{tid_s}/stat"
             try:
-                name, r = parse_stat(host.read(p), p)
+                name, r = parse_stat(read(p), p)
             except ProbeError:
                 continue  # the thread exited between listdir and read: normal churn
             s.threads.append(ThreadSample(int(tid_s), name, r[0], _field(r, 14) or 0, _field(r, 15) or 0,

@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 from .cpu import probe_cpu
 from .gpu import BackendStatus, GpuBackend, GpuSample
+from .held_files import HeldFiles
 from .host import Host
 from .io import probe_io
 from .memory import probe_memory
@@ -72,6 +73,7 @@ class Sampler:
         self.stacks_busy_s: float | None = None  # None: slices over every GPU process, busy or not
         self._gpu_dipped: dict[int, float] = {}  # GPU index -> time of its last sample below STACKS_BUSY_PCT
         self._pending_since: dict[int, float] = {}  # processes with CUDA loaded and no context yet
+        self._held = HeldFiles(host)  # the followed processes' stat and io files, kept open
         self._table = ProcTable(host)  # one /proc scan a worker cadence: workers and starting jobs
         self._pending = PendingScanner(host, len(self.gpu_indices), PENDING_MAX_AGE_S, topo.node.clk_tck or 100,
                                        table=self._table)
@@ -112,7 +114,8 @@ class Sampler:
             worker = info.role == "worker"
             if worker and not workers_due:
                 continue
-            ps = sample_process(self.host, pid, self.thread_detail, self._page_kb, main_thread_only=worker)
+            ps = sample_process(self.host, pid, self.thread_detail, self._page_kb, main_thread_only=worker,
+                                read=self._held.read)
             if not ps.alive or (ps.starttime is not None and info.starttime is not None
                                 and ps.starttime != info.starttime):
                 # exited, or the pid now names another process: stop following it
@@ -122,6 +125,8 @@ class Sampler:
                     s.processes.append(ps)  # the last sample says it is gone
                 continue
             s.processes.append(ps)
+        if workers_due:
+            self._held.sweep()  # threads and processes gone since the last worker cadence
         s.cost_s = round(time.thread_time() - c0, 6)
         return s
 
