@@ -6,8 +6,9 @@ dev VM), and the sampler reads a file per thread of every GPU process each secon
 descriptor names the process, not its number: once the process is reaped a read fails with ESRCH
 and cannot return another process that took the pid.
 
-Only on the live node: a fake tree's files are replaced by rename, which a held descriptor would
-not see.
+Under a fake root (tests, benchmarks) the files are regular files: one removed or replaced under a
+held descriptor is found by its link count and read again by path, as it would have been without
+holding.
 """
 
 from __future__ import annotations
@@ -39,24 +40,24 @@ class HeldFiles:
         self.limit = _limit() if limit is None else limit
         self._fds: dict[str, int] = {}
         self._used: set[str] = set()
-        self.live = host.live and self.limit > 0
+        self._procfs = host.live  # else regular files that a test may replace or remove
 
     def read(self, path: str) -> str:
         """The file's text; ProbeError if it cannot be read (ESRCH: the process or thread is gone)."""
-        if not self.live:
-            return self.host.read(path)
         fd = self._fds.get(path)
+        if fd is None:
+            if len(self._fds) >= self.limit:
+                return self.host.read(path)  # full: this one by path, as without holding
+            fd = self._fds[path] = self.host.open_read(path)
         try:
-            if fd is None:
-                if len(self._fds) >= self.limit:
-                    return self.host.read(path)  # full: this one by path, as without holding
-                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-                self._fds[path] = fd
             data = os.pread(fd, _READ_MAX, 0)
+            stale = not self._procfs and os.fstat(fd).st_nlink == 0
         except OSError as exc:
             self._close(path)
-            raise ProbeError(f"{path}: {exc.strerror or exc}" if not isinstance(exc, FileNotFoundError)
-                             else f"{path}: not present") from None
+            raise ProbeError(f"{path}: {exc.strerror or exc}") from None
+        if stale:
+            self._close(path)
+            return self.host.read(path)
         self._used.add(path)
         if len(data) >= _READ_MAX:
             return self.host.read(path)
@@ -74,9 +75,11 @@ class HeldFiles:
         return len(stale)
 
     def held(self) -> int:
+        """How many descriptors are open."""
         return len(self._fds)
 
     def close(self) -> None:
+        """Close every descriptor (a window's sampler at its end; the agent's lives as long as it)."""
         for p in list(self._fds):
             self._close(p)
 

@@ -320,6 +320,16 @@ class Host:
         return os.open(self._walk(p), flags | os.O_NOFOLLOW, mode)
 
     # -- reads -------------------------------------------------------------------------------
+    def open_read(self, p: str) -> int:
+        """A read-only descriptor of node path `p`, opened inside the root (the caller closes it);
+        ProbeError naming the file if it cannot be opened."""
+        try:
+            if self.root == "/" and ".." not in p:
+                return os.open(p, os.O_RDONLY | os.O_CLOEXEC)
+            return self._open(p, os.O_RDONLY | os.O_NONBLOCK)
+        except OSError as exc:
+            raise ProbeError(_reason(exc, p)) from None
+
     def read(self, p: str, limit: int = READ_LIMIT) -> str:
         """Read a text file (at most `limit` bytes); raise ProbeError with a person-readable reason."""
         try:

@@ -58,11 +58,20 @@ def test_a_sweep_closes_what_went_unread_and_the_limit_reads_by_path() -> None:
     assert held.sweep() == 1 and held.held() == 0
 
 
-def test_a_fake_tree_is_read_by_path(tmp_path: Path) -> None:
+def test_a_fake_tree_file_replaced_or_removed_is_read_by_path(tmp_path: Path) -> None:
     (tmp_path / "proc" / "7").mkdir(parents=True)
     f = tmp_path / "proc" / "7" / "stat"
     f.write_text("7 (a) S 1 7 7 0 -1 0 0 0 0 0 1 1 0 0 20 0 1 0 100 0 0\n")
     held = HeldFiles(Host(str(tmp_path)))
-    assert held.read("/proc/7/stat").startswith("7 (a) S")
-    f.write_text("7 (a) R 1 7 7 0 -1 0 0 0 0 0 2 2 0 0 20 0 1 0 100 0 0\n")  # replaced, as the tests' trees are
-    assert held.read("/proc/7/stat").startswith("7 (a) R") and held.held() == 0
+    assert held.read("/proc/7/stat").startswith("7 (a) S") and held.held() == 1
+    f.write_text("7 (a) R 1 7 7 0 -1 0 0 0 0 0 2 2 0 0 20 0 1 0 100 0 0\n")  # rewritten in place
+    assert held.read("/proc/7/stat").startswith("7 (a) R") and held.held() == 1
+    tmp = tmp_path / "stat.new"
+    tmp.write_text("7 (a) D 1 7 7 0 -1 0 0 0 0 0 3 3 0 0 20 0 1 0 100 0 0\n")
+    os.replace(tmp, f)  # replaced by rename: the held descriptor names the old file
+    assert held.read("/proc/7/stat").startswith("7 (a) D") and held.held() == 0
+    held.read("/proc/7/stat")
+    f.unlink()  # the process is gone
+    with pytest.raises(ProbeError, match="not present"):
+        held.read("/proc/7/stat")
+    assert held.held() == 0
