@@ -79,8 +79,10 @@ def host_stats(win: Window) -> HostStats:
         hs.cpu_busy_pct = round(100.0 * (cb.busy - ca.busy) / tot, 2)
         hs.iowait_pct = round(100.0 * (cb.iowait - ca.iowait) / tot, 2)
         hs.steal_pct = round(100.0 * (cb.steal - ca.steal) / tot, 2)
-        per_a = {c.cpu: c for c in a.cpu.per_cpu}
-        for c in b.cpu.per_cpu:
+        # each CPU's times are sampled on the worker cadence: the first and last samples that have them
+        with_per = [x for x in s if x.cpu.per_cpu]
+        per_a = {c.cpu: c for c in with_per[0].cpu.per_cpu} if len(with_per) >= 2 else {}
+        for c in with_per[-1].cpu.per_cpu if per_a else []:
             p = per_a.get(c.cpu)
             if p:
                 hs.cpu_busy_by_cpu[c.cpu] = round(100.0 * (c.busy - p.busy) / max(c.total - p.total, 1), 1)

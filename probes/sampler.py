@@ -89,10 +89,13 @@ class Sampler:
         gpus = [self.backend.sample(i, detail or self._first) for i in self.gpu_indices]
         if self._first or self._thermal is None:
             self._thermal = thermal_layout(self.host)
+        # Workers, and each CPU's times, on their own cadence (and in a window's last sample, so it
+        # ends on fresh counters); the all-CPU line every sample.
+        workers_due = self._n % self.worker_scan_every == 0 or detail
         s = Sample(
             t=time.monotonic(),
             wall=now_iso(),
-            cpu=probe_cpu(self.host),
+            cpu=probe_cpu(self.host, per_cpu=workers_due or self._first),
             memory=probe_memory(self.host, self._nodes, detail=self._first),
             io=probe_io(self.host),
             thermal=probe_thermal(self.host, self._thermal),
@@ -100,9 +103,6 @@ class Sampler:
             nics=probe_nics(self.host),
         )
         self._first = False
-        # Workers on their own cadence (and in a window's last sample, so it ends on fresh counters):
-        # stat and io, and their main thread only.
-        workers_due = self._n % self.worker_scan_every == 0 or detail
         self._follow(gpus, scan_workers=workers_due)
         self._n += 1
         if self.stacks is not None:

@@ -147,3 +147,24 @@ def test_one_off_windows_start_stacks_on_busy_gpus(tmp_path: Path) -> None:
     backend._nvml.gpus[0].util_gpu = 99
     s.sample()
     assert rec.calls[-1] == ([TRAIN], None)
+
+
+def test_each_cpus_times_are_read_on_the_worker_cadence_and_rated_between_the_ends_that_have_them(
+        tmp_path: Path) -> None:
+    from nodetune.diagnosis.host_stats import host_stats
+    from nodetune.probes.snapshot import Window
+
+    host, backend, topo = _node(tmp_path, [5000])
+    s = Sampler(host, backend, topo, worker_scan_every=5)  # type: ignore[arg-type]
+    samples = [s.sample() for _ in range(7)]
+    assert [bool(x.cpu.per_cpu) for x in samples] == [True, False, False, False, False, True, False]
+    assert all(x.cpu.total is not None for x in samples)  # the all-CPU line every sample
+    # the window starts on a sample without per-CPU times: the rates come from samples 5 and 7
+    stat = (tmp_path / "proc" / "stat").read_text().splitlines()
+    busier = [" ".join([f.split()[0], str(int(f.split()[1]) + 50), *f.split()[2:]]) if f.startswith("cpu0 ") else f
+              for f in stat]
+    (tmp_path / "proc" / "stat").write_text("\n".join(busier) + "\n")
+    samples.append(s.sample(detail=True))
+    samples[-1].t = samples[5].t + 1.0
+    hs = host_stats(Window(seconds=7, interval_s=1.0, samples=samples[1:]))
+    assert hs.cpu_busy_by_cpu[0] > hs.cpu_busy_by_cpu[1]
