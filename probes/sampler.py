@@ -89,8 +89,9 @@ class Sampler:
         gpus = [self.backend.sample(i, detail or self._first) for i in self.gpu_indices]
         if self._first or self._thermal is None:
             self._thermal = thermal_layout(self.host)
-        # Workers, and each CPU's times, on their own cadence (and in a window's last sample, so it
-        # ends on fresh counters); the all-CPU line every sample.
+        # Workers, each CPU's times and the NIC counters on their own cadence (and in a window's
+        # last sample, so it ends on fresh counters): what reads them is a window's rates between
+        # the first and last samples that have them. The all-CPU line every sample.
         workers_due = self._n % self.worker_scan_every == 0 or detail
         s = Sample(
             t=time.monotonic(),
@@ -100,7 +101,7 @@ class Sampler:
             io=probe_io(self.host),
             thermal=probe_thermal(self.host, self._thermal),
             gpus=gpus,
-            nics=probe_nics(self.host),
+            nics=probe_nics(self.host) if workers_due or self._first else None,
         )
         self._first = False
         self._follow(gpus, scan_workers=workers_due)

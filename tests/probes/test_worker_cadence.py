@@ -149,7 +149,7 @@ def test_one_off_windows_start_stacks_on_busy_gpus(tmp_path: Path) -> None:
     assert rec.calls[-1] == ([TRAIN], None)
 
 
-def test_each_cpus_times_are_read_on_the_worker_cadence_and_rated_between_the_ends_that_have_them(
+def test_each_cpus_times_and_nics_are_read_on_the_worker_cadence_and_rated_between_the_ends_that_have_them(
         tmp_path: Path) -> None:
     from nodetune.diagnosis.host_stats import host_stats
     from nodetune.probes.snapshot import Window
@@ -158,6 +158,7 @@ def test_each_cpus_times_are_read_on_the_worker_cadence_and_rated_between_the_en
     s = Sampler(host, backend, topo, worker_scan_every=5)  # type: ignore[arg-type]
     samples = [s.sample() for _ in range(7)]
     assert [bool(x.cpu.per_cpu) for x in samples] == [True, False, False, False, False, True, False]
+    assert [x.nics is not None for x in samples] == [True, False, False, False, False, True, False]
     assert all(x.cpu.total is not None for x in samples)  # the all-CPU line every sample
     # the window starts on a sample without per-CPU times: the rates come from samples 5 and 7
     stat = (tmp_path / "proc" / "stat").read_text().splitlines()
