@@ -1,5 +1,5 @@
 """A GPU with no utilization reading (no NVML, or one NVML cannot see) has no verdict: `unknown` with
-the reason, never `idle` at 0.9 (issue 21)."""
+the reason, never `idle` at 0.9."""
 
 from __future__ import annotations
 
