@@ -152,4 +152,4 @@ def verdict_line(report: dict[str, Any]) -> str:
         conf_s = f"{conf:.2f}" if isinstance(conf, (int, float)) else "?"
         parts.append(f"GPU{g.get('index')} {g.get('verdict')}/{g.get('cause')} conf {conf_s} "
                      f"healthy {g.get('healthy')} border {g.get('borderline')} | {attribution}")
-    return "; ".join(parts)
+    return "; ".join(parts) or "no GPU in the report"

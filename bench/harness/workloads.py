@@ -26,16 +26,8 @@ ALL_GPU_WORKLOADS = {"allreduce", "straggler_2gpu"}  # run alone, over every GPU
 # NVLink multicast stays off for every workload, as bench/device/setup.sh exports it.
 NO_MULTICAST = {"NCCL_NVLS_ENABLE": "0", "TORCH_SYMM_MEM_DISABLE_MULTICAST": "1",
                 "NVSHMEM_DISABLE_NVLS": "1"}
-# A CPU stand-in for any workload: READY after 0.2 s, then sleeps until SIGTERM or --seconds.
-FAKE_WORKLOAD = (
-    "import signal, sys, time\n"
-    "signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))\n"
-    "a = sys.argv\n"
-    "s = float(a[a.index('--seconds') + 1]) if '--seconds' in a else 60.0\n"
-    "time.sleep(0.2)\n"
-    "print('READY', flush=True)\n"
-    "time.sleep(s)\n"
-)
+# The CPU stand-in for every workload in a dry run: READY after 0.2 s, then sleeps.
+CPU_STANDIN = WORKLOAD_DIR / "_cpu_standin.py"
 
 
 @dataclass(frozen=True)
@@ -148,7 +140,7 @@ def workload_argv(slot: Slot, o: ArgvOptions) -> list[str]:
             python=shlex.quote(o.python), path=shlex.quote(str(slot.path)), name=slot.name,
             seconds=o.seconds, device=slot.device, extra=shlex.join(extra)))
     if o.fake:
-        return [o.python, "-c", FAKE_WORKLOAD, "--seconds", str(o.seconds), "--device", slot.device]
+        return [o.python, str(CPU_STANDIN), "--seconds", str(o.seconds), "--device", slot.device]
     return [o.python, str(slot.path), "--seconds", str(o.seconds), "--device", slot.device] + extra
 
 

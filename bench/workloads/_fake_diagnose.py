@@ -6,7 +6,7 @@ NODETUNE_FAKE_EXPECT: a JSON object {"<gpu index>": {"verdict": ..., "cause": ..
 (the expectation, so a dry run comes out correct), except for the GPUs listed in
 NODETUNE_FAKE_WRONG (comma-separated indices), which come out "compute_bound" and healthy, to
 exercise the runner's mismatch and goal-check paths. `snapshot -o PATH --seconds W` sleeps and
-writes a tiny JSON file.
+writes a tiny JSON file; so does `diagnose --save PATH`. `--interval` is accepted and ignored.
 """
 
 from __future__ import annotations
@@ -48,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("-o", "--output")
     p.add_argument("--note")
+    p.add_argument("--interval", type=float)
+    p.add_argument("--save")
     args = p.parse_args(argv)
     time.sleep(args.seconds + float(os.environ.get("NODETUNE_FAKE_EXTRA_S", "0.05")))
     expect = json.loads(os.environ.get("NODETUNE_FAKE_EXPECT", '{"0": {}}'))
@@ -60,6 +62,9 @@ def main(argv: list[str] | None = None) -> int:
             json.dump({"fake_snapshot": True, "seconds": args.seconds, "note": args.note}, f)
         print(f"wrote {args.output}", file=sys.stderr)
         return 0
+    if args.save:
+        with open(args.save, "w") as f:
+            json.dump({"fake_snapshot": True, "seconds": args.seconds}, f)
     sys.stdout.write(json.dumps(report(args.seconds, expect, wrong), indent=1) + "\n")
     return 0
 
