@@ -100,7 +100,7 @@ def positions(report_dir: Path) -> str:
             continue
         for g in r["gpus"]:
             a = g.get("attribution") or {}
-            runs[(name, pos, g["index"])].append((g["verdict"], g["cause"], g["borderline"], a.get("idle_share"),
+            runs[(name, pos, g["index"])].append((g["verdict"], g["cause"], g.get("borderline"), a.get("idle_share"),
                                                   a.get("unexplained_share")))
     lines.append(f"{'workload':16} {'position':8} gpu  verdicts (3 runs)                              "
                  "stable  idle  unexplained")

@@ -34,6 +34,8 @@ def report(window: float, expect: dict[str, dict], wrong: set[str]) -> dict:
                    "evidence": evidence, "advice": [{"text": "fake advice"}]}
         findings.append(finding)
         gpus.append({"index": idx, "verdict": verdict, "cause": cause, "healthy": healthy,
+                     "confidence": 0.8, "borderline": False,
+                     "attribution": {"idle_share": 1 - util / 100, "unexplained_share": 0.0, "text": "fake"},
                      "metrics": {"nvml_util_pct": util, "gpm_sm_pct": 1.5}})
         jobs.append({"id": f"fake-job-{idx}", "pids": want.get("pids", []), "gpus": [idx],
                      "verdict": verdict, "cause": cause, "findings": [finding]})
