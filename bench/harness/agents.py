@@ -1,8 +1,7 @@
 """The exporters the cost benchmarks set side by side: node_exporter's binary, an agent's config,
-and how each is started on a port.
+and the `NAME=PID:PORT` names the measuring scripts take.
 
-The device scripts start the processes themselves (their pids are what they measure) with the
-command lines and config these functions give, so a script and a Python caller start them alike.
+The device scripts start the processes themselves: their pids are what they measure.
 """
 
 from __future__ import annotations
@@ -49,16 +48,6 @@ def agent_config(history_path: str, stacks: bool = True, listen: str | None = No
     return "\n".join(lines) + "\n"
 
 
-def agent_argv(python: str, config: Path, listen: str) -> list[str]:
-    """The agent's lean entry point (what `nodetune agent` execs into) on `listen`."""
-    return [python, "-m", "nodetune.agent", "--config", str(config), "--listen", listen]
-
-
-def node_exporter_argv(binary: Path, port: int) -> list[str]:
-    """node_exporter on 127.0.0.1:`port`."""
-    return [str(binary), f"--web.listen-address=127.0.0.1:{port}"]
-
-
 @dataclass(frozen=True)
 class Exporter:
     """A running exporter as the measuring scripts name it: `name=PID:PORT`."""
@@ -66,11 +55,6 @@ class Exporter:
     name: str
     pid: int
     port: int
-
-    @property
-    def target(self) -> str:
-        """The argument agent_cost_measure.py and scrape_side_by_side.py take."""
-        return f"{self.name}={self.pid}:{self.port}"
 
 
 def parse_target(text: str) -> Exporter:

@@ -45,9 +45,6 @@ class Offset:
             raise ValueError(f"offset {text!r}: seconds must be >= 0")
         return cls(anchor, seconds)
 
-    def __str__(self) -> str:
-        return f"{self.anchor}+{self.seconds:g}"
-
 
 @dataclass(frozen=True)
 class LaunchSpec:
@@ -78,8 +75,6 @@ class Workload:
     started: float
     ready: threading.Event = field(default_factory=threading.Event)
     ready_after: float | None = None
-    stdout_tail: list[str] = field(default_factory=list)
-    stopped: StopResult | None = None
     _reader: threading.Thread | None = None
 
     @property
@@ -94,7 +89,6 @@ class Workload:
                 if line.strip() == READY_LINE and not self.ready.is_set():
                     self.ready_after = time.monotonic() - self.started
                     self.ready.set()
-                self.stdout_tail = (self.stdout_tail + [line.rstrip("\n")])[-20:]
                 if copy is not None:
                     copy.write(line)
                     copy.flush()
@@ -172,8 +166,7 @@ class Workload:
             code = None
         if self._reader is not None:
             self._reader.join(timeout=2)
-        self.stopped = StopResult(code, killed)
-        return self.stopped
+        return StopResult(code, killed)
 
     def stderr_tail(self, n: int = 15) -> str:
         """The last `n` lines of the workload's stderr log."""
