@@ -2,7 +2,7 @@
 
 A recording of TAG in DIR leaves, for `diagnose`: TAG.json (the JSON report), TAG.err (its stderr)
 and TAG.json.gz (the window, `--save`, for replay tests); for `snapshot`: TAG.json.gz and
-TAG.snap.err. These are the names the device scripts have always packed and the tests read.
+TAG.snap.err: the names the device scripts pack and the replay tests are built from.
 """
 
 from __future__ import annotations

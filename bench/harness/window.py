@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
+import sys
 import time
 from pathlib import Path
 
@@ -82,7 +83,8 @@ def run(a: argparse.Namespace) -> int:
     """Launch, record at the offset, stop; print the outcome."""
     argv = a.argv[1:] if a.argv[:1] == ["--"] else a.argv
     if not argv:
-        raise SystemExit("window: the workload's command goes after --")
+        print("window: the workload's command goes after --", file=sys.stderr)
+        return 2
     name = a.name or workload_name(argv, a.tag)
     cmd = shlex.split(a.nodetune_cmd) if a.nodetune_cmd else default_nodetune_cmd()
     env = dict(os.environ)

@@ -158,3 +158,9 @@ def test_concurrent_dry_run_on_two_fake_gpus(tmp_path):
     assert res["rounds"][1]["snapshot"]["rc"] == 0 and (tmp_path / "snap.json").exists()
     assert [w["gpus"] for w in res["rounds"][1]["workloads"]] == [[0, 1]]
     assert "[PASS] every workload diagnosed correctly: 4/4" in res["table"]
+
+
+def test_window_without_a_workload_is_a_usage_error(tmp_path):
+    p = _harness("window", "--tag", "t", "--dir", str(tmp_path), "--seconds", "1")
+    assert p.returncode == 2 and "goes after --" in p.stderr
+    assert not list(tmp_path.iterdir())
