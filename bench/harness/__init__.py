@@ -11,7 +11,9 @@ One module per job:
     workloads   the diagnosis workloads: discovery, rounds, each one's command line
     rounds      one round of the diagnosis benchmark: launch, record, judge, stop
     results     the benchmark's printed summary and its results JSON
-    agents      node_exporter's binary and an agent's config for the side-by-side runs
+    diagnosis   the diagnosis benchmark: its options and its run over the rounds
+    window      one workload, one recorded window at an offset (the device scripts' recordings)
+    agents      node_exporter's binary, an agent's config, the exporters' NAME=PID:PORT
     cli         `python -m bench.harness {diagnosis,window,v2-table,node-exporter,agent-config}`
 
 Standard library only (psutil where present), so it runs on a GPU machine before anything is
