@@ -12,24 +12,38 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib.util
 import os
 import sys
+from pathlib import Path
 
-from nodetune.config.diagnosis import Thresholds
-from nodetune.diagnosis.engine import diagnose
-from nodetune.probes.snapshot import Snapshot, Window, load_snapshot, save_snapshot
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # run as a script: bench.harness from the repository
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "workloads", "frameworks"))  # the workloads import their _fw helper
+from bench.harness.judge import Expected, read_expected  # noqa: E402
+from nodetune.config.diagnosis import Thresholds  # noqa: E402
+from nodetune.diagnosis.engine import diagnose  # noqa: E402
+from nodetune.probes.snapshot import Snapshot, Window, load_snapshot, save_snapshot  # noqa: E402
+
+FRAMEWORKS = REPO / "bench" / "workloads" / "frameworks"
+# The GPU has run the job's kernels once a sample shows it this busy: before that the job starts up.
+WORK_UTIL_PCT = 10.0
 
 
-def expected(name: str) -> tuple[str, str | None]:
-    spec = importlib.util.spec_from_file_location(name, os.path.join(HERE, "workloads", "frameworks", f"{name}.py"))
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.EXPECTED
+def expected(name: str) -> Expected:
+    """The framework workload's EXPECTED, read from its file (it imports torch: not imported)."""
+    exp = read_expected(FRAMEWORKS / f"{name}.py")
+    if exp is None:
+        raise SystemExit(f"{FRAMEWORKS / name}.py: no EXPECTED = (verdict, cause)")
+    return exp
+
+
+def parse_cuts(text: str) -> list[tuple[float, float]]:
+    """`2:12,10:20` as [(2, 12), (10, 20)]: seconds after launch."""
+    cuts = []
+    for c in text.split(","):
+        a, _, b = c.partition(":")
+        cuts.append((float(a), float(b)))
+    return cuts
 
 
 def cut(win: Window, a: float, b: float) -> Window:
@@ -41,10 +55,6 @@ def cut(win: Window, a: float, b: float) -> Window:
     return dataclasses.replace(win, seconds=round(hi - lo, 3), samples=samples, stacks=stacks)
 
 
-# The GPU has run the job's kernels once a sample shows it this busy: before that the job starts up.
-WORK_UTIL_PCT = 10.0
-
-
 def first_work(win: Window) -> float:
     """Seconds from launch to the first sample in which the GPU worked (inf: never)."""
     t0 = win.samples[0].t
@@ -52,13 +62,18 @@ def first_work(win: Window) -> float:
                 float("inf"))
 
 
+def is_right(got: Expected, want: Expected, first_work_s: float, a: float, b: float) -> bool:
+    """The expected verdict, or start-up where most of the window came before the GPU first worked."""
+    return got == want or (got[0] == "startup" and first_work_s > (a + b) / 2)
+
+
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     p.add_argument("dir")
     p.add_argument("--cut", default="2:12,10:20,50:60")
     p.add_argument("--save", default=None)
     args = p.parse_args()
-    cuts = [tuple(float(x) for x in c.split(":")) for c in args.cut.split(",")]
+    cuts = parse_cuts(args.cut)
     print("| workload | window (s after launch) | verdict (cause) | conf | unexplained idle | right |")
     print("|---|---|---|---|---|---|")
     right = total = 0
@@ -74,7 +89,7 @@ def main() -> int:
             r = diagnose(snap.topology, w, Thresholds(), f"replay:{name}")
             g = r.gpus[0]
             un = g.attribution.unexplained_share if g.attribution else 0.0
-            ok = (g.verdict, g.cause) == exp or (g.verdict == "startup" and first_work(snap.window) > (a + b) / 2)
+            ok = is_right((g.verdict, g.cause), exp, first_work(snap.window), a, b)
             right += ok
             total += 1
             print(f"| {name} | {a:.0f}-{b:.0f} | {g.verdict} ({g.cause or '-'}) | {g.confidence:.2f} | {un:.0%} | "

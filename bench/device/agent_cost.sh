@@ -30,18 +30,11 @@ export PYTHONPATH=/tmp/nt:/tmp/site${PYTHONPATH:+:$PYTHONPATH} PATH=/tmp/site/bi
 command -v py-spy >/dev/null || echo "warning: py-spy not on PATH: the stacks-on agent will say so and sample none" >&2
 $PY -c "import prometheus_client, pynvml, torch" || { echo "agent_cost: $PY lacks prometheus_client, nvidia-ml-py or torch" >&2; exit 2; }
 
-NE_BIN=$(command -v prometheus-node-exporter || command -v node_exporter || true)
-if [ -z "$NE_BIN" ] && compgen -G ".debs/prometheus-node-exporter_*.deb" >/dev/null; then
-  rm -rf /tmp/ne && dpkg -x "$(ls .debs/prometheus-node-exporter_*.deb | head -1)" /tmp/ne
-  NE_BIN=/tmp/ne/usr/bin/prometheus-node-exporter
-fi
-[ -x "${NE_BIN:-}" ] || { echo "no node_exporter (install prometheus-node-exporter or carry its .deb in .debs/)" >&2; exit 2; }
+NE_BIN=$($PY -m bench.harness node-exporter) || exit 2
 
 # one config per agent: its own history file (two agents, one SQLite file would contend)
 for a in on off; do
-  mkdir -p "$OUT/agent_$a"
-  printf '[agent]\nhistory_path = "%s"\nstacks = %s\n' "$OUT/agent_$a/history.sqlite" \
-    "$([ $a = on ] && echo true || echo false)" >"$OUT/agent_$a/config.toml"
+  $PY -m bench.harness agent-config --out "$OUT/agent_$a/config.toml" --history "$OUT/agent_$a/history.sqlite" --stacks $a
 done
 : >"$OUT/agent_cost.md"
 { echo "# agent cost beside node_exporter on $(hostname) ($(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1 || echo '?'), $(nproc) CPUs)"

@@ -16,8 +16,12 @@ import argparse
 import os
 import sys
 import time
+from pathlib import Path
 
 from exporter_probe import cpu_ticks, rss_mb, scrape
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository: bench.harness
+from bench.harness.agents import parse_target  # noqa: E402
 
 
 def body_bytes(port: int) -> int:
@@ -36,11 +40,7 @@ def main() -> int:
     ap.add_argument("--out", required=True)
     ap.add_argument("targets", nargs="+", help="NAME=PID:PORT")
     a = ap.parse_args()
-    who: dict[str, tuple[int, int]] = {}
-    for t in a.targets:
-        name, _, rest = t.rpartition("=")
-        pid, port = rest.split(":")
-        who[name] = (int(pid), int(port))
+    who = {e.name: (e.pid, e.port) for e in map(parse_target, a.targets)}
     hz = os.sysconf("SC_CLK_TCK")
     for _, port in who.values():
         body_bytes(port)  # warm: first render, collectors' set-up

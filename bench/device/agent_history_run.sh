@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One 10-minute call on the GPU machine for issues 11, 12 and 13 together:
+# One 10-minute call on the GPU machine: the agent's cost, the diagnosis v2 workloads and the history:
 # - `nodetune agent` at default settings and Debian's prometheus-node-exporter (carried .deb,
 #   unpacked under /tmp) both scraped every SCRAPE_S s for the whole run;
 # - meanwhile the diagnosis v2 workloads run one after another (bench/device/diagnosis_v2_run.sh:

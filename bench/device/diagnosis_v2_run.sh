@@ -1,37 +1,35 @@
 #!/usr/bin/env bash
-# Issue 12's proof (diagnosis second pass), modelled on diagnosis_run.sh. For each new workload,
-# diagnose three times in each of three positions: 2 s after launch, in steady state, and across a
-# phase change (start-up -> steps, or steps -> the workload's stall pattern via --steady-first).
-# Every report (JSON) and window (snapshot, for replay tests) lands in $OUT/v2; a table of verdicts,
-# stability and unexplained idle share per run is printed and saved. Then the earlier workloads
-# through the runner, to show their verdicts are still right. Read-only on the GPU.
+# The diagnosis workloads that change phase, on one GPU (two for straggler_2gpu). For each, diagnose
+# three times in each of three positions: 2 s after launch, in steady state, and across a phase
+# change (start-up -> steps, or steps -> the workload's stall pattern via --steady-first). Each
+# launch, window and stop is one `python3 -m bench.harness window`; every report (JSON) and window
+# (snapshot, for replay tests) lands in $OUT/v2; a table of verdicts, stability and unexplained idle
+# share per run is printed and saved. Then the other workloads through the diagnosis benchmark, to
+# show their verdicts are still right. Read-only on the GPU.
+# Without a GPU: STANDIN=1 runs bench/workloads/_cpu_standin.py in place of each workload (pass NT,
+# e.g. NT="python3 bench/workloads/_fake_diagnose.py", and SKIP_EARLIER=1).
 [ -n "${NT:-}" ] || source bench/device/setup.sh
 W=${W:-5}
 D=$OUT/v2; mkdir -p $D
 NGPU=$(nvidia-smi -L 2>/dev/null | wc -l)
 CKPT_DIR=${CKPT_DIR:-/tmp/nodetune-ckpt}
 
-start() {  # start <name> <args...>: the workload in its own process group; sets PID, READYFILE
-  local name=$1; shift
-  READYFILE=$D/.ready-$name; rm -f $READYFILE
-  setsid python3 bench/workloads/$name.py --seconds 120 "$@" > >(tee $READYFILE > /dev/null) 2> $D/$name.log &
-  PID=$!
-}
-wait_ready() { for _ in $(seq 1 600); do grep -q READY $READYFILE 2>/dev/null && return 0; sleep 0.2; done; return 1; }
-stop() { kill -TERM -- -$PID 2>/dev/null; for _ in $(seq 1 50); do kill -0 $PID 2>/dev/null || break; sleep 0.2; done
-         kill -KILL -- -$PID 2>/dev/null; wait $PID 2>/dev/null; sleep 2; }
-diag() {  # diag <tag> <window s>
-  timeout 120 $NT diagnose --seconds $2 --interval 0.5 --json --save $D/$1.json.gz > $D/$1.json 2> $D/$1.err
-  echo "  $1: $(python3 -c "import json,sys; r=json.load(open('$D/$1.json')); print('; '.join(f\"GPU{g['index']} {g['verdict']}/{g['cause']} conf {g['confidence']:.2f} healthy {g['healthy']} border {g['borderline']} | {(g.get('attribution') or {}).get('text','')}\" for g in r['gpus']))" 2>&1)"
+win() {  # win <tag> <offset> <window s> <workload> <args...>: launch, one diagnose at the offset, stop
+  local tag=$1 at=$2 secs=$3 name=$4 script=bench/workloads/$4.py; shift 4
+  [ -n "${STANDIN:-}" ] && script="bench/workloads/_cpu_standin.py --warmup 1"
+  python3 -m bench.harness window --nodetune-cmd "$NT" --kind diagnose --tag "$tag" --at "$at" --seconds "$secs" \
+    --interval 0.5 --timeout 120 --stop-grace 10 --cool 2 --dir "$D" --name $name -- \
+    python3 $script --seconds 120 "$@"
 }
 
 run_one() {  # run_one <name> <phase args> <extra args...>
-  local name=$1 phase_args=$2; shift 2
+  local name=$1 phase_args=$2 settle=3; shift 2
+  [ "$name" = startup ] && settle=15  # startup's steady state comes after its long start-up
   for n in $(seq 1 ${REPS:-3}); do
-    start $name "$@"; sleep 2; diag $name-launch-$n $W; stop
-    start $name "$@"; wait_ready; [ $name = startup ] && sleep 15 || sleep 3; diag $name-steady-$n $W; stop
-    if [ $name = startup ]; then start $name "$@"; sleep 1; diag $name-phase-$n 10; stop
-    else start $name $phase_args "$@"; wait_ready; sleep 1; diag $name-phase-$n 10; stop; fi
+    win $name-launch-$n launch+2 $W $name "$@"
+    win $name-steady-$n ready+$settle $W $name "$@"
+    if [ "$name" = startup ]; then win $name-phase-$n launch+1 10 $name "$@"
+    else win $name-phase-$n ready+1 10 $name $phase_args "$@"; fi
   done
 }
 
@@ -45,31 +43,10 @@ if [ "$NGPU" -ge 2 ]; then run_one straggler_2gpu ""; else echo "straggler_2gpu:
 rm -rf $CKPT_DIR
 
 echo "== summary"
-python3 - "$D" <<'PY' | tee $OUT/diagnosis_v2_table.txt
-import collections, glob, json, os, sys
-d = sys.argv[1]
-runs = collections.defaultdict(list)
-for f in sorted(glob.glob(f"{d}/*-*-[123].json")):
-    name, pos, _ = os.path.basename(f)[:-5].rsplit("-", 2)
-    try:
-        r = json.load(open(f))
-    except ValueError as exc:
-        print(f"{f}: no report ({exc})"); continue
-    for g in r["gpus"]:
-        a = g.get("attribution") or {}
-        runs[(name, pos, g["index"])].append((g["verdict"], g["cause"], g["borderline"], a.get("idle_share"),
-                                              a.get("unexplained_share")))
-print(f"{'workload':16} {'position':8} gpu  verdicts (3 runs)                              stable  idle  unexplained")
-for (name, pos, gpu), rs in sorted(runs.items()):
-    vs = [f"{v}/{c}" + ("~" if b else "") for v, c, b, _, _ in rs]
-    idle = max((i or 0) for *_, i, _ in rs)
-    unex = max((u or 0) for *_, u in rs)
-    print(f"{name:16} {pos:8} {gpu:3}  {', '.join(vs):46} {'yes' if len({v[:2] for v in rs}) == 1 else 'NO':6} "
-          f"{idle:4.0%}  {unex:4.0%}")
-PY
+python3 -m bench.harness v2-table "$D" | tee $OUT/diagnosis_v2_table.txt
 
 [ -n "${SKIP_EARLIER:-}" ] && exit 0
 echo "== earlier workloads, still right"
-python3 bench/run_diagnosis.py --seconds $W --nodetune-cmd "$NT" --save-windows $D/earlier \
+python3 -m bench.harness diagnosis --seconds $W --nodetune-cmd "$NT" --save-windows $D/earlier \
   --skip startup,checkpoint,cpu_eval,half_host,straggler_2gpu --out $D/earlier_results.json 2>&1 | grep -v "^\[run_diagnosis"
 ls -la $D | tail -5

@@ -4,7 +4,7 @@
 # tuning against real NVML. Read-only on the GPU.
 source bench/device/setup.sh
 R=/tmp/res; mkdir -p $R
-python3 bench/run_diagnosis.py --seconds ${W:-5} --nodetune-cmd "$NT" --save-windows $R/windows \
+python3 -m bench.harness diagnosis --seconds ${W:-5} --nodetune-cmd "$NT" --save-windows $R/windows \
   --out $R/diagnosis_results.json --save-raw $R/diagnose_raw 2>&1 | tee $R/runner.log | grep -v "^\[run_diagnosis"
 cp $R/diagnosis_table.txt $OUT/ 2>/dev/null
 python3 bench/bench_sample.py --live --calls 8 2>&1 | tee $OUT/bench_sample.txt

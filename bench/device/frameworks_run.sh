@@ -6,7 +6,8 @@
 # side. Windows at 2, 10 and ~50 s after launch are cut from the snapshots and diagnosed afterwards
 # (bench/frameworks_table.py). node_exporter runs beside the agents and all three are scraped every
 # 15 s (bench/device/scrape_side_by_side.py): their CPU and RSS side by side. Read-only on the GPU;
-# page cache dropped only for the shard reader.
+# page cache dropped only for the shard reader. Each launch, recording and stop is one
+# `python3 -m bench.harness window`.
 [ -n "${NT:-}" ] || source bench/device/setup.sh
 D=$OUT/fw; mkdir -p $D /tmp/nt
 REC=${REC:-60}
@@ -16,27 +17,16 @@ echo "== data"
 python3 $W/tv_imagefolder.py --make 1000 --data /tmp/nt-imgs 2>&1 | tail -2 &
 python3 $W/wds_shards.py --make 20 --data /tmp/nt-shards 2>&1 | tail -2 &
 wait
-cat > /tmp/nt/stacks.toml <<'TOML'
-[agent]
-listen = "127.0.0.1:9847"
-history_path = "/tmp/nt/history-stacks.sqlite"
-TOML
-cat > /tmp/nt/nostacks.toml <<'TOML'
-[agent]
-listen = "127.0.0.1:9848"
-history_path = "/tmp/nt/history-nostacks.sqlite"
-stacks = false
-TOML
+python3 -m bench.harness agent-config --out /tmp/nt/stacks.toml --listen 127.0.0.1:9847 \
+  --history /tmp/nt/history-stacks.sqlite --stacks on
+python3 -m bench.harness agent-config --out /tmp/nt/nostacks.toml --listen 127.0.0.1:9848 \
+  --history /tmp/nt/history-nostacks.sqlite --stacks off
 ticks() { awk '{print $14+$15+$16+$17}' /proc/$1/stat; }
 $NT agent --config /tmp/nt/stacks.toml > $D/agent-stacks.log 2>&1 & A1=$!
 $NT agent --config /tmp/nt/nostacks.toml > $D/agent-nostacks.log 2>&1 & A2=$!
 # node_exporter beside them (its Debian package carried in .debs/), all three scraped every 15 s
 # with Prometheus's headers for the whole run: CPU and RSS side by side on the same node and jobs.
-NE_BIN=$(command -v prometheus-node-exporter || true)
-if [ -z "$NE_BIN" ] && compgen -G ".debs/prometheus-node-exporter_*.deb" >/dev/null; then
-  rm -rf /tmp/ne && dpkg -x "$(ls .debs/prometheus-node-exporter_*.deb | head -1)" /tmp/ne
-  NE_BIN=/tmp/ne/usr/bin/prometheus-node-exporter
-fi
+NE_BIN=$(python3 -m bench.harness node-exporter 2>/dev/null || true)
 NE=""
 if [ -x "${NE_BIN:-}" ]; then
   "$NE_BIN" --web.listen-address=127.0.0.1:9100 > $D/node_exporter.log 2>&1 & NE=$!
@@ -52,14 +42,9 @@ for name in $ONLY; do
     pl_checkpoint) args="--dir /tmp/nt-ckpt";;
     wds_shards) args="--data /tmp/nt-shards"; sync; echo 3 > /proc/sys/vm/drop_caches;;
   esac
-  setsid python3 $W/$name.py --seconds $((REC + 30)) $args > $D/$name.out 2> $D/$name.log &
-  P=$!
-  timeout $((REC + 40)) $NT snapshot -o $D/$name.json.gz --seconds $REC --interval 0.5 --note "$name from launch" \
-    > /dev/null 2> $D/$name.snap.err || echo "  snapshot of $name failed: $(tail -1 $D/$name.snap.err)"
-  kill -TERM -- -$P 2>/dev/null; for _ in $(seq 1 40); do kill -0 $P 2>/dev/null || break; sleep 0.25; done
-  kill -KILL -- -$P 2>/dev/null; wait $P 2>/dev/null
-  echo "  $name: $(tail -2 $D/$name.log | tr '\n' ' ' | cut -c1-200)"
-  sleep 3
+  python3 -m bench.harness window --nodetune-cmd "$NT" --kind snapshot --tag $name --at launch+0 --seconds $REC \
+    --interval 0.5 --note "$name from launch" --timeout $((REC + 40)) --stop-grace 10 --cool 3 --dir $D \
+    --stdout $D/$name.out --log-tail -- python3 $W/$name.py --seconds $((REC + 30)) $args
 done
 T1=$(date +%s.%N); E1=$(ticks $A1); E2=$(ticks $A2)
 python3 - "$T0" "$T1" "$C1" "$E1" "$C2" "$E2" <<'PY' | tee $D/agent_cpu.md

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 5 (and the rest of 2-4's proofs) on the 2-GPU kind, in one call: topo vs nvidia-smi for every
+# The 2-GPU kind in one call: topo vs nvidia-smi for every
 # GPU pair, a snapshot for examples/, one workload per GPU at once plus a 2-process NCCL
 # all-reduce, `tune plan --profile training-throughput` (plan only), the sampling cost, the
 # tuning proof (host knobs, rolled back in the same run) and the loader benchmark.
@@ -10,7 +10,7 @@ nvidia-smi topo -m 2>&1 | tee $R/topo_m.txt
 python3 bench/device/compare_smi.py 2>&1 | tee $OUT/compare_smi.txt | grep -v "^GPU. *\(uuid\|serial\)"
 $NT topo
 $NT tune plan --profile training-throughput 2>&1 | tee $R/tune_plan.txt | tail -25
-python3 bench/run_diagnosis.py --seconds ${W:-5} --concurrent --nodetune-cmd "$NT" --save-windows $R/windows \
+python3 -m bench.harness diagnosis --seconds ${W:-5} --concurrent --nodetune-cmd "$NT" --save-windows $R/windows \
   --snapshot-during allreduce:$R/h200x2-allreduce.json.gz \
   --out $R/diagnosis_results.json --save-raw $R/diagnose_raw 2>&1 | tee $R/runner.log | grep -v "^\[run_diagnosis"
 cp $R/diagnosis_table.txt $OUT/ 2>/dev/null

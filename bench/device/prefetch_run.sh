@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 14's proof on one GPU, one call: the cold-read table (page cache dropped before each run) and the
+# The prefetcher on one GPU, one call: the cold-read table (page cache dropped before each run) and the
 # closed loop (a loader reading files cold: diagnose -> tune recommend/apply + prefetcher -> diagnose
 # again), 3 runs each, everything into $OUT. Every host knob is rolled back in this script (trap).
 source bench/device/setup.sh

@@ -13,9 +13,14 @@ import argparse
 import json
 import os
 import signal
+import sys
 import time
+from pathlib import Path
 
 from exporter_probe import cpu_ticks, rss_mb, scrape
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository: bench.harness
+from bench.harness.agents import parse_target  # noqa: E402
 
 
 def main() -> int:
@@ -24,11 +29,7 @@ def main() -> int:
     p.add_argument("--out", required=True)
     p.add_argument("targets", nargs="+", help="name=PID:PORT")
     a = p.parse_args()
-    targets = []
-    for t in a.targets:
-        name, _, rest = t.partition("=")
-        pid, _, port = rest.partition(":")
-        targets.append((name, int(pid), int(port)))
+    targets = [(e.name, e.pid, e.port) for e in map(parse_target, a.targets)]
     stop = []
     signal.signal(signal.SIGINT, lambda *_: stop.append(1))
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))

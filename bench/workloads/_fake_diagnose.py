@@ -6,7 +6,7 @@ NODETUNE_FAKE_EXPECT: a JSON object {"<gpu index>": {"verdict": ..., "cause": ..
 (the expectation, so a dry run comes out correct), except for the GPUs listed in
 NODETUNE_FAKE_WRONG (comma-separated indices), which come out "compute_bound" and healthy, to
 exercise the runner's mismatch and goal-check paths. `snapshot -o PATH --seconds W` sleeps and
-writes a tiny JSON file.
+writes a tiny JSON file; so does `diagnose --save PATH`. `--interval` is accepted and ignored.
 """
 
 from __future__ import annotations
@@ -34,6 +34,8 @@ def report(window: float, expect: dict[str, dict], wrong: set[str]) -> dict:
                    "evidence": evidence, "advice": [{"text": "fake advice"}]}
         findings.append(finding)
         gpus.append({"index": idx, "verdict": verdict, "cause": cause, "healthy": healthy,
+                     "confidence": 0.8, "borderline": False,
+                     "attribution": {"idle_share": 1 - util / 100, "unexplained_share": 0.0, "text": "fake"},
                      "metrics": {"nvml_util_pct": util, "gpm_sm_pct": 1.5}})
         jobs.append({"id": f"fake-job-{idx}", "pids": want.get("pids", []), "gpus": [idx],
                      "verdict": verdict, "cause": cause, "findings": [finding]})
@@ -48,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("-o", "--output")
     p.add_argument("--note")
+    p.add_argument("--interval", type=float)
+    p.add_argument("--save")
     args = p.parse_args(argv)
     time.sleep(args.seconds + float(os.environ.get("NODETUNE_FAKE_EXTRA_S", "0.05")))
     expect = json.loads(os.environ.get("NODETUNE_FAKE_EXPECT", '{"0": {}}'))
@@ -60,6 +64,9 @@ def main(argv: list[str] | None = None) -> int:
             json.dump({"fake_snapshot": True, "seconds": args.seconds, "note": args.note}, f)
         print(f"wrote {args.output}", file=sys.stderr)
         return 0
+    if args.save:
+        with open(args.save, "w") as f:
+            json.dump({"fake_snapshot": True, "seconds": args.seconds}, f)
     sys.stdout.write(json.dumps(report(args.seconds, expect, wrong), indent=1) + "\n")
     return 0
 
