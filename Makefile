@@ -21,6 +21,7 @@ lint: $(VENV)/.ok
 
 typecheck: $(VENV)/.ok
 	$(VENV)/bin/mypy agent cli config diagnosis probes tuners prefetch
+	$(VENV)/bin/mypy --explicit-package-bases bench/harness
 
 unit: $(VENV)/.ok
 	$(PY) -m pytest -q
