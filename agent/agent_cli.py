@@ -22,10 +22,13 @@ def _listen(value: str | None) -> str | None:
 
 
 def agent(
-    config: Annotated[str | None, typer.Option("--config", help="Config file (default: /etc/nodetune/config.toml under --root).")] = None,
-    root: Annotated[str, typer.Option("--root", help="Read /proc, /sys, /dev and /etc under this root (a fake tree).")] = "/",
+    config: Annotated[str | None, typer.Option("--config", help="Config file (default: /etc/nodetune/config.toml "
+                                               "under --root).")] = None,
+    root: Annotated[str, typer.Option("--root",
+                                      help="Read /proc, /sys, /dev and /etc under this root (a fake tree).")] = "/",
     listen: Annotated[str | None, typer.Option("--listen", parser=_listen, metavar="ADDR:PORT",
-                                               help="Exporter address (default: [agent].listen, 0.0.0.0:9847).")] = None,
+                                               help="Exporter address (default: [agent].listen, "
+                                               "0.0.0.0:9847).")] = None,
     web_config: Annotated[str | None, typer.Option("--web.config.file", metavar="FILE",
                                                    help="node_exporter's web configuration file: TLS and bcrypt "
                                                    "basic_auth_users (default: [agent].web_config_file).")] = None,

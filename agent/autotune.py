@@ -179,7 +179,8 @@ class Autotuner:
             self.changes_total[key] = self.changes_total.get(key, 0) + 1
             log.info("autotune %s for %s: %s %s -> %s (txn %s; undo with `nodetune tune rollback --txn %s`)",
                      c.tuner, c.finding, a.knob.label, a.original, a.actual, res.txn, res.txn)
-            out.append(AutoChange(now, c.tuner, c.finding, c.jobs, a.knob.label, a.original, a.actual, True, "", res.txn))
+            out.append(AutoChange(now, c.tuner, c.finding, c.jobs, a.knob.label, a.original, a.actual, True, "",
+                                  res.txn))
         return out
 
     def _follow(self, c: _Candidate, now: float) -> AutoChange:

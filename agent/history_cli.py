@@ -61,10 +61,12 @@ def _dur(s: float) -> str:
 
 
 def history(job: Annotated[str | None, typer.Argument(help="A job id (or its start) for its timeline.")] = None,
-            since: Annotated[float | None, typer.Option("--since", parser=lambda v: parse_since(v, time.time()), metavar="WHEN",
-                                                        help="Only jobs seen since (90m, 24h, 7d, or an ISO date).")] = None,
+            since: Annotated[float | None, typer.Option("--since", parser=lambda v: parse_since(v, time.time()),
+                                                        metavar="WHEN", help="Only jobs seen since (90m, 24h, 7d, "
+                                                        "or an ISO date).")] = None,
             user: Annotated[str | None, typer.Option("--user", help="Only this user's jobs.")] = None,
-            db: Annotated[str | None, typer.Option("--db", help="History database (default /var/lib/nodetune/history.sqlite under --root).")] = None,
+            db: Annotated[str | None, typer.Option("--db", help="History database (default "
+                                                   "/var/lib/nodetune/history.sqlite under --root).")] = None,
             root: Annotated[str, typer.Option("--root", help="The node's root.")] = "/",
             as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
     """Recent jobs with their dominant verdict and lost GPU-hours; with JOB, its verdict timeline."""

@@ -28,7 +28,8 @@ class RepeatFilter(logging.Filter):
     """Per kind of line (logger, level, message template): the first FIRST_N of each interval pass,
     only the first with its traceback; the next line after the interval says how many were held back."""
 
-    def __init__(self, interval_s: float = INTERVAL_S, first_n: int = FIRST_N, clock: Callable[[], float] | None = None) -> None:
+    def __init__(self, interval_s: float = INTERVAL_S, first_n: int = FIRST_N,
+                 clock: Callable[[], float] | None = None) -> None:
         super().__init__()
         self.interval_s = interval_s
         self.first_n = first_n

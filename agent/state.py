@@ -98,8 +98,10 @@ class View:
     lateness_counts: tuple[int, ...] = (0,) * (len(LATENESS_BUCKETS) + 1)  # per bucket, last is +Inf
     lateness_sum_s: float = 0.0
     sample_errors: Mapping[str, int] = field(default_factory=lambda: EMPTY)  # probe -> samples whose probe raised
-    missing_fields: Mapping[str, int] = field(default_factory=lambda: EMPTY)  # probe -> values missing in the latest sample
-    gpu_detail: Mapping[int, GpuSample] = field(default_factory=lambda: EMPTY)  # per GPU, the latest sample with the slow counters
+    # probe -> values missing in the latest sample
+    missing_fields: Mapping[str, int] = field(default_factory=lambda: EMPTY)
+    # per GPU, the latest sample with the slow counters
+    gpu_detail: Mapping[int, GpuSample] = field(default_factory=lambda: EMPTY)
     gpu_states: Mapping[int, str] = field(default_factory=lambda: EMPTY)  # ok | lost | error
     ring_len: int = 0
     followed: int = 0
@@ -118,7 +120,8 @@ class View:
     kmsg_reason: str | None = "not started"
     hotplug_up: bool = False
     hotplug_reason: str | None = "not started"
-    hotplug_events: Mapping[tuple[str, str], int] = field(default_factory=lambda: EMPTY)  # (subsystem, action) -> events
+    # (subsystem, action) -> events
+    hotplug_events: Mapping[tuple[str, str], int] = field(default_factory=lambda: EMPTY)
     topology_reprobes_total: int = 0
     config_reloads: Mapping[str, int] = field(default_factory=lambda: EMPTY)  # ok | refused -> count
     config_ok: bool = True

@@ -126,7 +126,8 @@ class MetricsApp:
             age = time.time() - v.sample_wall if v.sample_wall else None
             fresh = age is not None and age <= self.stale_after_s()
             start_response("200 OK" if fresh else "503 Service Unavailable", [("Content-Type", "text/plain")])
-            return [b"ok\n" if fresh else f"stale: last sample {'never' if age is None else f'{age:.1f} s ago'}\n".encode()]
+            return [b"ok\n" if fresh
+                    else f"stale: last sample {'never' if age is None else f'{age:.1f} s ago'}\n".encode()]
         if path == "/":
             start_response("200 OK", [("Content-Type", "text/html; charset=utf-8")])
             return [b"<html><head><title>nodetune agent</title></head><body><h1>nodetune agent</h1>"

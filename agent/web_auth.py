@@ -128,8 +128,8 @@ def load_users(path: str) -> dict[str, str]:
             continue
         user, sep, stored = s.partition(":")
         if not sep or not user:
-            raise ConfigError(f"{path}:{n}: expected user:HASH (make one with `python3 -m nodetune.agent.web_auth USER` "
-                              "or `htpasswd -nBC 10 USER`)")
+            raise ConfigError(f"{path}:{n}: expected user:HASH (make one with "
+                              "`python3 -m nodetune.agent.web_auth USER` or `htpasswd -nBC 10 USER`)")
         try:
             hash_cost(stored)
         except ValueError as exc:

@@ -12,15 +12,16 @@ from dataclasses import dataclass
 
 from .fields import flag, names, number, section, text
 
-DEFAULT_PORT = 9847  # unassigned in the Prometheus exporter port list (github.com/prometheus/prometheus/wiki/Default-port-allocations)
+# unassigned in the Prometheus exporter port list (github.com/prometheus/prometheus/wiki/Default-port-allocations)
+DEFAULT_PORT = 9847
 
 
 @section("agent")
 @dataclass
 class AgentConfig:
     listen: str = text(f"0.0.0.0:{DEFAULT_PORT}", "address:port the exporter listens on ([::]:PORT for IPv6)")
-    sample_interval_s: float = number(1.0, "seconds between fast samples (GPU, PSI, CPU, disks; GPM between two samples)",
-                                      lo=0.11, hi=60)
+    sample_interval_s: float = number(1.0, "seconds between fast samples (GPU, PSI, CPU, disks; GPM between two "
+                                      "samples)", lo=0.11, hi=60)
     detail_every_s: float = number(30, "seconds between slow GPU counters (energy, ECC, row remaps, PCIe replays)",
                                    lo=1, hi=3600)
     worker_scan_every_s: float = number(5, "seconds between scans for DataLoader workers under GPU processes",
@@ -32,9 +33,11 @@ class AgentConfig:
     stacks_rate_hz: int = number(5, "py-spy samples per second of each GPU process", lo=1, hi=100)
     stacks_slice_s: float = number(10, "seconds of each py-spy run (one child process per slice and GPU process)",
                                    lo=1, hi=60)
-    journal_every_s: float = number(60, "seconds between reads of the tuning journal (only when it changed)", lo=1, hi=86400)
+    journal_every_s: float = number(60, "seconds between reads of the tuning journal (only when it changed)",
+                                    lo=1, hi=86400)
     job_retention_s: float = number(3600, "seconds a job that ended keeps its per-verdict series", lo=0, hi=30 * 86400)
-    max_jobs: int = number(256, "most jobs with per-verdict series at once (oldest-seen dropped first)", lo=1, hi=100_000)
+    max_jobs: int = number(256, "most jobs with per-verdict series at once (oldest-seen dropped first)",
+                           lo=1, hi=100_000)
     kmsg: bool = flag(True, "count GPU Xid events from /dev/kmsg")
     hotplug: bool = flag(True, "watch PCI and block devices through udev and re-probe the topology on add/remove")
     tls_cert_file: str = text("", "PEM certificate: serve HTTPS (with tls_key_file)")
@@ -84,7 +87,8 @@ class AgentConfig:
         return errors
 
 
-_HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+                       r"(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
 
 
 def parse_listen(text: str) -> tuple[str, int]:

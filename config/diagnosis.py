@@ -21,7 +21,8 @@ class Thresholds:
     fp32_note_pct: float = percent(20, "FP32 (non-tensor) pipe activity that earns a 'use tensor cores' note")
     memory_bound_dram_pct: float = percent(60, "DRAM bandwidth (% of peak) above which busy SMs are memory-bound")
     memory_bound_dram_pct_no_gpm: float = number(60, "without GPM: NVML memory utilization for memory_bound")
-    transfer_link_share: float = share(0.10, "PCIe host<->device traffic as a share of link capacity for transfer_bound")
+    transfer_link_share: float = share(0.10, "PCIe host<->device traffic as a share of link capacity "
+                                       "for transfer_bound")
     transfer_min_mibps: float = number(2000, "PCIe traffic (MiB/s) below which a GPU is never transfer-bound")
     transfer_sm_max_pct: float = percent(20, "SM activity above which copies overlap with compute (not transfer-bound)")
     launch_util_min_pct: float = percent(20, "utilization (GPU busy-time) above which tiny kernels can be launch-bound")
@@ -46,10 +47,13 @@ class Thresholds:
     swap_pages_per_s: float = number(100, "swap-in + swap-out pages/s for host_memory_pressure")
     cpu_psi_pct: float = percent(20, "PSI cpu some (% of the window) for cpu_contention")
     steal_pct: float = percent(5, "CPU steal (% of CPU time) for cpu_contention")
-    attr_io_mibps: float = number(20, "a job's read or write rate (MiB/s) in a sample interval that counts the interval as I/O")
+    attr_io_mibps: float = number(20, "a job's read or write rate (MiB/s) in a sample interval that counts the "
+                                  "interval as I/O")
     cause_min_share: float = share(0.15, "share of the window an idle cause must explain to be named as a finding")
-    cause_critical_share: float = share(0.5, "share of the window lost to one cause, shown by counters or stacks, for critical")
-    startup_max_age_s: float = number(300, "a process younger than this (s) whose GPU has not yet worked is starting up")
+    cause_critical_share: float = share(0.5, "share of the window lost to one cause, shown by counters or stacks, "
+                                        "for critical")
+    startup_max_age_s: float = number(300, "a process younger than this (s) whose GPU has not yet worked is "
+                                      "starting up")
     phase_step_pct: float = percent(30, "change of mean GPU activity (points) that starts a new phase")
     phase_min_s: float = number(2, "shortest stretch (s) that counts as a phase")
     straggler_gap_share: float = share(0.3, "idle share by which one GPU of a multi-GPU job trails its peers")

@@ -148,7 +148,8 @@ def _prepare(topo: Topology, win: Window, th: Thresholds, jobs: list[JobGroup], 
     clk = topo.node.clk_tck or 100
     stats = window_stats(win, topo, th.idle_util_pct, gpus)
     index = process_index(win)
-    memo: dict[tuple[int, ...], list[tuple[int, int, int, list[float]]]] = {}  # a multi-GPU job's counters, once for all its GPUs
+    # a multi-GPU job's counters, once for all its GPUs
+    memo: dict[tuple[int, ...], list[tuple[int, int, int, list[float]]]] = {}
     facts: dict[int, Facts] = {}
     for g in stats.gpus:
         if g.lost or not g.pids:
@@ -357,5 +358,6 @@ def _node_summary(topo: Topology, win: Window, hs: HostStats) -> dict[str, objec
     return {"cpus": len(topo.cpu.online), "sockets": topo.cpu.packages, "numa_nodes": len(topo.cpu.numa_nodes),
             "gpus": len(topo.gpus), "thp_enabled": first.thp_enabled if first else None,
             "thp_defrag": first.thp_defrag if first else None,
-            "mem_total_gib": round(first.meminfo_kb["MemTotal"] / 2**20, 1) if first and "MemTotal" in first.meminfo_kb else None,
+            "mem_total_gib": round(first.meminfo_kb["MemTotal"] / 2**20, 1)
+                             if first and "MemTotal" in first.meminfo_kb else None,
             "disks": disks}

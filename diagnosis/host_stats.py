@@ -132,7 +132,8 @@ def nic_stats(samples: list[Sample]) -> list[NicStats]:
         name = f"{p.device}/{p.port}" if p.kind == "infiniband" and p.port is not None else p.device
         wait = None
         if "port_xmit_wait" in p.counters and "port_xmit_wait" in q.counters:
-            wait = round(min(1.0, (p.counters["port_xmit_wait"] - q.counters["port_xmit_wait"]) * XMIT_WAIT_TICK_S / dt), 3)
+            wait = round(min(1.0, (p.counters["port_xmit_wait"] - q.counters["port_xmit_wait"])
+                                  * XMIT_WAIT_TICK_S / dt), 3)
         grew = {k: v - q.counters[k] for k, v in p.counters.items()
                 if k != "port_xmit_wait" and not k.endswith("_packets") and k in q.counters and v > q.counters[k]}
         out.append(NicStats(name, p.kind, round(rx, 1), round(tx, 1), rate,

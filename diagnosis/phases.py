@@ -3,11 +3,11 @@
 A window is not one regime. Start-up is the window's leading stretch in which the job shows that
 it is starting (stacks under imports, model construction, weight loading, compilation; dispatching
 its first kernels or GPU memory climbing before the GPU ever worked): positive evidence, never the
-process's age or a low utilization alone. Binary segmentation on the utilization series of the rest finds step changes (a split is kept where
-the means on either side differ by at least `phase_step_pct` points and both sides last
-`phase_min_s`); a trailing stretch after every GPU process exited is the end. The verdict is drawn
-from what lies between (the steady part); the rest is said in words. Where start-up leaves no steady
-part of `phase_min_s`, the window is start-up.
+process's age or a low utilization alone. Binary segmentation on the utilization series of the rest
+finds step changes (a split is kept where the means on either side differ by at least
+`phase_step_pct` points and both sides last `phase_min_s`); a trailing stretch after every GPU
+process exited is the end. The verdict is drawn from what lies between (the steady part); the rest
+is said in words. Where start-up leaves no steady part of `phase_min_s`, the window is start-up.
 """
 
 from __future__ import annotations
@@ -220,7 +220,9 @@ def _startup(win: Window, gpu: int, pids: list[int], th: Thresholds, clk_tck: in
                 frames.setdefault("startup", fr["startup"])
         elif sum(v for c, v in sh.items() if c in CONTRARY) >= STARTUP_STACK_SHARE or active or (
                 readings and _workers_busy(readings, samples[k - 1].t, s.t, clk_tck)):
-            break  # regular work (loading, sleeping, a checkpoint, busy loader workers...), or the GPU already ran the job's kernels
+            # regular work (loading, sleeping, a checkpoint, busy loader workers...), or the GPU already ran the
+            # job's kernels
+            break
         elif not (young_context or not on_gpu):
             pass  # its GPU context predates the window: it may have worked before, only stacks can tell
         elif climbing:

@@ -50,7 +50,8 @@ _STARTUP_FUNCS = re.compile(r"^(?:\S+\.)?(_find_and_load\w*|_load_unlocked|exec_
                             r"tie_weights|reset_parameters|load_state_dict|_load_from_state_dict|load_checkpoint)$")
 # Constructors of model libraries' modules and of datasets: building the model and the index of
 # its data before the first step.
-_MODEL_FILES = ("torch/nn/modules/", "torchvision/datasets/", "datasets/arrow_dataset.py", "webdataset/", "transformers/models/", "transformers/modeling_utils.py", "timm/models/",
+_MODEL_FILES = ("torch/nn/modules/", "torchvision/datasets/", "datasets/arrow_dataset.py", "webdataset/",
+                "transformers/models/", "transformers/modeling_utils.py", "timm/models/",
                 "timm/layers/", "torchvision/models/", "lightning/pytorch/core/module.py")
 # Weights read from disk or moved to the GPU as a whole model.
 _WEIGHT_FUNCS = {"torch/serialization.py": ("load", "_load", "_legacy_load", "load_tensor", "persistent_load"),

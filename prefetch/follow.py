@@ -350,7 +350,8 @@ class Follower:
     def sync(self) -> None:
         """Copy the warmer's counters into the report (they change from its threads)."""
         c, r = self.warmer.counts, self.report
-        r.files_warmed, r.bytes_warmed, r.vanished, r.shrunk, r.failed = c.files, c.bytes, c.vanished, c.shrunk, c.failed
+        r.files_warmed, r.bytes_warmed, r.vanished, r.shrunk, r.failed = (
+            c.files, c.bytes, c.vanished, c.shrunk, c.failed)
         r.passed = c.passed
         r.seconds = self.clock() - self._t0
         if self.active is not None:

@@ -36,7 +36,8 @@ def check_target(host: Host, pid: int, euid: int | None = None) -> None:
     uid = status.get("Uid", "").split()
     euid = os.geteuid() if euid is None else euid
     if euid != 0 and uid and uid[0] != str(euid):
-        raise PrefetchError(f"{what}: the process belongs to uid {uid[0]}, not to this user; run as root or as its owner")
+        raise PrefetchError(f"{what}: the process belongs to uid {uid[0]}, not to this user; run as root or "
+                            "as its owner")
     try:
         host.listdir(f"/proc/{pid}/fd")
     except ProbeError as exc:

@@ -85,7 +85,9 @@ def probe_memory(host: Host, numa_nodes: list[int] | None = None, detail: bool =
         nm = attempt(s.missing, f"node{node}", partial(_read_node_meminfo, host, d))
         if nm is not None:
             s.nodes.append(NodeMemory(node, nm.get("MemTotal"), nm.get("MemFree"), nm.get("FilePages")))
-    s.thp_enabled = attempt(s.missing, "thp_enabled", lambda: parse_selected(host.read(f"{THP_DIR}/enabled"), f"{THP_DIR}/enabled"))
-    s.thp_defrag = attempt(s.missing, "thp_defrag", lambda: parse_selected(host.read(f"{THP_DIR}/defrag"), f"{THP_DIR}/defrag"))
+    s.thp_enabled = attempt(s.missing, "thp_enabled",
+                            lambda: parse_selected(host.read(f"{THP_DIR}/enabled"), f"{THP_DIR}/enabled"))
+    s.thp_defrag = attempt(s.missing, "thp_defrag",
+                           lambda: parse_selected(host.read(f"{THP_DIR}/defrag"), f"{THP_DIR}/defrag"))
     s.hugepages = attempt(s.missing, "hugepages", lambda: probe_hugepages(host, "/sys/kernel/mm/hugepages")) or []
     return s

@@ -18,8 +18,8 @@ def gpu(v: View) -> Iterator[Metric]:
     if s is None:
         return
     util = gauge("nodetune_gpu_utilization_ratio", "Share of time a kernel ran (NVML utilization.gpu, 0-1).", ["gpu"])
-    mutil = gauge("nodetune_gpu_memory_utilization_ratio", "Share of time device memory was read or written (NVML, 0-1).",
-                  ["gpu"])
+    mutil = gauge("nodetune_gpu_memory_utilization_ratio", "Share of time device memory was read or written "
+                  "(NVML, 0-1).", ["gpu"])
     used = gauge("nodetune_gpu_memory_used_bytes", "Device memory in use.", ["gpu"])
     total = gauge("nodetune_gpu_memory_total_bytes", "Device memory.", ["gpu"])
     procs = gauge("nodetune_gpu_processes", "Processes holding a context on the GPU.", ["gpu"])

@@ -21,10 +21,10 @@ def links(v: View) -> Iterator[Metric]:
     width = gauge("nodetune_gpu_pcie_link_width", "Current PCIe lanes.", ["gpu"])
     max_gen = gauge("nodetune_gpu_pcie_link_max_generation", "Maximum PCIe generation of the GPU.", ["gpu"])
     max_width = gauge("nodetune_gpu_pcie_link_max_width", "Maximum PCIe lanes of the GPU.", ["gpu"])
-    tx = gauge("nodetune_gpu_pcie_transmit_bytes_per_second", "PCIe device-to-host traffic (GPM, else NVML's 20 ms window).",
-               ["gpu"])
-    rx = gauge("nodetune_gpu_pcie_receive_bytes_per_second", "PCIe host-to-device traffic (GPM, else NVML's 20 ms window).",
-               ["gpu"])
+    tx = gauge("nodetune_gpu_pcie_transmit_bytes_per_second", "PCIe device-to-host traffic (GPM, else NVML's "
+               "20 ms window).", ["gpu"])
+    rx = gauge("nodetune_gpu_pcie_receive_bytes_per_second", "PCIe host-to-device traffic (GPM, else NVML's "
+               "20 ms window).", ["gpu"])
     ntx = gauge("nodetune_gpu_nvlink_transmit_bytes_per_second", "NVLink traffic sent (GPM).", ["gpu"])
     nrx = gauge("nodetune_gpu_nvlink_receive_bytes_per_second", "NVLink traffic received (GPM).", ["gpu"])
     active = gauge("nodetune_gpu_nvlinks_active", "NVLinks up at the last topology probe.", ["gpu"])
@@ -62,7 +62,8 @@ def links(v: View) -> Iterator[Metric]:
     for tg in v.topo.gpus if v.topo else []:
         i = [str(tg.index)]
         link = sysfs.get(tg.index)
-        put(max_gen, i, tg.static.pcie_max_gen if tg.static.pcie_max_gen is not None else link.max_gen if link else None)
+        put(max_gen, i, tg.static.pcie_max_gen if tg.static.pcie_max_gen is not None
+            else link.max_gen if link else None)
         put(max_width, i, tg.static.pcie_max_width if tg.static.pcie_max_width is not None
             else link.max_width if link else None)
         active.add_metric(i, sum(1 for lk in tg.nvlinks if lk.active))

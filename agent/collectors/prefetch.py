@@ -26,7 +26,8 @@ def prefetch(v: View) -> Iterator[Metric]:
     yield single_gauge("nodetune_prefetch_ahead_seconds", "How far ahead of its job's slowest reader the furthest "
                        "running follower is, in seconds of that job's reading.", p.ahead_seconds)
     stopped = CounterMetricFamily("nodetune_prefetch_followers_stopped", "Followers that stopped, by why: exited "
-                                  "(the job ended), random_access (nothing to follow), memory, other.", labels=["reason"])
+                                  "(the job ended), random_access (nothing to follow), memory, other.",
+                                  labels=["reason"])
     for why, n in sorted(p.stopped_total.items()):
         stopped.add_metric([why], n)
     yield stopped

@@ -33,7 +33,8 @@ def verdicts(v: View) -> Iterator[Metric]:
                ["gpu", "verdict"])
     healthy = gauge("nodetune_gpu_healthy", "1 if the latest diagnosis found the GPU doing healthy work.", ["gpu"])
     conf = gauge("nodetune_gpu_verdict_confidence", "Confidence of the GPU's verdict (0-1).", ["gpu"])
-    idle = gauge("nodetune_gpu_idle_ratio", "Share of the diagnosed window's samples in which the GPU was idle.", ["gpu"])
+    idle = gauge("nodetune_gpu_idle_ratio", "Share of the diagnosed window's samples in which the GPU was idle.",
+                 ["gpu"])
     for g in r.gpus:
         i = [str(g.index)]
         verdict = verdict_of(g)

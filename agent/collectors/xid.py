@@ -13,8 +13,8 @@ from nodetune.agent.state import View
 @collector("xid")
 def xid(v: View) -> Iterator[Metric]:
     fam = CounterMetricFamily("nodetune_gpu_xid_errors", "NVIDIA driver Xid events in /dev/kmsg since the agent "
-                              "started (gpu: the index, or other for a GPU the topology does not list; code: other past "
-                              "64 pairs).",
+                              "started (gpu: the index, or other for a GPU the topology does not list; code: other "
+                              "past 64 pairs).",
                               labels=["gpu", "code"])
     for (g, code), n in sorted(v.xid.items()):
         fam.add_metric([g, code], n)

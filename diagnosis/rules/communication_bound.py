@@ -75,6 +75,7 @@ def evaluate(ctx: RuleContext) -> list[Finding]:
             advice=[Advice("Overlap communication with compute (DDP gradient bucketing, FSDP prefetch), grow the "
                            "per-GPU batch so compute per all-reduce rises, and check NCCL uses NVLink "
                            "(NCCL_DEBUG=INFO shows the transport)."),
-                    Advice("Keep NIC and GPU on one PCIe switch/NUMA node for cross-node traffic (see `nodetune topo`).")],
+                    Advice("Keep NIC and GPU on one PCIe switch/NUMA node for cross-node traffic "
+                           "(see `nodetune topo`).")],
             notes=notes))
     return out

@@ -41,7 +41,8 @@ def evaluate(ctx: RuleContext) -> list[Finding]:
             summary = f"compute-bound: SMs {pct(g.sm_mean)} active, tensor {pct(g.tensor_mean)}"
             sev, base = "info", 0.75
         if not g.gpm:
-            summary = f"busy {pct(g.util_mean)} of the time, memory controller {pct(g.util_mem_mean)} (likely compute-bound)"
+            summary = (f"busy {pct(g.util_mean)} of the time, memory controller {pct(g.util_mem_mean)} "
+                       "(likely compute-bound)")
         out.append(Finding("compute_bound", sev, confidence(base, g, notes), summary, gpus=[g.index],
                            pids=g.pids, evidence=ev, advice=advice, notes=notes))
     return out

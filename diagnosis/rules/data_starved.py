@@ -82,7 +82,8 @@ def _cpu_signals(ctx: RuleContext, job: JobGroup, procs: list[ProcessStats],
     if workers and len(busy_workers) >= max(1, len(workers) * 0.75):
         signals.append(f"{len(busy_workers)}/{len(workers)} loader workers saturated (>= {busy_pct:.0f}% of a core)")
     if not workers and max(main_pct, busiest) >= th.loader_busy_pct:
-        signals.append(f"loading runs in the training process: a thread at {max(main_pct, busiest):.0f}% of a core, no workers")
+        signals.append(f"loading runs in the training process: a thread at {max(main_pct, busiest):.0f}% of a core, "
+                       "no workers")
     return signals, ev
 
 

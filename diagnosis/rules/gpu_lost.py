@@ -13,5 +13,6 @@ STRIP_LETTER: str | None = "X"  # what `nodetune history JOB`'s strip draws for 
 def evaluate(ctx: RuleContext) -> list[Finding]:
     return [Finding("gpu_lost", "critical", 0.99, f"GPU{g.index} lost: {g.lost_reason}", gpus=[g.index],
                     evidence={"samples": g.samples},
-                    advice=[Advice("The GPU needs a reset or a node reboot; check `dmesg` for Xid 79 and the BMC log.")])
+                    advice=[Advice("The GPU needs a reset or a node reboot; check `dmesg` for Xid 79 and the "
+                                   "BMC log.")])
             for g in ctx.stats.gpus if g.lost]

@@ -38,11 +38,13 @@ def evaluate(ctx: RuleContext) -> list[Finding]:
         # py-spy can vouch for a saturated thread that dispatches kernels rather than loading data:
         # then even a GPU that is mostly idle is held back by launch overhead.
         dispatching = (main >= th.loader_busy_pct and util >= 1 and bool(stacks)
-                       and all(s.ok and s.data_loading_share is not None and s.data_loading_share < 0.1 for s in stacks))
+                       and all(s.ok and s.data_loading_share is not None and s.data_loading_share < 0.1
+                               for s in stacks))
         # Without stacks: a saturated thread with no loader workers and no reads, and a GPU busy a
         # little in every sample (never a whole sample idle, as a GPU waiting for batches is):
         # kernels trickle in as fast as one thread can launch them.
-        trickle = (not any(s.ok for s in stacks) and main >= th.loader_busy_pct and th.idle_util_pct <= util < th.busy_util_pct_no_gpm
+        trickle = (not any(s.ok for s in stacks) and main >= th.loader_busy_pct
+                   and th.idle_util_pct <= util < th.busy_util_pct_no_gpm
                    and (g.idle_share or 0.0) <= TRICKLE_IDLE_SHARE
                    and (not g.gpm or ((g.sm_mean or 0.0) < th.transfer_sm_max_pct
                                       and (g.sm_mean or 0.0) / max(util, 1e-6) < TRICKLE_SM_UTIL_RATIO))
@@ -84,7 +86,8 @@ def evaluate(ctx: RuleContext) -> list[Finding]:
             f"launch-bound: GPU busy {pct(util)} of the time but SMs only {pct(g.sm_mean)} active; "
             f"the launching thread uses {main:.0f}% of a core",
             gpus=[g.index], pids=g.pids,
-            evidence={"util_pct": util, "sm_active_pct": g.sm_mean, "sm_per_util": round((g.sm_mean or 0) / max(util, 1e-6), 3) if g.gpm else None,
+            evidence={"util_pct": util, "sm_active_pct": g.sm_mean,
+                      "sm_per_util": round((g.sm_mean or 0) / max(util, 1e-6), 3) if g.gpm else None,
                       "launch_thread_cpu_pct": main},
             advice=[Advice("Launch fewer, larger kernels: batch more work per step, fuse ops (torch.compile), or "
                            "capture the step in a CUDA graph (torch.compile(mode='reduce-overhead')).")]

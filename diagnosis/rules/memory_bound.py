@@ -22,7 +22,8 @@ def evaluate(ctx: RuleContext) -> list[Finding]:
             if dram < th.memory_bound_dram_pct or tensor >= th.tensor_busy_pct:
                 continue
             base = scale(dram, th.memory_bound_dram_pct, 90)
-            summary = f"memory-bound: HBM bandwidth {pct(dram)} of peak, tensor pipes {pct(tensor)}, SMs {pct(g.sm_mean)}"
+            summary = (f"memory-bound: HBM bandwidth {pct(dram)} of peak, tensor pipes {pct(tensor)}, "
+                       f"SMs {pct(g.sm_mean)}")
         else:
             dram = g.util_mem_mean or 0
             if dram < th.memory_bound_dram_pct_no_gpm:

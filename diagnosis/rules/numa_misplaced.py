@@ -25,7 +25,8 @@ def evaluate(ctx: RuleContext) -> list[Finding]:
         allowed_remote = False
         for pid in job.all_pids:
             info = ctx.window.process(pid)
-            last = next((p for s in reversed(ctx.window.samples) for p in s.processes if p.pid == pid and p.alive), None)
+            last = next((p for s in reversed(ctx.window.samples) for p in s.processes if p.pid == pid and p.alive),
+                        None)
             if last:
                 for t in last.threads:
                     if t.processor is not None:
@@ -50,7 +51,8 @@ def evaluate(ctx: RuleContext) -> list[Finding]:
             "numa_misplaced", "warning", 0.8 if allowed_remote else 0.65, "NUMA-misplaced: " + "; ".join(what),
             gpus=job.gpus, pids=job.all_pids, job=job.id,
             evidence={"remote_thread_share": round(thread_share, 3), "remote_memory_share": round(mem_share, 3),
-                      "gpu_numa_nodes": sorted(n for n in nodes if n is not None), "affinity_allows_remote": allowed_remote,
+                      "gpu_numa_nodes": sorted(n for n in nodes if n is not None),
+                      "affinity_allows_remote": allowed_remote,
                       "threads_seen": total_threads, "memory_kb": mem_total},
             advice=[Advice("Pin the job to its GPU's local CPUs.", tuner="pinning", params={"pids": job.pids}),
                     Advice(f"Start it bound to the GPU's node: nodetune exec --gpu {job.gpus[0]} -- <command> "

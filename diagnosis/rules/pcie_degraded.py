@@ -29,11 +29,13 @@ def evaluate(ctx: RuleContext) -> list[Finding]:
             slot_txt = f"; the slot above it can do Gen{slot.max_gen} x{slot.max_width}"
         out.append(Finding(
             "pcie_degraded", "critical" if width < g.pcie_width_max else "warning", 0.9,
-            f"PCIe degraded under load: Gen{gen} x{width}, the GPU can do Gen{g.pcie_gen_max} x{g.pcie_width_max}{slot_txt}",
+            f"PCIe degraded under load: Gen{gen} x{width}, the GPU can do "
+            f"Gen{g.pcie_gen_max} x{g.pcie_width_max}{slot_txt}",
             gpus=[g.index], pids=g.pids,
             evidence={"gen": gen, "width": width, "max_gen": g.pcie_gen_max, "max_width": g.pcie_width_max,
                       "busy_samples": g.busy_samples,
-                      "slot_max_gen": slot.max_gen if slot else None, "slot_max_width": slot.max_width if slot else None},
+                      "slot_max_gen": slot.max_gen if slot else None,
+                      "slot_max_width": slot.max_width if slot else None},
             advice=[Advice("Reseat the GPU or its riser/retimer, check the BIOS slot speed setting and `lspci -vv` "
                            "LnkSta; a degraded link caps host<->device copies.")]))
     return out

@@ -38,7 +38,8 @@ def evaluate(ctx: RuleContext) -> list[Finding]:
         out.append(Finding(
             "straggler", "warning", round(scale(gap, th.straggler_gap_share, 0.8) + (0.05 if waiting else 0.0), 2),
             f"straggler: GPU{slow.index}" + (f" (pid {', '.join(map(str, rank_pids))})" if rank_pids else "")
-            + f" idle {idle[slow.index]:.0%} while its {len(peers)} peer GPU(s) idle {statistics.median(peers):.0%}" + why,
+            + f" idle {idle[slow.index]:.0%} while its {len(peers)} peer GPU(s) idle "
+              f"{statistics.median(peers):.0%}" + why,
             cause=att.top().cause if att and att.top() else None,  # type: ignore[union-attr]
             gpus=[slow.index], pids=rank_pids, job=job.id,
             evidence={"slow_gpu": slow.index, "idle_share_by_gpu": idle, "gap": round(gap, 3),

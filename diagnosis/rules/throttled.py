@@ -41,13 +41,15 @@ def evaluate(ctx: RuleContext) -> list[Finding]:
             advice.append(Advice(f"Thermal slowdown (max {g.temp_max_c or 0:.0f} C, slowdown at "
                                  f"{g.temp_slowdown_c or '?'} C): check airflow, fans and inlet temperature."))
         if "hw_slowdown" in reasons or "hw_power_brake_slowdown" in reasons:
-            advice.append(Advice("Hardware slowdown (power brake or external signal): check the PSU and BMC event log."))
+            advice.append(Advice("Hardware slowdown (power brake or external signal): check the PSU and BMC "
+                                 "event log."))
         out.append(Finding(
             "throttled", severity, 0.9,
             "throttled: " + ", ".join(f"{r} {s:.0%}" for r, s in sorted(reasons.items(), key=lambda kv: -kv[1]))
             + f" of busy samples; SM clock {g.sm_clock_mean_mhz or 0:.0f}/{g.sm_clock_max_mhz or '?'} MHz",
             gpus=[g.index], pids=g.pids,
-            evidence={"reasons": reasons, "sm_clock_mean_mhz": g.sm_clock_mean_mhz, "sm_clock_max_mhz": g.sm_clock_max_mhz,
+            evidence={"reasons": reasons, "sm_clock_mean_mhz": g.sm_clock_mean_mhz,
+                      "sm_clock_max_mhz": g.sm_clock_max_mhz,
                       "power_mean_w": g.power_mean_w, "power_limit_w": g.power_limit_w, "temp_max_c": g.temp_max_c,
                       "busy_samples": g.busy_samples},
             advice=advice))

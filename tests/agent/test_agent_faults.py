@@ -46,7 +46,8 @@ def test_nvml_field_errors_mid_run_are_missing_values(tmp_path: Path, caplog: py
         r.stop()
 
 
-def test_a_probe_that_raises_is_counted_by_probe_and_logged_once(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_a_probe_that_raises_is_counted_by_probe_and_logged_once(tmp_path: Path,
+                                                                 caplog: pytest.LogCaptureFixture) -> None:
     class Broken(FakeNvml):
         broken = False
 

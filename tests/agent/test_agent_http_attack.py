@@ -87,7 +87,8 @@ from nodetune.agent.web_app import Listen, MetricsApp, serve
 from nodetune.agent.web_server import Limits
 from nodetune.agent.state import State
 state = State(4); state.update()
-s = serve(MetricsApp(CollectorRegistry(), state, lambda: 10.0), Listen("127.0.0.1", 0), limits=Limits(max_connections=16))
+s = serve(MetricsApp(CollectorRegistry(), state, lambda: 10.0), Listen("127.0.0.1", 0),
+          limits=Limits(max_connections=16))
 print(s.port, flush=True)
 time.sleep(120)
 """
@@ -309,7 +310,8 @@ def self_signed(d: Path) -> tuple[Path, Path]:
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
     now = datetime.datetime.now(datetime.UTC)
     c = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(k.public_key())
-         .serial_number(1).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1)).sign(k, hashes.SHA256()))
+         .serial_number(1).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+         .sign(k, hashes.SHA256()))
     cert.write_bytes(c.public_bytes(serialization.Encoding.PEM))
     key.write_bytes(k.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                     serialization.NoEncryption()))
@@ -367,7 +369,8 @@ basic_auth_users:
 
 @pytest.mark.parametrize("text,message", [
     ("tls_server_config:\n  cert_file: a\n", "missing key_file"),
-    ("tls_server_config:\n  cert_file: a\n  key_file: b\n  min_version: TLS111\n", "min_version: 'TLS111' is not one of"),
+    ("tls_server_config:\n  cert_file: a\n  key_file: b\n  min_version: TLS111\n",
+     "min_version: 'TLS111' is not one of"),
     ("tls_server_config:\n  cert_file: a\n  key_file: b\n  client_ca_file: c\n", "without a client_auth_type"),
     ("tls_server_config:\n  cert_file: a\n  key_file: b\n  client_auth_type: RequireAndVerifyClientCert\n",
      "needs client_ca_file"),

@@ -35,8 +35,9 @@ def test_metrics_reflect_fake_nvml(running) -> None:
     assert value(m, "nodetune_gpu_clock_event_reason", gpu="0", reason="sw_power_cap") == 0.0
     assert value(m, "nodetune_gpu_state", gpu="0", state="ok") == 1.0
     assert value(m, "nodetune_gpu_ecc_errors_total", gpu="0", type="uncorrected") == 0.0
-    assert value(m, "nodetune_gpu_info", gpu="0", name="NVIDIA H100 80GB HBM3", uuid="GPU-00000000-aaaa-bbbb-cccc-dddddddddddd",
-                 bus_id="0000:00:05.0", architecture="hopper", numa_node="-1", pcie_max_gen="5", pcie_max_width="16") == 1.0
+    assert value(m, "nodetune_gpu_info", gpu="0", name="NVIDIA H100 80GB HBM3",
+                 uuid="GPU-00000000-aaaa-bbbb-cccc-dddddddddddd", bus_id="0000:00:05.0", architecture="hopper",
+                 numa_node="-1", pcie_max_gen="5", pcie_max_width="16") == 1.0
     assert value(m, "nodetune_gpu_verdict", gpu="0", verdict="compute_bound") == 1.0
     assert value(m, "nodetune_gpu_verdict", gpu="0", verdict="data_starved") == 0.0
     assert value(m, "nodetune_pressure_stalled_seconds_total", resource="io", kind="some") == pytest.approx(0.002)

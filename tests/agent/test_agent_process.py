@@ -140,7 +140,8 @@ def test_port_in_use_is_one_line(node: Path) -> None:
         p = agent_process(node, "--listen", f"127.0.0.1:{port}")
         _, err = p.communicate(timeout=30)
     lines = [x for x in err.splitlines() if x.startswith("nodetune: error:")]
-    assert p.returncode == 2 and lines == [f"nodetune: error: [agent].listen 127.0.0.1:{port}: cannot listen: Address already in use"], err
+    assert p.returncode == 2 and lines == [
+        f"nodetune: error: [agent].listen 127.0.0.1:{port}: cannot listen: Address already in use"], err
 
 
 def test_bad_config_at_start_is_one_line(node: Path) -> None:

@@ -54,9 +54,11 @@ def test_promtool_check_metrics(running) -> None:
 @pytest.mark.integration
 def test_promtool_rules() -> None:
     tool = _tool("promtool")
-    r = subprocess.run([tool, "check", "rules", str(MON / "nodetune.rules.yml")], capture_output=True, text=True, timeout=60)
+    r = subprocess.run([tool, "check", "rules", str(MON / "nodetune.rules.yml")], capture_output=True, text=True,
+                       timeout=60)
     assert r.returncode == 0, r.stdout + r.stderr
-    r = subprocess.run([tool, "test", "rules", "nodetune.rules.test.yml"], cwd=MON, capture_output=True, text=True, timeout=60)
+    r = subprocess.run([tool, "test", "rules", "nodetune.rules.test.yml"], cwd=MON, capture_output=True, text=True,
+                       timeout=60)
     assert r.returncode == 0 and "SUCCESS" in r.stdout, r.stdout + r.stderr
 
 
@@ -84,7 +86,8 @@ def test_real_prometheus_scrapes_the_agent(running, tmp_path: Path) -> None:
     port = free_port()
     target = running.url.removeprefix("http://")
     cfg = tmp_path / "prometheus.yml"
-    cfg.write_text(f"global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {MON / 'nodetune.rules.yml'}\n"
+    cfg.write_text("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+                   f"rule_files:\n  - {MON / 'nodetune.rules.yml'}\n"
                    f"scrape_configs:\n  - job_name: nodetune\n    static_configs:\n      - targets: ['{target}']\n")
     p = subprocess.Popen([tool, f"--config.file={cfg}", f"--storage.tsdb.path={tmp_path / 'data'}",
                           f"--web.listen-address=127.0.0.1:{port}"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -104,7 +107,8 @@ def test_real_prometheus_scrapes_the_agent(running, tmp_path: Path) -> None:
         assert float(util["value"][1]) == pytest.approx(0.97) and util["metric"]["job"] == "nodetune"
         verdict = query('nodetune_gpu_verdict{verdict="compute_bound"} == 1')
         assert verdict and verdict[0]["metric"]["gpu"] == "0"
-        assert query('nodetune_job_verdict_seconds_total{job_id="slurm:1234.0"}')  # no clash with the scrape job's label
+        # no clash with the scrape job's label
+        assert query('nodetune_job_verdict_seconds_total{job_id="slurm:1234.0"}')
         assert float(query('up{job="nodetune"}')[0]["value"][1]) == 1.0
         m = parse(scrape_text(running.url))
         assert value(m, "nodetune_gpu_power_watts", gpu="0") == float(query('nodetune_gpu_power_watts')[0]["value"][1])

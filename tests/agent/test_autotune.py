@@ -21,7 +21,8 @@ def report(*findings: Finding) -> Report:
 
 def io_starved(kb: int = 4096, severity: str = "critical") -> Finding:
     return Finding("data_starved", severity, 0.9, "data-starved (io_input)", cause="io_input", gpus=[0], job="slurm:1",
-                   advice=[Advice("Raise read-ahead", tuner="readahead", params={"paths": ["/home"], "read_ahead_kb": kb}),
+                   advice=[Advice("Raise read-ahead", tuner="readahead",
+                                  params={"paths": ["/home"], "read_ahead_kb": kb}),
                            Advice("Use more workers")])
 
 

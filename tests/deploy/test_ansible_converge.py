@@ -269,7 +269,8 @@ def test_converge_twice_verify_then_absent(converge: Converge) -> None:
         assert (p / "etc/systemd/system" / unit).read_bytes() == (SYSTEMD / unit).read_bytes()
     assert 'NODETUNE_PROFILE="training-throughput"' in (p / "etc/default/nodetune").read_text()
     # config: the role's variables, as nodetune's own loader reads them
-    r = subprocess.run([str(p / "usr/local/bin/nodetune"), "config", "check", "--json", str(p / "etc/nodetune/config.toml")],
+    r = subprocess.run([str(p / "usr/local/bin/nodetune"), "config", "check", "--json",
+                        str(p / "etc/nodetune/config.toml")],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     sections = json.loads(r.stdout)["sections"]
@@ -291,7 +292,8 @@ def test_converge_twice_verify_then_absent(converge: Converge) -> None:
     ts = value(m, "nodetune_agent_last_sample_timestamp_seconds")
     assert ts is not None and time.time() - ts < 10
     assert value(m, "nodetune_tuning_changes_applied", knob="thp") == 1.0
-    listening = {(s.laddr.ip, s.laddr.port) for s in proc.net_connections(kind="inet") if s.status == psutil.CONN_LISTEN}
+    listening = {(s.laddr.ip, s.laddr.port) for s in proc.net_connections(kind="inet")
+                 if s.status == psutil.CONN_LISTEN}
     assert listening == {("127.0.0.1", c.port)}
     # Prometheus side: file_sd from the inventory, rules and dashboard from monitoring/
     sd = json.loads((p / "etc/prometheus/file_sd/nodetune.json").read_text())

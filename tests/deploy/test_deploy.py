@@ -330,7 +330,8 @@ def _ansible_env(tmp_path: Path) -> dict[str, str]:
 @pytest.mark.integration
 def test_ansible_syntax_check(tmp_path):
     tool = _ansible_playbook()
-    r = subprocess.run([tool, "--syntax-check", str(ANSIBLE / "site.yml"), "-i", str(ANSIBLE / "inventory.example.ini")],
+    r = subprocess.run([tool, "--syntax-check", str(ANSIBLE / "site.yml"),
+                        "-i", str(ANSIBLE / "inventory.example.ini")],
                        capture_output=True, text=True, timeout=300, env=_ansible_env(tmp_path))
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
 

@@ -17,7 +17,8 @@ STEP_STACK = ["<module> (train.py)", "main (train.py)", "Module._call_impl (torc
               "forward (model.py)"]
 SYNC_STACK = ["<module> (train.py)", "main (train.py)", "synchronize (torch/cuda/__init__.py)"]
 HOST_STACK = ["<module> (train.py)", "main (train.py)", "host_step (train.py)"]
-EVAL_STACK = ["<module> (train.py)", "main (train.py)", "evaluate (train.py)", "roc_auc_score (sklearn/metrics/_ranking.py)"]
+EVAL_STACK = ["<module> (train.py)", "main (train.py)", "evaluate (train.py)",
+              "roc_auc_score (sklearn/metrics/_ranking.py)"]
 IMPORT_STACK = ["<module> (train.py)", "_find_and_load (<frozen importlib._bootstrap>)",
                 "_load_unlocked (<frozen importlib._bootstrap>)", "<module> (torch/__init__.py)"]
 LOADER_STACK = ["<module> (train.py)", "_SingleProcessDataLoaderIter.__next__ (torch/utils/data/dataloader.py)",
@@ -136,7 +137,8 @@ def test_no_evidence_is_unknown_and_never_critical():
 
 def test_info_notes_never_make_a_job_unhealthy():
     # Power-capped at the default limit (every busy H200 window): info, and the job stays healthy.
-    b = WindowBuilder().gpu(0, util=99, sm=96, tensor=93, reasons=["sw_power_cap"], power=692, limit=700).proc(trainer())
+    b = (WindowBuilder().gpu(0, util=99, sm=96, tensor=93, reasons=["sw_power_cap"], power=692, limit=700)
+         .proc(trainer()))
     r = run(b)
     assert r.gpus[0].healthy and r.jobs[0].healthy and r.healthy is True
     assert "healthy" in r.gpus[0].summary and r.worst_severity() == "info"

@@ -155,7 +155,8 @@ def test_idle_gpu_without_processes():
 
 def test_numa_misplaced_threads_and_memory_on_remote_node():
     b = WindowBuilder(gpus=2, numa_nodes=2, cpus=32).gpu(1, util=100, sm=95, tensor=90)
-    p = ProcLoad(pid=100, gpus=[1], threads=[ThreadLoad(100, "python", 90, processor=3), ThreadLoad(101, "w", 40, processor=5)],
+    p = ProcLoad(pid=100, gpus=[1],
+                 threads=[ThreadLoad(100, "python", 90, processor=3), ThreadLoad(101, "w", 40, processor=5)],
                  numa_pages_kb={"0": 9_000_000, "1": 1_000_000})
     r = run(b.proc(p))
     f = next(f for f in r.findings if f.kind == "numa_misplaced")
@@ -284,7 +285,8 @@ def test_replay_cli_gives_the_same_verdict(tmp_path):
 
 def test_power_cap_at_default_limit_is_info_only():
     # Seen on the H200 under bf16 matmul: 692/700 W, sw_power_cap in every busy sample.
-    r = run(WindowBuilder().gpu(0, util=99, sm=96, tensor=93, reasons=["sw_power_cap"], power=692, limit=700).proc(trainer()))
+    r = run(WindowBuilder().gpu(0, util=99, sm=96, tensor=93, reasons=["sw_power_cap"], power=692, limit=700)
+            .proc(trainer()))
     f = next(f for f in r.findings if f.kind == "throttled")
     assert f.severity == "info" and not any(a.tuner for a in f.advice)
 

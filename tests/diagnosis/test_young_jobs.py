@@ -16,7 +16,8 @@ LOADING = ["<module> (train.py)", "main (train.py)", "__next__ (torch/utils/data
            "_next_data (torch/utils/data/dataloader.py)"]
 SLEEPING = ["<module> (serve.py)", "main (serve.py)", "wait (threading.py)"]
 IMPORTS = ["<module> (train.py)", "_find_and_load (<frozen importlib._bootstrap>)"]
-BUILD = ["<module> (train.py)", "main (train.py)", "GPT2LMHeadModel.__init__ (transformers/models/gpt2/modeling_gpt2.py)"]
+BUILD = ["<module> (train.py)", "main (train.py)",
+         "GPT2LMHeadModel.__init__ (transformers/models/gpt2/modeling_gpt2.py)"]
 
 
 def run(b: WindowBuilder) -> Report:

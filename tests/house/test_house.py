@@ -77,12 +77,14 @@ def test_rules_register_themselves():
 # -- one config loader ------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("text,needle", [
-    ("[tune]\nallow_gpu_powerr = true\n", "config.toml:2: [tune].allow_gpu_powerr: unknown key (did you mean allow_gpu_power?)"),
+    ("[tune]\nallow_gpu_powerr = true\n",
+     "config.toml:2: [tune].allow_gpu_powerr: unknown key (did you mean allow_gpu_power?)"),
     ('[tune]\nallow_gpu_power = "yes"\n', "config.toml:2: [tune].allow_gpu_power: expected true or false, got 'yes'"),
     ("[diagnosis]\n\nbusy_sm_pct = nan\n", "config.toml:3: [diagnosis].busy_sm_pct: expected a finite number, got nan"),
     ("[diagnosis]\nbusy_sm_pct = inf\n", "expected a finite number, got inf"),
     ("[diagnosis]\nbusy_sm_pct = 1e400\n", "expected a finite number, got inf"),
-    ("[diagnosis]\nstarved_idle_share = 7\n", "[diagnosis].starved_idle_share: expected a number between 0 and 1, got 7"),
+    ("[diagnosis]\nstarved_idle_share = 7\n",
+     "[diagnosis].starved_idle_share: expected a number between 0 and 1, got 7"),
     ("[diagnosis]\nbusy_sm_pct = -3\n", "expected a number between 0 and 100, got -3"),
     ("[diagnosis]\nbusy_sm_pct = 'x'\n", "expected a number, got 'x'"),
     ("[nonsense]\n", "config.toml:1: unknown section [nonsense]"),

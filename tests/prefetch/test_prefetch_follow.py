@@ -299,7 +299,8 @@ def test_sampler_feed_warms_the_order_the_loader_reads_each_epoch(tmp_path):
 def test_the_dataloader_example_imports_without_torch():
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("prefetch_dataloader", Path(__file__).parents[2] / "examples/prefetch_dataloader.py")
+    spec = importlib.util.spec_from_file_location("prefetch_dataloader",
+                                                  Path(__file__).parents[2] / "examples/prefetch_dataloader.py")
     assert spec is not None and spec.loader is not None
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)

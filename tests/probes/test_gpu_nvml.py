@@ -70,7 +70,8 @@ def test_bindings_that_cannot_load_the_library() -> None:
 
     st = NvmlBackend(OldBindings([])).open()
     assert not st.available
-    assert st.reason == "NVML could not load: libnvidia-ml.so.1: cannot open shared object file: No such file or directory"
+    assert st.reason == ("NVML could not load: libnvidia-ml.so.1: cannot open shared object file: "
+                         "No such file or directory")
 
 
 def test_device_count_failure() -> None:
@@ -144,7 +145,8 @@ def test_sample_fields() -> None:
 def test_clock_event_names() -> None:
     assert decode_clock_events(0) == []
     assert decode_clock_events(0x1) == ["gpu_idle"]
-    assert decode_clock_events(0x8 | 0x80 | 0x100) == ["hw_slowdown", "hw_power_brake_slowdown", "display_clock_setting"]
+    assert decode_clock_events(0x8 | 0x80 | 0x100) == [
+        "hw_slowdown", "hw_power_brake_slowdown", "display_clock_setting"]
     assert decode_clock_events(0x2 | 0x10 | 0x20 | 0x1000) == [
         "applications_clocks_setting", "sync_boost", "sw_thermal_slowdown", "0x1000"]
 

@@ -196,7 +196,8 @@ def test_parse_psi() -> None:
     assert io.full is not None and io.full.total_us == 714305
 
 
-@pytest.mark.parametrize("text", ["some avg10=x avg60=0 avg300=0 total=1\n", "full avg10=0.00 avg60=0.00 avg300=0.00 total=0\n",
+@pytest.mark.parametrize("text", ["some avg10=x avg60=0 avg300=0 total=1\n",
+                                  "full avg10=0.00 avg60=0.00 avg300=0.00 total=0\n",
                                   "\x00\x00\n", ""])
 def test_parse_psi_garbage(text: str) -> None:
     with pytest.raises(ProbeError, match=r"^/proc/pressure/io: "):
@@ -310,7 +311,8 @@ def test_block_queues(tmp_path: Path) -> None:
     assert (nv.kind, nv.scheduler, nv.schedulers, nv.read_ahead_kb, nv.nr_requests, nv.rotational, nv.pci_address) == (
         "nvme", "none", ["none", "mq-deadline", "kyber", "bfq"], 128, 1023, False, "0000:02:00.0")
     assert (q["sda"].kind, q["sda"].scheduler, q["sda"].rotational) == ("scsi", "bfq", True)
-    assert (q["dm-1"].kind, q["dm-1"].slaves, q["dm-1"].scheduler, q["dm-1"].pci_address) == ("dm", ["dm-0"], "none", None)
+    assert (q["dm-1"].kind, q["dm-1"].slaves, q["dm-1"].scheduler, q["dm-1"].pci_address) == (
+        "dm", ["dm-0"], "none", None)
     assert (q["md0"].kind, q["md0"].slaves, q["md0"].read_ahead_kb) == ("md", ["sdb1", "sdc1"], 256)
 
 
@@ -473,7 +475,8 @@ def test_job_of(cgroup: str, kind: str, job_id: str) -> None:
     ("9:name=systemd:/\n8:pids:/\n4:memory:/process_api/6dcdccab68ca04809b7304f1825974ed\n3:cpuset:/\n0::/\n",
      "/process_api/6dcdccab68ca04809b7304f1825974ed"),
     # hybrid node, nothing placed in v1: the unified path names the unit
-    ("5:cpuset:/\n1:name=systemd:/system.slice/foo.service\n0::/system.slice/foo.service\n", "/system.slice/foo.service"),
+    ("5:cpuset:/\n1:name=systemd:/system.slice/foo.service\n0::/system.slice/foo.service\n",
+     "/system.slice/foo.service"),
     # legacy v1 with the job only in name=systemd
     ("4:cpu,cpuacct:/\n1:name=systemd:/user.slice/user-1000.slice/session-2.scope\n",
      "/user.slice/user-1000.slice/session-2.scope"),
@@ -585,5 +588,6 @@ def test_process_info_garbage_status(tmp_path: Path) -> None:
 def test_users_from_the_nodes_passwd(tmp_path: Path) -> None:
     fn = FakeNode(tmp_path)
     assert users(Host(str(tmp_path))) == {}
-    fn.write("/etc/passwd", "root:x:0:0:root:/root:/bin/bash\n+::::::\nslurm:x:64030:64030::/nonexistent:/usr/sbin/nologin\n")
+    fn.write("/etc/passwd", "root:x:0:0:root:/root:/bin/bash\n+::::::\n"
+                            "slurm:x:64030:64030::/nonexistent:/usr/sbin/nologin\n")
     assert users(Host(str(tmp_path))) == {0: "root", 64030: "slurm"}

@@ -211,7 +211,8 @@ def test_apply_through_an_absolute_sysfs_symlink_stays_in_the_tree(tmp_path: Pat
 def test_cgroup_with_dotdot_is_refused_before_anything_is_read(tmp_path: Path, outside: Path) -> None:
     laptop_with_job(tmp_path / "root")
     with pytest.raises(ProfileError, match=r"^t\.toml: \[pinning\] cgroups: '/\.\./\.\./\.\./\.\./tmp/evil': "
-                                           r"'\.\.' is not allowed in a cgroup path \(it would leave /sys/fs/cgroup\)$"):
+                                           r"'\.\.' is not allowed in a cgroup path "
+                                           r"\(it would leave /sys/fs/cgroup\)$"):
         profile_from_data({"pinning": {"cgroups": ["/../../../../tmp/evil"]}}, "t", "t.toml")
 
 

@@ -173,7 +173,8 @@ def test_not_a_snapshot(tmp_path: Path) -> None:
     (lambda d: d["topology"]["cpu"]["numa_nodes"][0].__setitem__("cpus", {"0": 1}),
      "$.topology.cpu.numa_nodes[0].cpus: expected a list, found dict"),
     (lambda d: d["topology"].pop("node"), "$.topology.node: missing"),
-    (lambda d: d["topology"].__setitem__("backend", None), "$.topology.backend: expected an object for BackendStatus, found NoneType"),
+    (lambda d: d["topology"].__setitem__("backend", None),
+     "$.topology.backend: expected an object for BackendStatus, found NoneType"),
 ])
 def test_wrong_type_at_a_path(good_file: Path, edit, message: str) -> None:  # type: ignore[no-untyped-def]
     data = json.loads(good_file.read_text())

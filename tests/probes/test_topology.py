@@ -127,7 +127,8 @@ def test_faults_in_cpu_and_numa_files(tmp_path: Path) -> None:
     assert t.cpus[2].core is None and t.cpus[2].package == 0
     assert t.cpus[2].missing == {"core": "/sys/devices/system/cpu/cpu2/topology/core_id: not present"}
     assert t.cpus[3].siblings == [3]
-    assert t.cpus[3].missing["siblings"] == "/sys/devices/system/cpu/cpu3/topology/thread_siblings_list: bad cpu list 'three'"
+    assert t.cpus[3].missing["siblings"] == ("/sys/devices/system/cpu/cpu3/topology/thread_siblings_list: "
+                                             "bad cpu list 'three'")
     n0 = t.numa_nodes[0]
     assert n0.distances == [] and "expected integers" in n0.missing["distances"]
     assert n0.mem_total_kb is None

@@ -117,7 +117,8 @@ class FakeNvml:
     NVML_GPM_METRICS_GET_VERSION = 1
     c_nvmlGpmMetricsGet_t = MetricsGet
 
-    def __init__(self, gpus: list[FakeGpu], init_error: int | None = None, levels: dict[tuple[int, int], int] | None = None) -> None:
+    def __init__(self, gpus: list[FakeGpu], init_error: int | None = None,
+                 levels: dict[tuple[int, int], int] | None = None) -> None:
         self.gpus = gpus
         self.init_error = init_error
         self.levels = levels or {}

@@ -218,8 +218,10 @@ class FakeNode:
 
     def page_size(self, kb: int) -> None:
         """init's first mapping, as /proc/1/smaps shows it: where the page size of a root is read."""
-        self.write("/proc/1/smaps", "55d0c0a00000-55d0c0a2c000 r--p 00000000 fd:00 1835043    /usr/lib/systemd/systemd\n"
-                                    f"Size:                176 kB\nKernelPageSize:     {kb:>4} kB\nMMUPageSize:        {kb:>4} kB\n"
+        self.write("/proc/1/smaps", "55d0c0a00000-55d0c0a2c000 r--p 00000000 fd:00 1835043"
+                                    "    /usr/lib/systemd/systemd\n"
+                                    f"Size:                176 kB\nKernelPageSize:     {kb:>4} kB\n"
+                                    f"MMUPageSize:        {kb:>4} kB\n"
                                     "Rss:                 176 kB\n")
 
     def thp(self, enabled: str, defrag: str) -> None:
@@ -332,8 +334,9 @@ class FakeNode:
             self.attr(f"{dev}/infiniband/{ib}/node_type", "1: CA")
             self.link(f"/sys/class/infiniband/{ib}", f"{dev}/infiniband/{ib}")
 
-    def ib_counters(self, ib: str, port: int = 1, rcv_bytes: int = 0, xmit_bytes: int = 0, rate: str = "400 Gb/sec (4X NDR)",
-                    link_layer: str = "InfiniBand", xmit_wait: int = 0, hw: dict[str, int] | None = None) -> None:
+    def ib_counters(self, ib: str, port: int = 1, rcv_bytes: int = 0, xmit_bytes: int = 0,
+                    rate: str = "400 Gb/sec (4X NDR)", link_layer: str = "InfiniBand", xmit_wait: int = 0,
+                    hw: dict[str, int] | None = None) -> None:
         """Port counters of an IB device made by `net(..., ib=...)`, as mlx5 lays them out:
         ports/N/{state,rate,link_layer}, counters/ (data in octets/4), hw_counters/."""
         base = self.p(f"/sys/class/infiniband/{ib}").resolve()

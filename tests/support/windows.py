@@ -111,7 +111,8 @@ class WindowBuilder:
         self.cpus = cpus
         per = cpus // numa_nodes
         self.nodes = [list(range(i * per, (i + 1) * per)) for i in range(numa_nodes)]
-        self.gpu_numa = gpu_numa if gpu_numa is not None else [min(i * numa_nodes // max(gpus, 1), numa_nodes - 1) if numa_nodes > 1 else None for i in range(gpus)]
+        self.gpu_numa = gpu_numa if gpu_numa is not None else [
+            min(i * numa_nodes // max(gpus, 1), numa_nodes - 1) if numa_nodes > 1 else None for i in range(gpus)]
         self.loads = {i: GpuLoad() for i in range(gpus)}
         self.procs: list[ProcLoad] = []
         self.host = HostLoad()
@@ -168,7 +169,8 @@ class WindowBuilder:
             addr = f"0000:{0x18 + i:02x}:00.0"
             node = self.gpu_numa[i]
             local = self.nodes[node] if node is not None else online
-            pci.append(PciDevice(addr, "gpu", 0x10DE, 0x2335, 0x030200, "nvidia", node, node if node is not None else -1,
+            pci.append(PciDevice(addr, "gpu", 0x10DE, 0x2335, 0x030200, "nvidia", node,
+                                 node if node is not None else -1,
                                  local, PciLink(32.0, 16, 32.0, 16), "0000:17:00.0", PciLink(32.0, 16, 32.0, 16),
                                  ["pci0000:17", "0000:17:01.0", addr]))
             st = GpuStatic(index=i, name="NVIDIA H200", uuid=f"GPU-{i}", bus_id=addr, architecture="hopper",
@@ -213,7 +215,8 @@ class WindowBuilder:
         psi = {"cpu": Psi(PsiLine(0, 0, 0, us(h.psi_cpu)), None),
                "io": Psi(PsiLine(0, 0, 0, us(h.psi_io)), PsiLine(0, 0, 0, us(h.psi_io_full))),
                "memory": Psi(PsiLine(0, 0, 0, us(h.psi_mem)), PsiLine(0, 0, 0, us(h.psi_mem_full)))}
-        disks = [DiskStat(d, reads=int(rb * el * 10), sectors_read=int(rb * 1e6 / 512 * el), ms_reading=int(el * 1000 * u / 100),
+        disks = [DiskStat(d, reads=int(rb * el * 10), sectors_read=int(rb * 1e6 / 512 * el),
+                          ms_reading=int(el * 1000 * u / 100),
                           writes=0, sectors_written=0, ms_writing=0, in_flight=1, ms_io=int(u / 100 * el * 1000),
                           weighted_ms=0) for d, (u, rb) in h.disks.items()]
         mem = MemorySample(meminfo_kb={"MemTotal": 128 << 20, "MemAvailable": 64 << 20},
@@ -272,7 +275,8 @@ class WindowBuilder:
             mask |= 1
         s = GpuSample(index=i, t=t, util_gpu_pct=util, util_mem_pct=ld.mem_util,
                       memory_used_bytes=int(ld.mem_used_gib * 2**30), memory_total_bytes=141 * 2**30,
-                      power_w=ld.power, power_limit_w=ld.limit, temp_gpu_c=45, sm_clock_mhz=1980 if "sw_power_cap" not in ld.reasons else 1500,
+                      power_w=ld.power, power_limit_w=ld.limit, temp_gpu_c=45,
+                      sm_clock_mhz=1980 if "sw_power_cap" not in ld.reasons else 1500,
                       clock_event_mask=mask, clock_events=[n for n, b in bits.items() if mask & b],
                       pcie_gen=ld.pcie_gen, pcie_width=ld.pcie_width,
                       processes=[GpuProcess(pid, int(ld.mem_used_gib * 2**30)) for pid in ld.pids])
@@ -283,8 +287,9 @@ class WindowBuilder:
                 f = util / 100 if ld.gpm_follows else 1.0
                 sc = lambda v: None if v is None else v * f  # noqa: E731
                 s.gpm = GpmMetrics(interval_s=self.interval, sm_util_pct=sc(ld.sm), tensor_pct=sc(ld.tensor),
-                                   dram_bw_pct=sc(ld.dram), fp32_pct=sc(ld.fp32), fp16_pct=0.0, pcie_rx_mibps=ld.pcie_rx,
-                                   pcie_tx_mibps=ld.pcie_tx, nvlink_rx_mibps=ld.nvlink, nvlink_tx_mibps=ld.nvlink,
+                                   dram_bw_pct=sc(ld.dram), fp32_pct=sc(ld.fp32), fp16_pct=0.0,
+                                   pcie_rx_mibps=ld.pcie_rx, pcie_tx_mibps=ld.pcie_tx,
+                                   nvlink_rx_mibps=ld.nvlink, nvlink_tx_mibps=ld.nvlink,
                                    sm_occupancy_pct=(sc(ld.sm) or 0) / 2)
         else:
             s.missing["gpm"] = "GPM not supported on this GPU"

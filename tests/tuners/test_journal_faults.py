@@ -543,7 +543,8 @@ def test_two_applies_racing_with_different_journals_never_interleave(tmp_path):
     winner = ("first", "second")[outs.index("applied")]
     ctx = ctx_for(root)
     assert engine(ctx, tmp_path / f"{winner}.jsonl").rollback().failed == []
-    assert knob_values(root) == before and not (tmp_path / f"{('second', 'first')[outs.index('applied')]}.jsonl").exists()
+    assert knob_values(root) == before and not (
+        tmp_path / f"{('second', 'first')[outs.index('applied')]}.jsonl").exists()
 
 
 def test_an_unconfirmed_intent_is_restored_even_where_the_kernel_granted_less(tmp_path):

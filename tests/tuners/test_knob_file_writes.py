@@ -105,7 +105,8 @@ def _replaceable(path: str, live: bool = False) -> int | None:
 def test_kernel_attributes_keep_plain_writes(tmp_path):
     laptop(tmp_path)
     host = Host(str(tmp_path))
-    assert _replaceable("/proc/self/status") is None and _replaceable("/sys/kernel/mm/transparent_hugepage/enabled") is None
+    assert (_replaceable("/proc/self/status") is None
+            and _replaceable("/sys/kernel/mm/transparent_hugepage/enabled") is None)
     assert _replaceable(host.path(THP)) is not None  # a regular file on a disk
     os.mkfifo(tmp_path / "fifo")
     assert _replaceable(str(tmp_path / "fifo")) is None  # not a regular file: never renamed over

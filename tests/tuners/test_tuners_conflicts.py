@@ -9,7 +9,8 @@ from nodetune.tuners.profiles import profile_from_data
 from tests.support.faketree import FakeProc
 from tests.support.tuners_support import ctx_for, engine_for, journal_for, laptop_with_job
 
-PROFILE = {"hugepages": {"thp_enabled": "always"}, "power": {"governor": "performance"}, "pinning": {"pids": [4242], "cpus": "0-3"}}
+PROFILE = {"hugepages": {"thp_enabled": "always"}, "power": {"governor": "performance"},
+           "pinning": {"pids": [4242], "cpus": "0-3"}}
 
 
 def daemon(fn, pid, comm):
@@ -65,7 +66,8 @@ def test_irqbalance_is_not_a_conflict(tmp_path):
 def test_a_knob_another_nodetune_transaction_holds_is_flagged(tmp_path):
     laptop_with_job(tmp_path)
     ctx = ctx_for(tmp_path)
-    engine_for(ctx).apply(make_plan(ctx, profile_from_data({"hugepages": {"thp_enabled": "never"}}, "a", "a")).changes, "a")
+    engine_for(ctx).apply(
+        make_plan(ctx, profile_from_data({"hugepages": {"thp_enabled": "never"}}, "a", "a")).changes, "a")
     rows = {c.knob.group: c for c in plan(ctx).changes}
     assert any("already set this knob to never" in w for w in rows["thp"].warnings)
     assert rows["governor"].warnings == []

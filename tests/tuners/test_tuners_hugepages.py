@@ -26,8 +26,10 @@ def plan(ctx, hp):
 
 def test_thp_plan_reads_the_bracketed_choice(tmp_path):
     laptop_with_job(tmp_path)
-    rows = {c.knob.label: c for c in plan(ctx_for(tmp_path), {"thp_enabled": "always", "thp_defrag": "madvise"}).changes}
-    assert (rows["THP enabled"].current, rows["THP enabled"].target, rows["THP enabled"].action) == ("madvise", "always", CHANGE)
+    rows = {c.knob.label: c
+            for c in plan(ctx_for(tmp_path), {"thp_enabled": "always", "thp_defrag": "madvise"}).changes}
+    assert (rows["THP enabled"].current, rows["THP enabled"].target, rows["THP enabled"].action) == (
+        "madvise", "always", CHANGE)
     assert rows["THP defrag"].action == KEEP
 
 

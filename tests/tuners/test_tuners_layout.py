@@ -1,5 +1,6 @@
 """The shape of tuners/ (its circles and module sizes: test_package_shape.py): a registry that
-loads tuners only, and adding a tuner is one file (planned, applied, rolled back, offered to autotune and named in help)."""
+loads tuners only, and adding a tuner is one file (planned, applied, rolled back, offered to
+autotune and named in help)."""
 
 from __future__ import annotations
 
@@ -34,8 +35,9 @@ def test_the_registry_loads_tuner_modules_only():
         import sys
         from nodetune.tuners.registry import all_tuners, drivers
         all_tuners(); drivers()
-        print(",".join(sorted(m for m in sys.modules if m.startswith(("nodetune.tuners.transaction", "nodetune.prefetch",
-                                                                     "nodetune.tuners.exec_numa")))))
+        print(",".join(sorted(m for m in sys.modules
+                              if m.startswith(("nodetune.tuners.transaction", "nodetune.prefetch",
+                                               "nodetune.tuners.exec_numa")))))
     """)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == ""

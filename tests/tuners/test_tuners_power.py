@@ -181,7 +181,8 @@ def test_gpu_permission_error_fails_the_transaction_and_restores(tmp_path):
     ctx = ctx_for(root, nv)
     p = plan(ctx, {"gpu": {"gpus": [1], "power_limit_w": 600, "locked_clocks_mhz": [1400, 1700], "allow_lower": True}},
              allow_gpu_power=True)
-    with pytest.raises(TransactionFailed, match="GPU1 locked SM clocks: GPU 1 locked clocks: permission denied \\(needs root\\)"):
+    with pytest.raises(TransactionFailed,
+                       match="GPU1 locked SM clocks: GPU 1 locked clocks: permission denied \\(needs root\\)"):
         engine_for(ctx).apply(p.changes, "t")
     assert nv.gpus[1].power_limit_set_mw == 700000  # the power limit it had set was restored
 

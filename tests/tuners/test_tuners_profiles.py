@@ -40,7 +40,8 @@ def test_gpu_knobs_in_shipped_profiles_stay_opt_in(tmp_path):
 
 
 @pytest.mark.parametrize(("text", "error"), [
-    ('[powr]\ngovernor = "performance"\n', "x.toml: unknown section [powr] (known: hugepages, readahead, power, gpu, pinning"),
+    ('[powr]\ngovernor = "performance"\n',
+     "x.toml: unknown section [powr] (known: hugepages, readahead, power, gpu, pinning"),
     ('[power]\ngoverner = "performance"\n', "x.toml: [power] unknown key 'governer'"),
     ('[readahead]\nread_ahead_kb = "big"\n', "x.toml: [readahead] read_ahead_kb: expected an integer, found 'big'"),
     ('[pinning]\npids = [1, "2"]\n', "x.toml: [pinning] pids: expected a list of integers"),
@@ -63,7 +64,8 @@ def test_invalid_profiles_fail_with_one_line_naming_file_and_key(text, error):
 def test_node_profiles_dir_adds_and_overrides(tmp_path):
     fn = laptop(tmp_path).node
     fn.write("/etc/nodetune/profiles/site.toml", 'description = "our site"\n[power]\ngovernor = "performance"\n')
-    fn.write("/etc/nodetune/profiles/data-loading.toml", 'description = "site data loading"\n[readahead]\nread_ahead_kb = 16384\n')
+    fn.write("/etc/nodetune/profiles/data-loading.toml",
+             'description = "site data loading"\n[readahead]\nread_ahead_kb = 16384\n')
     host = Host(str(tmp_path))
     names = {p.name: p for p in list_profiles(host)}
     assert names["site"].source == "/etc/nodetune/profiles/site.toml"

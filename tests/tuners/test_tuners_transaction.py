@@ -91,7 +91,8 @@ def test_greater_than_semantics_keep_a_higher_value_unless_allowed(tmp_path):
     assert rows["read_ahead_kb sda"].action == CHANGE  # 128 < 4096: raised
     lowered = {c.knob.label: c for c in plan_for(ctx, data, allow_lower=True).changes}
     assert lowered["read_ahead_kb dm-0"].action == CHANGE
-    in_profile = {c.knob.label: c for c in plan_for(ctx, {"readahead": {**data["readahead"], "allow_lower": True}}).changes}
+    in_profile = {c.knob.label: c
+                  for c in plan_for(ctx, {"readahead": {**data["readahead"], "allow_lower": True}}).changes}
     assert in_profile["read_ahead_kb dm-0"].action == CHANGE
 
 
@@ -215,7 +216,8 @@ def test_garbage_journal_lines_are_named_and_never_pass_for_a_clean_rollback(tmp
     with open(path, "a") as fh:
         fh.write('{"txn": "x", "state": "intent", "se')  # torn by a crash, no newline
     assert "torn write" in journal_for(tmp_path).load().warnings[0]
-    res = engine_for(ctx).apply(plan_for(ctx, {"hugepages": {"thp_enabled": "always", "thp_defrag": "never"}}).changes, "a")
+    res = engine_for(ctx).apply(
+        plan_for(ctx, {"hugepages": {"thp_enabled": "always", "thp_defrag": "never"}}).changes, "a")
     assert any("cut off a torn write" in w for w in res.warnings)
     with open(path, "a") as fh:
         fh.write("\x00\x00garbage\n[1, 2]\n")
@@ -223,7 +225,8 @@ def test_garbage_journal_lines_are_named_and_never_pass_for_a_clean_rollback(tmp
     assert len(state.active()) == 2 and [x.line for x in state.lost] == [9, 10]
     rb = engine_for(ctx).rollback()
     assert [(r.knob.label, r.outcome) for r in rb.rows] == [
-        ("THP defrag", "restored"), ("THP enabled", "restored"), ("journal line 9", "lost"), ("journal line 10", "lost")]
+        ("THP defrag", "restored"), ("THP enabled", "restored"),
+        ("journal line 9", "lost"), ("journal line 10", "lost")]
     assert knob_values(tmp_path) == before
     assert len(engine_for(ctx).rollback().failed) == 2  # still loud on the next run
     assert {r.outcome for r in engine_for(ctx).rollback(force=True).rows} == {"abandoned"}

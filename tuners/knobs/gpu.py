@@ -66,7 +66,8 @@ class GpuPowerTuner:
                 want = str(p.power_limit_w * 1000) if p.power_limit_w is not None else f"{p.power_limit_pct}%"
                 out.changes.append(Change(self.name, power_limit_knob(0), None, want, SKIP, why))
             if p.locked_clocks_mhz is not None:
-                out.changes.append(Change(self.name, locked_clocks_knob(0), None, _clocks(p.locked_clocks_mhz), SKIP, why))
+                out.changes.append(Change(self.name, locked_clocks_knob(0), None, _clocks(p.locked_clocks_mhz),
+                                          SKIP, why))
             return out
         try:
             count = ctx.gpus.count()

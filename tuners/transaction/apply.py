@@ -172,7 +172,8 @@ class ApplyOps(RollbackOps):
                 except JournalError as exc:
                     why = self.journal.rewind(start)
                     raise JournalError(f"{exc.reason}; nothing changed"
-                                       + (f" (and the journal keeps an empty transaction: {why})" if why else "")) from None
+                                       + (f" (and the journal keeps an empty transaction: {why})"
+                                          if why else "")) from None
                 crashpoints.crash_if("after_marker", 1)
                 crashpoints.crash_if("after_begin", 1)
                 done: list[Entry] = []

@@ -60,7 +60,8 @@ class NodeLock:
             os.makedirs(os.path.dirname(self.path), 0o755, exist_ok=True)
             fd = open_regular(self.path, os.O_RDWR | os.O_CREAT)
         except OSError as exc:
-            raise JournalError(f"{self.path}: cannot create the node's tuning lock: {os_reason(exc)} (needs root)") from None
+            raise JournalError(f"{self.path}: cannot create the node's tuning lock: {os_reason(exc)} "
+                               "(needs root)") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
