@@ -53,7 +53,8 @@ def serve_jobs(root: str, q: mp.Queue, gpus: int, workers: int) -> None:  # type
     """The agent on the 8-GPU tree with a training process per GPU and `workers` loader workers each."""
     from tests.support.agent_support import dgx_with_jobs, serve_in_process
 
-    serve_in_process(root, '[agent]\nlisten = "127.0.0.1:0"\n', dgx_with_jobs(root, gpus, workers), q)  # defaults otherwise
+    # the agent's defaults otherwise
+    serve_in_process(root, '[agent]\nlisten = "127.0.0.1:0"\n', dgx_with_jobs(root, gpus, workers), q)
 
 
 def body_bytes(port: int) -> int:
@@ -198,7 +199,8 @@ def main() -> None:
     ap.add_argument("--rate", action="store_true", help="cost at Prometheus's rate beside node_exporter")
     ap.add_argument("--scrape-every", type=float, default=15.0)
     ap.add_argument("--workers", type=int, default=8, help="--rate: loader workers per training process")
-    ap.add_argument("--pause", type=float, default=0.0, help="seconds each scraper waits between scrapes (0: closed loop)")
+    ap.add_argument("--pause", type=float, default=0.0,
+                    help="seconds each scraper waits between scrapes (0: closed loop)")
     ap.add_argument("--wrk", action="store_true",
                     help="scrape with wrk (C, keep-alive, closed loop) instead of Python clients: the server's ceiling")
     args = ap.parse_args()

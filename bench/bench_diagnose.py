@@ -46,7 +46,8 @@ def build(gpus: int, seconds: float = 60.0):  # type: ignore[no-untyped-def]
         for w in range(8):
             wp = pid + 50 + w
             b.proc(ProcLoad(pid=wp, gpus=[], role="worker", parent=pid,
-                            threads=[ThreadLoad(wp, "pt_data_worker", 60.0), ThreadLoad(wp + 20, "w", 1.0)], age_s=-2.0))
+                            threads=[ThreadLoad(wp, "pt_data_worker", 60.0), ThreadLoad(wp + 20, "w", 1.0)],
+                            age_s=-2.0))
         b.stack(pid, [(LOADER, 120), (STEP, 50), (SYNC, 30)])
     return b.build()
 

@@ -74,7 +74,8 @@ async def _idle_one(port: int, src: str, end: float) -> None:
                 await w.drain()
                 head = await r.readuntil(b"\r\n\r\n")
                 _count(head[9:12].decode())
-                n = next((int(h.split(b":")[1]) for h in head.split(b"\r\n") if h.lower().startswith(b"content-length")), 0)
+                n = next((int(h.split(b":")[1]) for h in head.split(b"\r\n")
+                          if h.lower().startswith(b"content-length")), 0)
                 await r.readexactly(n)
                 try:  # idle 45 s, or until the server closes it
                     got = await asyncio.wait_for(r.read(1), min(45.0, max(0.1, end - time.monotonic())))
@@ -204,7 +205,8 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         web = Path(tmp) / "web-config.yml"
-        web.write_text(f"basic_auth_users:\n  {USER}: {bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(10)).decode()}\n")
+        hashed = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(10)).decode()
+        web.write_text(f"basic_auth_users:\n  {USER}: {hashed}\n")
         root = Path(tmp) / "root"
         root.mkdir()
         q: mp.Queue = ctx.Queue()  # type: ignore[type-arg]
@@ -228,7 +230,8 @@ def main() -> None:
             lat, fails = scrape_for(port, args.seconds, rss, agent.pid)
             if attacker is not None:
                 try:
-                    notes.append(f"{name} flood: " + ", ".join(f"{k} {v}" for k, v in sorted(stats_q.get(timeout=60).items())))
+                    got = sorted(stats_q.get(timeout=60).items())
+                    notes.append(f"{name} flood: " + ", ".join(f"{k} {v}" for k, v in got))
                 except Exception as exc:  # noqa: BLE001 - a flood that died: say so in the output
                     notes.append(f"{name} flood: no counts ({type(exc).__name__})")
                 attacker.join(timeout=30)

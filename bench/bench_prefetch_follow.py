@@ -1,4 +1,5 @@
-"""An io-bound loader from a cold cache: alone, warm, with a naive fadvise window, and with `nodetune prefetch --follow`.
+"""An io-bound loader from a cold cache: alone, warm, with a naive fadvise window, and with
+`nodetune prefetch --follow`.
 
 The loader is a separate process (so the follower has a PID to follow): one thread reads each file in
 name order with buffered reads, sleeps `--step-ms` per file (a GPU step), epoch after epoch for
@@ -315,7 +316,8 @@ def main() -> None:
     ap.add_argument("--modes", default=",".join(MODES), help="comma-separated; follower:METHOD tries a read path")
     ap.add_argument("--no-evict", dest="evict", action="store_false", help="let epochs after the first run warm")
     ap.add_argument("--follow-args", default="", help="extra arguments for `nodetune prefetch --follow`")
-    ap.add_argument("--json", help="write every run here (rewritten after each run, so a cut-short bench keeps its runs)")
+    ap.add_argument("--json",
+                    help="write every run here (rewritten after each run, so a cut-short bench keeps its runs)")
     ap.add_argument("--table-from", metavar="JSON", help="only print the table of the runs in this file")
     ap.add_argument("--device", default="", help="a light GPU step per file on this torch device (e.g. cuda)")
     ap.add_argument("--diag-dir", help="run `nodetune diagnose --json` in the first cold and follower runs, here")

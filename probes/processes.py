@@ -314,8 +314,10 @@ def process_info(host: Host, pid: int, role: str, gpus: list[int], uid_names: di
             info.user = uid_names.get(info.uid)
         elif "Uid" in status:
             m["uid"] = f"{d}/status: Uid {status['Uid'][:20]!r} is not a number"
-        info.cpus_allowed = attempt(m, "cpus_allowed", lambda: parse_cpulist(status.get("Cpus_allowed_list", ""), f"{d}/status")) or []
-        info.mems_allowed = attempt(m, "mems_allowed", lambda: parse_cpulist(status.get("Mems_allowed_list", ""), f"{d}/status")) or []
+        info.cpus_allowed = attempt(m, "cpus_allowed", lambda: parse_cpulist(status.get("Cpus_allowed_list", ""),
+                                                                              f"{d}/status")) or []
+        info.mems_allowed = attempt(m, "mems_allowed", lambda: parse_cpulist(status.get("Mems_allowed_list", ""),
+                                                                              f"{d}/status")) or []
     cg = attempt(m, "cgroup", lambda: parse_cgroup(host.read(f"{d}/cgroup")))
     if cg is not None:
         info.job = job_of(cg)

@@ -73,7 +73,8 @@ def main() -> None:
         add(label, "architecture", (text(g, "product_architecture") or "").lower(), s["architecture"])
         add(label, "memory total MiB", num(text(g, "fb_memory_usage/total")), (s["memory_total_bytes"] or 0) / 2**20)
         add(label, "pcie max gen", num(text(g, "pci/pci_gpu_link_info/pcie_gen/max_link_gen")), s["pcie_max_gen"])
-        add(label, "pcie max width", num(text(g, "pci/pci_gpu_link_info/link_widths/max_link_width")), s["pcie_max_width"])
+        add(label, "pcie max width", num(text(g, "pci/pci_gpu_link_info/link_widths/max_link_width")),
+            s["pcie_max_width"])
         pw = g.find("gpu_power_readings")
         pw = pw if pw is not None else g.find("power_readings")
         add(label, "power limit default W", num(text(pw, "default_power_limit")), s["power_limit_default_w"])
@@ -99,17 +100,28 @@ def main() -> None:
         label = f"GPU{i}"
         add(label, "memory used MiB", num(text(g, "fb_memory_usage/used")), (smp.memory_used_bytes or 0) / 2**20)
         add(label, "pcie cur gen", num(text(g, "pci/pci_gpu_link_info/pcie_gen/current_link_gen")), smp.pcie_gen)
-        add(label, "pcie cur width", num(text(g, "pci/pci_gpu_link_info/link_widths/current_link_width")), smp.pcie_width)
+        add(label, "pcie cur width", num(text(g, "pci/pci_gpu_link_info/link_widths/current_link_width")),
+            smp.pcie_width)
         pw = g.find("gpu_power_readings")
         pw = pw if pw is not None else g.find("power_readings")
-        add(label, "enforced power limit W", num(text(pw, "current_power_limit") or text(pw, "enforced_power_limit")), smp.power_limit_w)
-        add(label, "ECC corrected (volatile)", num(text(g, "ecc_errors/volatile/dram_correctable") or text(g, "ecc_errors/volatile/single_bit/total")), smp.ecc_corrected)
-        add(label, "ECC uncorrected (volatile)", num(text(g, "ecc_errors/volatile/dram_uncorrectable") or text(g, "ecc_errors/volatile/double_bit/total")), smp.ecc_uncorrected)
-        add(label, "remapped rows correctable", num(text(g, "remapped_rows/remapped_row_corr")), smp.remapped_rows_correctable)
-        add(label, "remapped rows uncorrectable", num(text(g, "remapped_rows/remapped_row_unc")), smp.remapped_rows_uncorrectable)
-        add(label, "pcie replays", num(text(g, "pci/pci_gpu_link_info/replay_counter") or text(g, "pci/replay_counter")), smp.pcie_replay_count)
+        add(label, "enforced power limit W",
+            num(text(pw, "current_power_limit") or text(pw, "enforced_power_limit")), smp.power_limit_w)
+        add(label, "ECC corrected (volatile)",
+            num(text(g, "ecc_errors/volatile/dram_correctable") or text(g, "ecc_errors/volatile/single_bit/total")),
+            smp.ecc_corrected)
+        add(label, "ECC uncorrected (volatile)",
+            num(text(g, "ecc_errors/volatile/dram_uncorrectable") or text(g, "ecc_errors/volatile/double_bit/total")),
+            smp.ecc_uncorrected)
+        add(label, "remapped rows correctable", num(text(g, "remapped_rows/remapped_row_corr")),
+            smp.remapped_rows_correctable)
+        add(label, "remapped rows uncorrectable", num(text(g, "remapped_rows/remapped_row_unc")),
+            smp.remapped_rows_uncorrectable)
+        add(label, "pcie replays",
+            num(text(g, "pci/pci_gpu_link_info/replay_counter") or text(g, "pci/replay_counter")),
+            smp.pcie_replay_count)
         add(label, "processes", len(g.findall("processes/process_info")), len(smp.processes))
-        rows.append((label, "fields nodetune could not read", "", ", ".join(f"{k}: {v}" for k, v in smp.missing.items()) or "-", True))
+        unread = ", ".join(f"{k}: {v}" for k, v in smp.missing.items()) or "-"
+        rows.append((label, "fields nodetune could not read", "", unread, True))
     b.close()
 
     cells = topo_matrix()

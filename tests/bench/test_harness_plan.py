@@ -139,5 +139,6 @@ def test_exporters():
 def test_the_agent_config_is_one_the_agent_accepts():
     from nodetune.config.loader import parse_config
 
-    agent = parse_config(agent_config("/tmp/h.sqlite", stacks=False, listen="127.0.0.1:9848"), "bench").sections["agent"]
+    text = agent_config("/tmp/h.sqlite", stacks=False, listen="127.0.0.1:9848")
+    agent = parse_config(text, "bench").sections["agent"]
     assert (agent.listen, agent.history_path, agent.stacks) == ("127.0.0.1:9848", "/tmp/h.sqlite", False)
