@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from .host import Host, ProbeError, attempt, parse_cpulist
@@ -176,14 +176,17 @@ def users(host: Host) -> dict[int, str]:
 
 
 def sample_process(host: Host, pid: int, threads: bool = True, page_kb: int = 4,
-                   main_thread_only: bool = False, read: Callable[[str], str] | None = None) -> ProcessSample:
+                   main_thread_only: bool = False, read: Callable[[str], str] | None = None,
+                   only_tids: Iterable[int] | None = None) -> ProcessSample:
     """Counters of `pid` and (optionally) each of its threads; a gone process is `alive=False`.
 
     `page_kb` is the node's page size (4 on x86, 64 on some aarch64 GPU nodes such as GH200).
     `main_thread_only` (loader workers) keeps the main thread alone: that is the thread that reads
     and decodes in a DataLoader worker, the one whose state (D: waiting on I/O) the rules use. A
     single-threaded process's stat is its thread's, so it costs no read at all. `read` replaces
-    `host.read` for the per-process files (the sampler's held descriptors).
+    `host.read` for the per-process files (the sampler's held descriptors). `only_tids` reads those
+    threads alone, without listing the process's threads (the sampler's threads that were busy at
+    the last full reading).
     """
     read = read or host.read
     s = ProcessSample(pid=pid)
@@ -221,7 +224,9 @@ def sample_process(host: Host, pid: int, threads: bool = True, page_kb: int = 4,
             except ProbeError as exc:
                 s.missing["threads"] = exc.reason
     elif threads:
-        for tid_s in attempt(s.missing, "threads", lambda: host.listdir(f"{d}/task")) or []:
+        tids = [str(t) for t in only_tids] if only_tids is not None else \
+            attempt(s.missing, "threads", lambda: host.listdir(f"{d}/task")) or []
+        for tid_s in tids:
             p = f"{d}/task/{tid_s}/stat"
             try:
                 name, r = parse_stat(read(p), p)

@@ -22,7 +22,15 @@ from .nic import probe_nics
 from .node import Topology, probe_topology
 from .pending import PendingScanner
 from .proc_table import ProcTable
-from .processes import MAX_WORKERS, ProcessInfo, numa_placement, process_info, sample_process, users
+from .processes import (
+    MAX_WORKERS,
+    ProcessInfo,
+    ProcessSample,
+    numa_placement,
+    process_info,
+    sample_process,
+    users,
+)
 from .pystacks import StackRecorder
 from .snapshot import SNAPSHOT_VERSION, Sample, Snapshot, Window, now_iso, strip_identifiers
 from .thermal import ThermalLayout, probe_thermal, thermal_layout
@@ -73,6 +81,8 @@ class Sampler:
         self.stacks_busy_s: float | None = None  # None: slices over every GPU process, busy or not
         self._gpu_dipped: dict[int, float] = {}  # GPU index -> time of its last sample below STACKS_BUSY_PCT
         self._pending_since: dict[int, float] = {}  # processes with CUDA loaded and no context yet
+        self._busy: dict[int, list[int]] = {}  # GPU process -> its threads read every sample
+        self._ticks: dict[int, dict[int, int]] = {}  # GPU process -> tid -> CPU ticks at the last full reading
         self._held = HeldFiles(host)  # the followed processes' stat and io files, kept open
         self._table = ProcTable(host)  # one /proc scan a worker cadence: workers and starting jobs
         self._pending = PendingScanner(host, len(self.gpu_indices), PENDING_MAX_AGE_S, topo.node.clk_tck or 100,
@@ -116,11 +126,15 @@ class Sampler:
             if worker and not workers_due:
                 continue
             ps = sample_process(self.host, pid, self.thread_detail, self._page_kb, main_thread_only=worker,
-                                read=self._held.read)
+                                read=self._held.read, only_tids=None if workers_due else self._busy.get(pid))
+            if not worker and workers_due and ps.alive:
+                self._busy[pid] = self._busy_threads(pid, ps)
             if not ps.alive or (ps.starttime is not None and info.starttime is not None
                                 and ps.starttime != info.starttime):
                 # exited, or the pid now names another process: stop following it
                 del self.infos[pid]
+                self._busy.pop(pid, None)
+                self._ticks.pop(pid, None)
                 self.dropped += 1
                 if not ps.alive:
                     s.processes.append(ps)  # the last sample says it is gone
@@ -128,8 +142,21 @@ class Sampler:
             s.processes.append(ps)
         if workers_due:
             self._held.sweep()  # threads and processes gone since the last worker cadence
+            for gone in self._ticks.keys() - self.infos.keys():  # left in other ways (a pending one expired)
+                self._busy.pop(gone, None)
+                del self._ticks[gone]
         s.cost_s = round(time.thread_time() - c0, 6)
         return s
+
+    def _busy_threads(self, pid: int, ps: ProcessSample) -> list[int]:
+        """The threads of GPU process `pid` to read until its next full reading: those running or
+        waiting on I/O, or whose CPU time moved since the last full reading. A trainer has tens of
+        threads (OpenMP and CUDA helpers, idle pools) of which a few work; the others' counters are
+        read on the worker cadence, which is what their share of the window needs."""
+        last = self._ticks.get(pid, {})
+        now = {t.tid: t.utime + t.stime for t in ps.threads}
+        self._ticks[pid] = now
+        return [t.tid for t in ps.threads if t.state in ("R", "D") or last.get(t.tid) != now[t.tid]]
 
     def gpu_pids(self) -> list[int]:
         """The followed GPU processes, oldest pid first."""
