@@ -1,0 +1,19 @@
+"""`nodetune prefetch` (cli/prefetch.py)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import typer
+
+COMMANDS = {
+    "prefetch": "Warm files into the page cache, or follow a job's reads.",
+}
+
+
+def register(app: typer.Typer) -> None:
+    """Mount `prefetch`."""
+    from ..prefetch import register as mount
+
+    mount(app)
