@@ -40,8 +40,11 @@ def _commands(python: str = sys.executable) -> list[tuple[str, list[str], float 
             ("nodetune topo", [*nt, "topo"], 3.0)]
 
 
-def _once(cmd: list[str]) -> float:
+def _once(cmd: list[str], pycache: str | None = None) -> float:
     env = dict(os.environ, COLUMNS="100")
+    if pycache is not None:  # bytecode as an installed nodetune has it, kept out of the checkout
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["PYTHONPYCACHEPREFIX"] = os.path.join(pycache, str(Path(cmd[0]).parents[1]).strip("/").replace("/", "_"))
     t0 = time.perf_counter()
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     ms = (time.perf_counter() - t0) * 1e3
@@ -86,6 +89,9 @@ def _rows(cmds: list[tuple[str, list[str], float | None]], runs: dict[str, list[
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("-n", "--runs", type=int, default=10, help="timed runs of each command (default 10)")
+    ap.add_argument("--pycache", metavar="DIR", help="let the commands write and use bytecode under DIR "
+                    "(PYTHONPYCACHEPREFIX, one folder a venv; the warm-up round writes it) even where "
+                    "PYTHONDONTWRITEBYTECODE is set: every module is otherwise compiled on every run")
     ap.add_argument("--before", metavar="PYTHON", help="another venv's python (the code before a change): its "
                     "commands run interleaved with these, each against its own bare interpreter")
     args = ap.parse_args(argv)
@@ -100,10 +106,13 @@ def main(argv: list[str] | None = None) -> int:
             for into, argv_ in ((before, old[i][1]) if old else (None, None), (runs, cmd)):
                 if into is None or argv_ is None:
                     continue
-                ms = _once(argv_)
+                ms = _once(argv_, args.pycache)
                 if k:  # the first round warms the page cache and .pyc files
                     into[label].append(ms)
     load1 = os.getloadavg()
+    bytecode = "written and used" if args.pycache or not os.environ.get("PYTHONDONTWRITEBYTECODE") else \
+        "not written (PYTHONDONTWRITEBYTECODE): the project's modules compiled on every run"
+    print(f"bytecode: {bytecode}\n")
     head, rows = _rows(cmds, runs, before if old else None)
     print_table(head, rows)
     print(f"\nload average (1, 5, 15 min): {' '.join(f'{x:.2f}' for x in load0)} before the runs, "

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from typing import Any
 
 
 def print_json(obj: object) -> None:
+    """`obj` (dataclasses, lists, dicts) as indented JSON on stdout."""
+    import json  # here: the human-readable path never needs it
+
     from nodetune.probes.serde import to_jsonable
 
     sys.stdout.write(json.dumps(to_jsonable(obj), indent=1) + "\n")
