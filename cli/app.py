@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any
 
 from . import help_text, plugins
+
+TYPE_CHECKING = False  # typing's, without importing typing: `nodetune --help` imports this module
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def __getattr__(name: str) -> Any:

@@ -9,15 +9,21 @@ gets click's own message and exit code.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, NamedTuple
+
+TYPE_CHECKING = False  # typing's, without importing typing: `nodetune --help` imports this module
+if TYPE_CHECKING:
+    from typing import Any
 
 
-class FastCommand(NamedTuple):
+class FastCommand:
     """A command and the options it takes without typer: option -> the function's keyword."""
 
-    run: Callable[..., None]
-    values: Mapping[str, str]  # options followed by a value: `--root DIR` or `--root=DIR`
-    flags: Mapping[str, str]  # options that stand alone: `--json`
+    __slots__ = ("run", "values", "flags")
+
+    def __init__(self, run: Callable[..., None], values: Mapping[str, str], flags: Mapping[str, str]) -> None:
+        self.run = run
+        self.values = values  # options followed by a value: `--root DIR` or `--root=DIR`
+        self.flags = flags  # options that stand alone: `--json`
 
 
 def parse(cmd: FastCommand, args: list[str]) -> dict[str, Any] | None:

@@ -18,14 +18,16 @@ from __future__ import annotations
 import importlib
 import os
 from types import ModuleType
-from typing import NamedTuple
 
 
-class Declared(NamedTuple):
+class Declared:
     """A built-in command as its module declares it."""
 
-    module: str  # the module's full name
-    summary: str
+    __slots__ = ("module", "summary")
+
+    def __init__(self, module: str, summary: str) -> None:
+        self.module = module  # the module's full name
+        self.summary = summary
 
 
 def command_modules() -> list[str]:

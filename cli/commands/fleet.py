@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+TYPE_CHECKING = False  # typing's, without importing typing: `nodetune --help` imports this module
 if TYPE_CHECKING:
     import typer
 

@@ -5,10 +5,10 @@ and scripts run most, and typer and rich were most of its start-up.
 """
 
 import sys
-from typing import TYPE_CHECKING, Annotated
 
 from ..fast import FastCommand
 
+TYPE_CHECKING = False  # typing's, without importing typing: `nodetune --help` imports this module
 if TYPE_CHECKING:
     import typer
 
@@ -52,6 +52,8 @@ FAST = {"topo": FastCommand(run_topo, values={"--root": "root", "--replay": "rep
 
 def register(app: "typer.Typer") -> None:
     """Mount `topo` and `snapshot`."""
+    from typing import Annotated
+
     import typer
 
     from ..errors import UserError
