@@ -75,13 +75,13 @@ def _rows(cmds: list[tuple[str, list[str], float | None]], runs: dict[str, list[
         row: tuple[str, ...] = (label, str(len(runs[label])))
         if before is not None:
             b = statistics.median(before[label])
-            row += (f"{b:.1f}", f"{b / statistics.median(before[cmds[0][0]]):.2f}")
+            row += (f"{b:.1f}", f"{min(before[label]):.1f}", f"{b / statistics.median(before[cmds[0][0]]):.2f}")
         row += (f"{med:.1f}", f"{min(runs[label]):.1f}", f"{med / base:.2f}",
                 "-" if goal is None else f"<= {goal:g}x: {'yes' if med <= goal * base else 'NO'}")
         rows.append(row)
     head: tuple[str, ...] = ("command", "runs")
     if before is not None:
-        head += ("before median ms", "before x bare")
+        head += ("before median ms", "before min ms", "before x bare")
     head += ("median ms", "min ms", "x bare python", "goal")
     return head, rows
 
