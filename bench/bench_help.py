@@ -40,6 +40,27 @@ def _commands(python: str = sys.executable) -> list[tuple[str, list[str], float 
             ("nodetune topo", [*nt, "topo"], 3.0)]
 
 
+# `topo` built up a layer at a time: what each layer below the CLI adds to a bare interpreter.
+_LAYERS = (("python -c pass", "pass"),
+           ("+ import probes.node, probes.source", "import nodetune.probes.node, nodetune.probes.source"),
+           ("+ import pynvml (NvmlBackend.open imports it)", "import nodetune.probes.node, nodetune.probes.source, pynvml"),
+           ("+ open_source('/') and probe_topology", "from nodetune.probes.node import probe_topology; "
+            "from nodetune.probes.source import open_source; s = open_source('/'); probe_topology(s.host, s.backend, s.status)"),
+           ("+ the CLI: nodetune topo", None))
+
+
+def layers(n: int, pycache: str | None) -> list[tuple[str, ...]]:
+    """(layer, median ms, min ms) of `topo` built up from a bare interpreter, interleaved."""
+    cmds = [[sys.executable, "-c", code] if code else [*_commands()[-1][1]] for _, code in _LAYERS]
+    runs: list[list[float]] = [[] for _ in cmds]
+    for k in range(n + 1):
+        for i, cmd in enumerate(cmds):
+            ms = _once(cmd, pycache)
+            if k:
+                runs[i].append(ms)
+    return [(label, f"{statistics.median(r):.1f}", f"{min(r):.1f}") for (label, _), r in zip(_LAYERS, runs, strict=True)]
+
+
 def _once(cmd: list[str], pycache: str | None = None) -> float:
     env = dict(os.environ, COLUMNS="100")
     if pycache is not None:  # bytecode as an installed nodetune has it, kept out of the checkout
@@ -92,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pycache", metavar="DIR", help="let the commands write and use bytecode under DIR "
                     "(PYTHONPYCACHEPREFIX, one folder a venv; the warm-up round writes it) even where "
                     "PYTHONDONTWRITEBYTECODE is set: every module is otherwise compiled on every run")
+    ap.add_argument("--layers", action="store_true", help="also time topo a layer at a time (probe imports, "
+                    "pynvml, probing, the CLI)")
     ap.add_argument("--before", metavar="PYTHON", help="another venv's python (the code before a change): its "
                     "commands run interleaved with these, each against its own bare interpreter")
     args = ap.parse_args(argv)
@@ -117,6 +140,11 @@ def main(argv: list[str] | None = None) -> int:
     print_table(head, rows)
     print(f"\nload average (1, 5, 15 min): {' '.join(f'{x:.2f}' for x in load0)} before the runs, "
           f"{' '.join(f'{x:.2f}' for x in load1)} after")
+
+    if args.layers:
+        print("\n`nodetune topo` a layer at a time:")
+        print_table(("layer", "median ms", "min ms"), layers(n, args.pycache))
+        print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
     total, top = import_breakdown()
     print(f"\nslowest imports of `topo` under `-X importtime` (all imports: {total:.1f} ms):")
