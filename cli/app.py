@@ -12,8 +12,6 @@ from __future__ import annotations
 import os
 import sys
 
-from . import help_text, plugins
-
 TYPE_CHECKING = False  # typing's, without importing typing: `nodetune --help` imports this module
 if TYPE_CHECKING:
     from typing import Any
@@ -47,6 +45,8 @@ def fast_help() -> str | None:
     or more (click lays help out at most 78 wide) and plugins whose help `help_text` knows."""
     if _columns() < 80:
         return None
+    from . import help_text, plugins
+
     plugged = {name for name, _ in plugins.command_entry_points()}
     if not plugged <= help_text.PLUGIN_COMMANDS:
         return None
@@ -82,6 +82,8 @@ def main(argv: list[str] | None = None) -> None:
     """Console entry point: every user error is one line on stderr and exit 2 (cli/typer_app.py)."""
     args = list(sys.argv[1:] if argv is None else argv)
     if args == ["--version"]:
+        from . import plugins  # here: `nodetune CMD` needs neither it nor the help text
+
         v = plugins.version("nodetune")
         if v is not None:
             sys.stdout.write(f"nodetune {v}\n")
