@@ -1,8 +1,9 @@
 """The `nodetune` command line: the typer app, its command groups and the one error path.
 
 Reached through `cli/app.py` (the console entry point), which answers the top-level `--help` and
-`--version` without importing this. Heavy imports (NVML bindings, probes, rich renderers) happen
-inside the commands so that a subcommand's `--help` stays fast.
+`--version`, and the commands' `FAST` forms, without importing this. The commands are the modules
+of `cli/commands/` (and the plugins'); heavy imports (NVML bindings, probes, rich renderers)
+happen inside the commands so that a subcommand's `--help` stays fast.
 """
 
 from __future__ import annotations
