@@ -16,7 +16,8 @@ if TYPE_CHECKING:
 
 
 class FastCommand:
-    """A command and the options it takes without typer: option -> the function's keyword."""
+    """A command and the options it takes without typer: option -> the function's keyword.
+    (A plain class for the reason `commands.Declared` is one.)"""
 
     __slots__ = ("run", "values", "flags")
 
