@@ -1,8 +1,9 @@
 """The `nodetune` console entry point.
 
-The top-level `--help`, `-h` and `--version` are answered here from the standard library alone:
-typer, click and rich take several times a bare interpreter's start-up to import. Everything else
-(and these too where the fast answer cannot be sure it is the same) goes to the typer app in
+The top-level `--help`, `-h` and `--version`, and the simple forms of the commands whose modules
+declare them (`FAST` in cli/commands/), are answered here from the standard library alone: typer,
+click and rich take several times a bare interpreter's start-up to import. Everything else (and
+these too where the fast answer cannot be sure it is the same) goes to the typer app in
 `cli/typer_app.py`.
 """
 
@@ -10,10 +11,10 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any
 
-from . import plugins
-from .help_text import PLUGIN_COMMANDS, TOP_HELP
+TYPE_CHECKING = False  # typing's, without importing typing: `nodetune --help` imports this module
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def __getattr__(name: str) -> Any:
@@ -41,16 +42,48 @@ def _columns() -> int:
 
 def fast_help() -> str | None:
     """The top-level help where it is the typer app's to the character: a terminal of 80 columns
-    or more (click lays help out at most 78 wide) and exactly the plugins the text lists."""
-    if _columns() < 80 or {name for name, _ in plugins.command_entry_points()} != PLUGIN_COMMANDS:
+    or more (click lays help out at most 78 wide) and plugins whose help `help_text` knows."""
+    if _columns() < 80:
         return None
-    return TOP_HELP
+    from . import help_text, plugins
+
+    plugged = {name for name, _ in plugins.command_entry_points()}
+    if not plugged <= help_text.PLUGIN_COMMANDS:
+        return None
+    from .commands import builtin_commands
+
+    summaries = {name: d.summary for name, d in builtin_commands().items()}
+    return help_text.top_help(summaries, {n: t for n, t in help_text.PLUGIN_HELP.items() if n in plugged})
+
+
+def run_fast(args: list[str]) -> bool:
+    """Run `nodetune CMD ...` without typer where CMD's module declares a fast form that takes
+    these arguments (cli/fast.py); False where typer must parse them."""
+    from . import fast
+    from .commands import builtin_commands, load
+    from .errors import exit_for, interrupted
+
+    declared = builtin_commands().get(args[0])
+    cmd = getattr(load(declared.module), "FAST", {}).get(args[0]) if declared else None
+    kwargs = fast.parse(cmd, args[1:]) if cmd is not None else None
+    if cmd is None or kwargs is None:
+        return False
+    try:
+        cmd.run(**kwargs)
+    except KeyboardInterrupt:
+        interrupted()
+    except Exception as exc:
+        exit_for(exc)
+        raise
+    return True
 
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: every user error is one line on stderr and exit 2 (cli/typer_app.py)."""
     args = list(sys.argv[1:] if argv is None else argv)
     if args == ["--version"]:
+        from . import plugins  # here: `nodetune CMD` needs neither it nor the help text
+
         v = plugins.version("nodetune")
         if v is not None:
             sys.stdout.write(f"nodetune {v}\n")
@@ -60,6 +93,8 @@ def main(argv: list[str] | None = None) -> None:
         if text is not None:
             sys.stdout.write(text)
             return
+    elif args and not args[0].startswith("-") and run_fast(args):
+        return
     from .typer_app import main as typer_main
 
     typer_main(args)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import NoReturn
 
 
 class UserError(Exception):
@@ -34,3 +35,27 @@ def user_message(exc: BaseException) -> str | None:
             text = getattr(exc, "reason", None) or str(exc)
             return " ".join(str(text).split())
     return None
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    """Print `nodetune: error: MESSAGE` on stderr and exit with `code`."""
+    sys.stderr.write(f"nodetune: error: {message}\n")
+    sys.stderr.flush()
+    raise SystemExit(code)
+
+
+def interrupted() -> NoReturn:
+    """Ctrl-C: one line and the shell's exit status for SIGINT."""
+    sys.stderr.write("nodetune: interrupted\n")
+    sys.stderr.flush()
+    raise SystemExit(130)
+
+
+def exit_for(exc: Exception) -> None:
+    """Exit with one line where `exc` is a person's error (`user_message`); return for a bug, which
+    the caller re-raises."""
+    if isinstance(exc, UserError):
+        fail(str(exc), exc.exit_code)
+    text = user_message(exc)
+    if text is not None:
+        fail(text)

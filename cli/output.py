@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from typing import Any
 
 
 def print_json(obj: object) -> None:
+    """`obj` (dataclasses, lists, dicts) as indented JSON on stdout."""
+    import json  # here: the human-readable path never needs it
+
     from nodetune.probes.serde import to_jsonable
 
     sys.stdout.write(json.dumps(to_jsonable(obj), indent=1) + "\n")
@@ -29,6 +31,19 @@ def term_width() -> int:
         return os.get_terminal_size().columns
     except OSError:
         return PIPED_WIDTH
+
+
+def plain_width() -> int | None:
+    """The width `console()` lays out at where it would draw no styles (stdout is not a terminal,
+    nothing forces colour, UTF-8 box characters), so a renderer may write the same text without
+    rich; None where rich must draw."""
+    env = os.environ
+    terminal = env.get("TTY_COMPATIBLE") == "1" or (env.get("TTY_COMPATIBLE") != "0" and (
+        bool(env.get("FORCE_COLOR")) if "FORCE_COLOR" in env else sys.stdout.isatty()))
+    encoding = (getattr(sys.stdout, "encoding", None) or "utf-8").lower()
+    if terminal or sys.stdout.isatty() or not encoding.startswith("utf") or "IPython" in sys.modules:
+        return None
+    return max(term_width(), PIPED_WIDTH)
 
 
 def console() -> Any:

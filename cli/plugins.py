@@ -9,7 +9,10 @@ import importlib
 import os
 import sys
 from collections.abc import Callable, Iterator
-from typing import Any
+
+TYPE_CHECKING = False  # typing's, without importing typing: `nodetune --help` imports this module
+if TYPE_CHECKING:
+    from typing import Any
 
 GROUP = "nodetune.commands"
 

@@ -42,6 +42,13 @@ AllowLowerOpt = Annotated[bool, typer.Option("--allow-lower", help="Lower numeri
 AllowGpuOpt = Annotated[bool, typer.Option("--allow-gpu-power", help="Allow GPU power-limit and clock changes the profile asks for.")]
 
 
+def targets(pid: list[int] | None, cgroup: list[str] | None, gpu_jobs: bool, gpu: list[int] | None,
+            pin_cpus: str | None, data_path: list[str] | None) -> dict[str, Any]:
+    """The target options, as the profile table and field each sets (tune_session.with_overrides)."""
+    return {"pinning.pids": pid, "pinning.cgroups": cgroup, "pinning.gpu_jobs": gpu_jobs, "pinning.gpus": gpu,
+            "pinning.cpus": pin_cpus, "readahead.paths": data_path}
+
+
 def tune_help() -> str:
     """The `tune` help line, naming the tuners there are (listed without importing them)."""
     from nodetune.tuners.registry import tuner_modules
@@ -73,8 +80,7 @@ def build_tune_app(deps: TuneDeps) -> typer.Typer:
                  allow_gpu_power: AllowGpuOpt = False, as_json: JsonOpt = False) -> None:
         """Show each knob's current value, the profile's target and what apply would do."""
         with open_tune_session(deps, root, journal) as s, user_errors():
-            prof = load_target_profile(s, profile, dict(pids=pid, cgroups=cgroup, gpu_jobs=gpu_jobs, gpus=gpu,
-                                          pin_cpus=pin_cpus, data_paths=data_path))
+            prof = load_target_profile(s, profile, targets(pid, cgroup, gpu_jobs, gpu, pin_cpus, data_path))
             plan = s.plan(prof, allow_lower=allow_lower, allow_gpu_power=allow_gpu_power)
         if as_json:
             print_json(plan)
@@ -90,8 +96,7 @@ def build_tune_app(deps: TuneDeps) -> typer.Typer:
                   as_json: JsonOpt = False) -> None:
         """Apply a profile as one journaled transaction (rolled back if any knob fails)."""
         with open_tune_session(deps, root, journal) as s, user_errors():
-            prof = load_target_profile(s, profile, dict(pids=pid, cgroups=cgroup, gpu_jobs=gpu_jobs, gpus=gpu,
-                                          pin_cpus=pin_cpus, data_paths=data_path))
+            prof = load_target_profile(s, profile, targets(pid, cgroup, gpu_jobs, gpu, pin_cpus, data_path))
             plan = s.plan(prof, allow_lower=allow_lower, allow_gpu_power=allow_gpu_power)
             res = s.apply(plan, force=force)
         if as_json:

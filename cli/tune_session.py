@@ -62,46 +62,64 @@ def open_tune_session(deps: TuneDeps, root: str, journal: str | None) -> Any:
     return open_session(host, journal, gpus=gpus, affinity=deps.affinity)
 
 
-def with_overrides(prof: Any, pids: list[int] | None, cgroups: list[str] | None, gpu_jobs: bool,
-                    gpus: list[int] | None, pin_cpus: str | None, data_paths: list[str] | None) -> Any:
-    """The profile with the command line's targets added (pids, cgroups, data paths)."""
-    from nodetune.tuners.errors import ProfileError
-    from nodetune.tuners.knobs.pinning import PinningParams
-    from nodetune.tuners.knobs.readahead import ReadaheadParams
+def _joined(hint: Any, old: Any, new: Any) -> Any:
+    """A profile's value joined with the command line's, by the field's type: a flag is set by
+    either; a list gains the new items once each (ids sorted, names and paths in the order given:
+    their order may matter); anything else (an optional value, a list that may be None) is
+    replaced."""
+    from typing import get_args, get_origin
 
-    if pids or cgroups or gpu_jobs or gpus or pin_cpus:
-        pin = prof.pinning or PinningParams()
-        pin.pids = sorted(set(pin.pids) | set(pids or []))
-        pin.cgroups = list(dict.fromkeys([*pin.cgroups, *(cgroups or [])]))
-        pin.gpu_jobs = pin.gpu_jobs or gpu_jobs
-        if gpus:
-            pin.gpus = list(gpus)
-        if pin_cpus:
-            pin.cpus = pin_cpus
-        prof.set("pinning", pin)
-    if data_paths:
-        ra = prof.readahead or ReadaheadParams()
-        ra.paths = list(dict.fromkeys([*ra.paths, *data_paths]))
-        prof.set("readahead", ra)
-    for name in ("pinning", "readahead"):
-        params = getattr(prof, name)
+    if hint is bool:
+        return bool(old) or bool(new)
+    if get_origin(hint) is list:
+        items = [*old, *new]
+        return sorted(set(items)) if get_args(hint) == (int,) else list(dict.fromkeys(items))
+    return list(new) if isinstance(new, list) else new
+
+
+def with_overrides(prof: Any, targets: dict[str, Any]) -> Any:
+    """The profile with the command line's targets added: `targets` maps "table.field" (a tuner's
+    profile table and a field of its params dataclass, tuners.registry.sections()) to a value,
+    None or empty where the option was not given. Every table the command line can target is
+    checked, as a profile's own tables are."""
+    import dataclasses
+    from typing import get_type_hints
+
+    from nodetune.tuners.errors import ProfileError
+    from nodetune.tuners.registry import sections
+
+    tables = sections()
+    for key, value in targets.items():
+        table, _, name = key.partition(".")
+        cls = tables.get(table)
+        if cls is None or name not in {f.name for f in dataclasses.fields(cls)}:
+            raise RuntimeError(f"command-line target {key!r}: no tuner's profile table has that field")
+        if not value:
+            continue
+        params = getattr(prof, table) or cls()
+        setattr(params, name, _joined(get_type_hints(cls)[name], getattr(params, name), value))
+        prof.set(table, params)
+    for table in dict.fromkeys(key.partition(".")[0] for key in targets):
+        params = getattr(prof, table)
         problems = params.check() if params is not None else []
         if problems:
-            raise ProfileError(f"command line: [{name}] {problems[0]}")
+            raise ProfileError(f"command line: [{table}] {problems[0]}")
     return prof
 
 
-def load_target_profile(s: Any, profile: str | None, overrides: dict[str, Any]) -> Any:
+def load_target_profile(s: Any, profile: str | None, targets: dict[str, Any]) -> Any:
+    """The profile named (or one made of the command line's targets alone) with `targets` added
+    (`with_overrides`)."""
     from nodetune.tuners.profiles import Profile, list_profiles, load_profile
 
     if profile is None:
-        if not any(v for v in overrides.values()):
+        if not any(v for v in targets.values()):
             names = ", ".join(p.name for p in list_profiles(s.ctx.host))
             raise UserError(f"give --profile NAME (available: {names}) or targets such as --pid")
         prof = Profile(name="command-line", source="command line")
     else:
         prof = load_profile(s.ctx.host, profile)
-    return with_overrides(prof, **overrides)
+    return with_overrides(prof, targets)
 
 
 def live_advice(root: str, seconds: float) -> Iterable[Any]:

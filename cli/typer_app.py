@@ -1,8 +1,9 @@
 """The `nodetune` command line: the typer app, its command groups and the one error path.
 
 Reached through `cli/app.py` (the console entry point), which answers the top-level `--help` and
-`--version` without importing this. Heavy imports (NVML bindings, probes, rich renderers) happen
-inside the commands so that a subcommand's `--help` stays fast.
+`--version`, and the commands' `FAST` forms, without importing this. The commands are the modules
+of `cli/commands/` (and the plugins'); heavy imports (NVML bindings, probes, rich renderers)
+happen inside the commands so that a subcommand's `--help` stays fast.
 """
 
 from __future__ import annotations
@@ -11,16 +12,18 @@ import sys
 from typing import Annotated, Any
 
 import typer
+import typer.core
 import typer.main
 
-from .errors import UserError, user_message
+from .errors import exit_for, fail, interrupted
 
-# Which built-in module mounts each command: `nodetune CMD ...` builds the typer app with that
-# module alone (typer builds every command's options before parsing, ~2 ms a command, and the
-# modules' imports). tests/cli/test_cli_fast_paths.py checks this against what the modules mount.
-BUILTIN = {"topo": "topo", "snapshot": "topo", "diagnose": "diagnose", "exec": "tune", "tune": "tune",
-           "config": "config_cmd", "prefetch": "prefetch", "fleet": "fleet"}
-_ORDER = ("topo", "diagnose", "tune", "config_cmd", "prefetch", "fleet")
+
+class _ByName(typer.core.TyperGroup):
+    """The top-level group: commands listed by name, wherever they come from (cli/help_text.py
+    lists them the same way without typer)."""
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return sorted(self.commands)
 
 
 def _version(value: bool) -> None:
@@ -40,16 +43,36 @@ def _root(version: Annotated[bool, typer.Option("--version", is_eager=True, call
     """Profile and tune a Linux GPU node."""
 
 
+def _mount(app: typer.Typer, module: str) -> None:
+    """Mount one command module's commands, each listed with the summary the module declares (the
+    one `nodetune --help` prints without typer); a module must mount what it declares."""
+    from .commands import load
+
+    mod = load(module)
+    n_cmds, n_groups = len(app.registered_commands), len(app.registered_groups)
+    mod.register(app)
+    mounted: dict[str, Any] = {}
+    for info in app.registered_commands[n_cmds:]:
+        mounted[info.name or typer.main.get_command_name(info.callback.__name__)] = info  # type: ignore[union-attr]
+    for group in app.registered_groups[n_groups:]:
+        mounted[str(group.name or group.typer_instance.info.name)] = group  # type: ignore[union-attr]
+    if set(mounted) != set(mod.COMMANDS):
+        raise RuntimeError(f"{module} declares the commands {sorted(mod.COMMANDS)} but mounts {sorted(mounted)}")
+    for name, info in mounted.items():
+        info.short_help = mod.COMMANDS[name]
+
+
 def build_app(command: str | None = None) -> typer.Typer:
     """The typer app with every command, or with only what `nodetune COMMAND` needs: the built-in
     module or the plugin that mounts COMMAND (every command where COMMAND is unknown, so typer's
     "no such command" and its suggestions see them all)."""
-    import importlib
+    from . import help_text, plugins
+    from .commands import builtin_commands
 
     app = typer.Typer(
         name="nodetune",
-        help="Profile and tune a Linux GPU node: see its topology, explain what holds each GPU job back, "
-        "and apply reversible tuning.",
+        cls=_ByName,
+        help=help_text.APP_HELP,
         no_args_is_help=True,
         add_completion=False,
         # Plain help: typer's rich help pulls in rich.markdown (~100 ms of imports) on every --help.
@@ -59,18 +82,17 @@ def build_app(command: str | None = None) -> typer.Typer:
         context_settings={"help_option_names": ["-h", "--help"]},
     )
     app.callback()(_root)
-    from . import plugins
-
+    builtin = builtin_commands()
     eps = plugins.command_entry_points()
     mods: tuple[str, ...]
-    if command in BUILTIN:
-        mods, eps = (BUILTIN[command],), []
+    if command in builtin:
+        mods, eps = (builtin[command].module,), []
     elif command is not None and command in {name for name, _ in eps}:
         mods, eps = (), [(n, v) for n, v in eps if n == command]
     else:
-        mods = _ORDER
+        mods = tuple(dict.fromkeys(d.module for d in builtin.values()))
     for mod in mods:
-        importlib.import_module(f"{__package__}.{mod}").register(app)
+        _mount(app, mod)
     # Commands of other packages (the agent) plug in through an entry-point group, so the CLI
     # never imports them by name (DESIGN: cli and agent never import each other).
     for name, value in eps:
@@ -86,18 +108,18 @@ _full: typer.Typer | None = None
 
 
 def __getattr__(name: str) -> Any:
-    """`app`: the typer app with every command (tests, `python -m`), built on first use."""
+    """`app`: the typer app with every command (tests, `python -m`), built on first use;
+    `BUILTIN`: built-in command name -> the module that mounts it (cli/commands/)."""
     global _full
     if name == "app":
         if _full is None:
             _full = build_app()
         return _full
+    if name == "BUILTIN":
+        from .commands import builtin_commands
+
+        return {cmd: d.module for cmd, d in builtin_commands().items()}
     raise AttributeError(name)
-
-
-def _fail(message: str, code: int = 2) -> None:
-    typer.echo(f"nodetune: error: {message}", err=True)
-    raise SystemExit(code)
 
 
 def _name_metavars(cmd: Any) -> None:
@@ -186,28 +208,23 @@ def main(argv: list[str] | None = None) -> None:
         if isinstance(hint, list | tuple):
             hint = hint[0]
         if not exc.message:  # a missing value: click's own sentence names the option
-            _fail(" ".join(exc.format_message().split()))
+            fail(" ".join(exc.format_message().split()))
         msg = " ".join(exc.message.split())
         for pyd, words in _TYPE_WORDS:
             if msg.startswith(f"Input should be a {pyd}"):
                 given = _given(str(hint), args)
                 msg = f"expected {words}" + (f", got {given!r:.40}" if given is not None else "")
-        _fail(f"{hint}: {msg}")
+        fail(f"{hint}: {msg}")
     except typer.TyperException as exc:  # usage errors: no such option, missing value, ...
         if type(exc).__name__ == "NoArgsIsHelpError":  # `nodetune` or `nodetune tune` alone: the help
             typer.echo(exc.format_message())
             raise SystemExit(2) from None
-        _fail(" ".join(exc.format_message().split()))
+        fail(" ".join(exc.format_message().split()))
     except (typer.Abort, KeyboardInterrupt):
-        typer.echo("nodetune: interrupted", err=True)
-        raise SystemExit(130) from None
-    except UserError as exc:
-        _fail(str(exc), exc.exit_code)
+        interrupted()
     except Exception as exc:
-        text = user_message(exc)
-        if text is None:
-            raise
-        _fail(text)
+        exit_for(exc)
+        raise
     if isinstance(rc, int) and rc:
         raise SystemExit(rc)
 

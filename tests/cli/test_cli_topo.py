@@ -185,3 +185,61 @@ def test_snapshot_with_a_bad_root(tmp_path: Path) -> None:
     msg = _one_error_line(_cli("snapshot", "-o", str(tmp_path / "s.json"), "--seconds", "0", "--root", str(f)))
     assert msg == f"--root {f}: not a directory"
     assert not (tmp_path / "s.json").exists()
+
+
+# -- plain text without rich is rich's text ---------------------------------------------------------
+
+def _rich_text(topology, width: int) -> str:  # type: ignore[no-untyped-def]
+    import io
+
+    from rich.console import Console
+
+    from nodetune.cli.render_topo import render_topology
+
+    buf = io.StringIO()
+    render_topology(topology, Console(file=buf, width=width, soft_wrap=True, emoji=False, highlight=False,
+                                      force_terminal=False, color_system=None))
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("preset", [dgx_h100, vm_h200, laptop])
+def test_plain_topo_is_what_rich_draws(tmp_path: Path, preset) -> None:  # type: ignore[no-untyped-def]
+    from nodetune.cli.render_topo import plain_topology
+
+    preset(tmp_path)
+    src = open_source(str(tmp_path))
+    try:
+        topology = probe_topology(src.host, src.backend, src.status)
+    finally:
+        src.close()
+    for width in (250, 400):
+        assert plain_topology(topology, width) == _rich_text(topology, width)
+    assert plain_topology(topology, 40) is None or preset is laptop  # rich would shrink the tables
+
+
+def test_plain_topo_of_nvml_gpus_and_names_only_rich_can_lay_out(tmp_path: Path) -> None:
+    from nodetune.cli.render_topo import plain_topology
+
+    p = h200_pair(tmp_path)
+    src = open_source(str(tmp_path), nvml=FakeNvml(nvlink_pair_gpus(p.gpu_addresses)))
+    try:
+        topology = probe_topology(src.host, src.backend, src.status)
+    finally:
+        src.close()
+    text = plain_topology(topology, 250)
+    assert text is not None and "NV18" in text and text == _rich_text(topology, 250)
+    topology.node.hostname = "nœud"  # wide or combining characters: rich measures them
+    assert plain_topology(topology, 250) is None
+    topology.node.hostname = "node [bold]x[/]"  # literal, not markup, in both
+    assert plain_topology(topology, 250) == _rich_text(topology, 250)
+    assert "node [bold]x[/]" in _rich_text(topology, 250)
+
+
+def test_topo_without_typer_prints_what_typer_prints(dgx: Path) -> None:
+    fast = _cli("topo", "--root", str(dgx))
+    assert fast.returncode == 0 and fast.stdout == _ok(["topo", "--root", str(dgx)])
+    assert _cli("topo", f"--root={dgx}", "--json").stdout == _ok(["topo", "--root", str(dgx), "--json"])
+    forced = subprocess.run([sys.executable, "-c", "from nodetune.cli.app import main; main()", "topo", "--root",
+                             str(dgx)], capture_output=True, text=True, timeout=120, check=False,
+                            env={**__import__("os").environ, "FORCE_COLOR": "1", "COLUMNS": "250"})
+    assert forced.returncode == 0 and "\x1b[" in forced.stdout  # a forced terminal is rich's to draw

@@ -341,3 +341,25 @@ def test_cli_surfaces_a_lost_change_and_needs_force_over_an_open_transaction(tmp
     assert "journal line is damaged" in msg or "lost" in msg
     after = knob_values(tmp_path)
     assert sum(1 for k in before if before[k] != after.get(k)) == 1  # only the lost knob stays changed
+
+
+def test_command_line_targets_join_any_tuners_table_by_its_field_types() -> None:
+    """with_overrides names no tuner: a target is "table.field" of a tuner's params dataclass, joined
+    by the field's type (a list gains items, ids sorted; a flag is set by either; a value is replaced)."""
+    from nodetune.cli.tune_session import with_overrides
+    from nodetune.tuners.errors import ProfileError
+    from nodetune.tuners.profiles import Profile
+
+    prof = with_overrides(Profile(name="p", source="test"), {
+        "pinning.pids": [9, 3, 9], "pinning.cgroups": ["/b", "/a"], "pinning.gpu_jobs": True, "pinning.gpus": [1],
+        "readahead.paths": ["/data"], "hugepages.nodes": [1, 0], "power.governor": "performance", "gpu.gpus": None})
+    assert (prof.pinning.pids, prof.pinning.cgroups, prof.pinning.gpu_jobs, prof.pinning.gpus) == (
+        [3, 9], ["/b", "/a"], True, [1])
+    assert prof.readahead.paths == ["/data"] and prof.hugepages.nodes == [1, 0] and prof.power.governor == "performance"
+    assert prof.gpu is None  # not given: the table is not made
+    again = with_overrides(prof, {"pinning.pids": [1], "readahead.paths": ["/home", "/data"]})
+    assert again.pinning.pids == [1, 3, 9] and again.readahead.paths == ["/data", "/home"]
+    with pytest.raises(ProfileError, match=r"command line: \[readahead\] paths: 'rel' is not an absolute path"):
+        with_overrides(Profile(name="p", source="test"), {"readahead.paths": ["rel"]})
+    with pytest.raises(RuntimeError, match="no tuner's profile table has that field"):
+        with_overrides(Profile(name="p", source="test"), {"pinning.nope": [1]})
