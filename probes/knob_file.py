@@ -12,7 +12,6 @@ Which kind a file is comes from its type (lstat) and its filesystem's magic numb
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno
 import os
 import stat
@@ -34,7 +33,9 @@ def fs_magic(fd: int) -> int | None:
     global _libc
     try:
         if _libc is None:
-            _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+            from ctypes.util import find_library  # imported here: only a knob write needs it
+
+            _libc = ctypes.CDLL(find_library("c") or "libc.so.6", use_errno=True)
         buf = ctypes.create_string_buffer(_STATFS_BYTES)
         if _libc.fstatfs(fd, buf) != 0:
             return None

@@ -7,6 +7,7 @@ turns its samples into `state="lost"`, and a node without a driver gets a status
 
 from __future__ import annotations
 
+import ctypes
 import importlib
 import time
 from collections.abc import Callable
@@ -57,6 +58,9 @@ class GpuLost(Exception):
     pass
 
 
+LIBRARY_NOT_FOUND = "NVML library (libnvidia-ml.so.1) not found: no NVIDIA driver on this node"
+
+
 class NvmlBackend:
     """`GpuBackend` over a pynvml-compatible module (the real one unless a test passes one)."""
 
@@ -73,7 +77,14 @@ class NvmlBackend:
 
     # -- life cycle -------------------------------------------------------------------------
     def open(self) -> BackendStatus:
+        """Initialise NVML; the status says why there is no GPU backend where there is none."""
         if self._nvml is None:
+            # The library the bindings load (they try this name alone on Linux): on a node with no
+            # driver, answering before importing them saves ~15 ms of `nodetune topo`.
+            try:
+                ctypes.CDLL("libnvidia-ml.so.1")
+            except OSError:
+                return BackendStatus(False, "none", LIBRARY_NOT_FOUND)
             try:
                 self._nvml = importlib.import_module("pynvml")
             except ImportError:
@@ -119,7 +130,7 @@ class NvmlBackend:
         n = self._nvml
         code = getattr(exc, "value", None)
         if code == getattr(n, "NVML_ERROR_LIBRARY_NOT_FOUND", 12):
-            return "NVML library (libnvidia-ml.so.1) not found: no NVIDIA driver on this node"
+            return LIBRARY_NOT_FOUND
         if code == getattr(n, "NVML_ERROR_DRIVER_NOT_LOADED", 9):
             return "NVIDIA driver is installed but not loaded (is the nvidia module loaded?)"
         if code == getattr(n, "NVML_ERROR_NO_PERMISSION", 4):
