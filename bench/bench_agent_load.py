@@ -49,12 +49,13 @@ def serve(root: str, q: mp.Queue) -> None:  # type: ignore[type-arg]
     serve_in_process(root, '[agent]\nlisten = "127.0.0.1:0"\n', nv, q)  # defaults otherwise: 1 s samples
 
 
-def serve_jobs(root: str, q: mp.Queue, gpus: int, workers: int) -> None:  # type: ignore[type-arg]
+def serve_jobs(root: str, q: mp.Queue, gpus: int, workers: int,  # type: ignore[type-arg]
+               idle_threads: int = 0) -> None:
     """The agent on the 8-GPU tree with a training process per GPU and `workers` loader workers each."""
     from tests.support.agent_support import dgx_with_jobs, serve_in_process
 
     # the agent's defaults otherwise
-    serve_in_process(root, '[agent]\nlisten = "127.0.0.1:0"\n', dgx_with_jobs(root, gpus, workers), q)
+    serve_in_process(root, '[agent]\nlisten = "127.0.0.1:0"\n', dgx_with_jobs(root, gpus, workers, idle_threads), q)
 
 
 def body_bytes(port: int) -> int:
@@ -87,7 +88,7 @@ def rate_cost(args: argparse.Namespace) -> None:
     ctx = mp.get_context("spawn")
     with tempfile.TemporaryDirectory() as root:
         q: mp.Queue = ctx.Queue()  # type: ignore[type-arg]
-        agent = ctx.Process(target=serve_jobs, args=(root, q, 8, args.workers))
+        agent = ctx.Process(target=serve_jobs, args=(root, q, 8, args.workers, args.idle_threads))
         agent.start()
         port = q.get(timeout=60)
         ne = subprocess.Popen([ne_bin, f"--web.listen-address=127.0.0.1:{ne_port}"], stdout=subprocess.DEVNULL,
@@ -130,7 +131,8 @@ def rate_cost(args: argparse.Namespace) -> None:
         pct[k] = busy_pct
         rows.append((k, f"{idle_pct:.3f}", f"{busy_pct:.3f}", f"{per:.1f}", str(c2[k] - c1[k]), str(sizes.get(k, 0)),
                      f"{rss0[k]:.1f}", f"{rss1[k]:.1f}"))
-    print(f"8-GPU fake tree, 8 training processes x {args.workers} loader workers, {n} scrapes every "
+    print(f"8-GPU fake tree, 8 training processes ({9 + args.idle_threads} threads, 9 working) x {args.workers} "
+          f"loader workers, {n} scrapes every "
           f"{args.scrape_every:g} s over {t2 - t1:.0f} s (idle phase {t1 - t0:.0f} s before), CLK_TCK {clk}")
     print_table(("exporter", "idle % core", "scraped % core", "ms/scrape (idle subtracted)", "ticks scraped",
                  "bytes (gzip)", "RSS MB start", "RSS MB end"), rows)
@@ -199,6 +201,8 @@ def main() -> None:
     ap.add_argument("--rate", action="store_true", help="cost at Prometheus's rate beside node_exporter")
     ap.add_argument("--scrape-every", type=float, default=15.0)
     ap.add_argument("--workers", type=int, default=8, help="--rate: loader workers per training process")
+    ap.add_argument("--idle-threads", type=int, default=25,
+                    help="--rate: sleeping threads per training process (34 threads in all, as the H200's trainers)")
     ap.add_argument("--pause", type=float, default=0.0,
                     help="seconds each scraper waits between scrapes (0: closed loop)")
     ap.add_argument("--wrk", action="store_true",

@@ -27,13 +27,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tables import print_table  # noqa: E402
 
 
-def build(root: str, workers: int = 8) -> object:
+def build(root: str, workers: int = 8, idle_threads: int = 0) -> object:
     """The agent on the 8-GPU tree with one busy job a GPU and `workers` loader workers each."""
     from nodetune.agent.application import Agent
     from tests.support.agent_support import dgx_with_jobs, write_config
 
     cfg = write_config(Path(root), '[agent]\nlisten = "127.0.0.1:0"\n')
-    return Agent(root=root, config_path=str(cfg), nvml=dgx_with_jobs(root, 8, workers))
+    return Agent(root=root, config_path=str(cfg), nvml=dgx_with_jobs(root, 8, workers, idle_threads))
 
 
 def main() -> int:
@@ -42,11 +42,13 @@ def main() -> int:
     ap.add_argument("--diagnoses", type=int, default=8)
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--pace", type=float, default=1.0, help="seconds between two runs of a job (0: back to back)")
+    ap.add_argument("--idle-threads", type=int, default=25,
+                    help="sleeping threads per training process (34 threads in all, as the H200's trainers)")
     args = ap.parse_args()
     from nodetune.diagnosis.engine import diagnose
 
     with tempfile.TemporaryDirectory() as root:
-        a = build(root)
+        a = build(root, idle_threads=args.idle_threads)
         a.sampler.prime()  # type: ignore[attr-defined]
         time.sleep(0.12)
         for i in range(61):  # a full window in the ring
@@ -69,7 +71,8 @@ def main() -> int:
                 time.sleep(args.pace)
             per_diag.append(cpu / args.diagnoses * 1e3)
     s, d = statistics.median(per_sample), statistics.median(per_diag)
-    print(f"8-GPU fake tree, 8 training processes x 8 loader workers; {args.pace} s between runs; "
+    print(f"8-GPU fake tree, 8 training processes ({9 + args.idle_threads} threads, 9 working) x 8 loader workers; "
+          f"{args.pace} s between runs; "
           f"median of {args.rounds} rounds")
     print_table(("sample ms", "diagnosis ms", "% of a core at 1 s samples + a diagnosis every 15 s"),
                 [(f"{s:.2f}", f"{d:.1f}", f"{(s + d / 15) / 10:.3f}")])

@@ -139,9 +139,10 @@ def serve_in_process(root: str, config: str, nvml: Any, port_q: Any) -> None:
         a.stop()
 
 
-def dgx_with_jobs(root: Path | str, gpus: int = 8, workers: int = 8) -> FakeNvml:
-    """A DGX H100 tree with one busy Slurm job a GPU (nine threads), each with `workers` loader
-    workers: the load the agent's cost benchmarks measure it under."""
+def dgx_with_jobs(root: Path | str, gpus: int = 8, workers: int = 8, idle_threads: int = 0) -> FakeNvml:
+    """A DGX H100 tree with one busy Slurm job a GPU (nine working threads, and `idle_threads`
+    sleeping ones: the real trainers recorded on the H200 had 18-35 threads, one or two working),
+    each with `workers` loader workers: the load the agent's cost benchmarks measure it under."""
     p = dgx_h100(Path(root))
     fg = hgx_gpus(p.gpu_addresses, util_gpu=97, power_mw=650000, gpm=dict(BUSY_GPM))
     for g in range(gpus):
@@ -150,6 +151,7 @@ def dgx_with_jobs(root: Path | str, gpus: int = 8, workers: int = 8) -> FakeNvml
         p.node.process(FakeProc(pid=main, comm="python", cmdline=["python", "train.py", f"--rank={g}"],
                                 cpus=list(range(224)), cgroup=f"/system.slice/slurmstepd.scope/job_{g}/step_0",
                                 threads={main + t * 100000: ("python", "R", 900, 90) for t in range(1, 9)} | {
+                                    main + (9 + t) * 100000: ("pt_omp", "S", 3, 1) for t in range(idle_threads)} | {
                                     main: ("python", "R", 900, 90)}, children=kids))
         for k in kids:
             p.node.process(FakeProc(pid=k, comm="pt_data_worker", cmdline=["python", "train.py"], ppid=main,
