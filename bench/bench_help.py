@@ -43,9 +43,12 @@ def _commands(python: str = sys.executable) -> list[tuple[str, list[str], float 
 # `topo` built up a layer at a time: what each layer below the CLI adds to a bare interpreter.
 _LAYERS = (("python -c pass", "pass"),
            ("+ import probes.node, probes.source", "import nodetune.probes.node, nodetune.probes.source"),
-           ("+ import pynvml (NvmlBackend.open imports it)", "import nodetune.probes.node, nodetune.probes.source, pynvml"),
-           ("+ open_source('/') and probe_topology", "from nodetune.probes.node import probe_topology; "
-            "from nodetune.probes.source import open_source; s = open_source('/'); probe_topology(s.host, s.backend, s.status)"),
+           ("+ import pynvml (NvmlBackend.open imports it)",
+            "import nodetune.probes.node, nodetune.probes.source, pynvml"),
+           ("+ open_source('/') and probe_topology",
+            "from nodetune.probes.node import probe_topology; "
+            "from nodetune.probes.source import open_source; s = open_source('/'); "
+            "probe_topology(s.host, s.backend, s.status)"),
            ("+ the CLI: nodetune topo", None))
 
 
@@ -58,7 +61,8 @@ def layers(n: int, pycache: str | None) -> list[tuple[str, ...]]:
             ms = _once(cmd, pycache)
             if k:
                 runs[i].append(ms)
-    return [(label, f"{statistics.median(r):.1f}", f"{min(r):.1f}") for (label, _), r in zip(_LAYERS, runs, strict=True)]
+    return [(label, f"{statistics.median(r):.1f}", f"{min(r):.1f}")
+            for (label, _), r in zip(_LAYERS, runs, strict=True)]
 
 
 def _once(cmd: list[str], pycache: str | None = None) -> float:

@@ -14,7 +14,8 @@ config_app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exce
 
 
 @config_app.command("check")
-def check(file: Annotated[str | None, typer.Argument(help="Config file to check (default: the node's /etc/nodetune/config.toml).")] = None,
+def check(file: Annotated[str | None, typer.Argument(help="Config file to check (default: the node's "
+                                                          "/etc/nodetune/config.toml).")] = None,
           root: RootOpt = "/", as_json: JsonOpt = False) -> None:
     """Validate every section and key (exit 2 naming file, key and line); print the effective values."""
     from nodetune.config.loader import effective, load_config

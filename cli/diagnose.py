@@ -45,10 +45,13 @@ def diagnose(
     replay: ReplayOpt = None,
     as_json: JsonOpt = False,
     fail_on: Annotated[str | None, typer.Option("--fail-on", parser=choice("warning", "critical"), metavar="SEVERITY",
-                                                help="Exit 1 if a finding is at least this severe (warning, critical).")] = None,
+                                                help="Exit 1 if a finding is at least this severe "
+                                                     "(warning, critical).")] = None,
     config: ConfigOpt = None,
-    save: Annotated[str | None, typer.Option("--save", help="Also write the sampled window as a snapshot file.")] = None,
-    stacks: Annotated[bool, typer.Option("--stacks/--no-stacks", help="Sample Python stacks of GPU jobs with py-spy.")] = True,
+    save: Annotated[str | None, typer.Option("--save",
+                                             help="Also write the sampled window as a snapshot file.")] = None,
+    stacks: Annotated[bool, typer.Option("--stacks/--no-stacks",
+                                         help="Sample Python stacks of GPU jobs with py-spy.")] = True,
     verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Show each finding's evidence.")] = False,
 ) -> None:
     """Sample the node, then give a verdict per GPU and per job with the evidence and the fix."""
@@ -66,7 +69,8 @@ def diagnose(
         if src.snapshot is not None:
             snap = src.snapshot
             if snap.window is None or len(snap.window.samples) < 2:
-                raise UserError(f"{replay}: snapshot has no sample window (record one with `nodetune snapshot --seconds N`)")
+                raise UserError(f"{replay}: snapshot has no sample window "
+                                "(record one with `nodetune snapshot --seconds N`)")
             report = judge(snap.topology, snap.window, th, f"replay:{replay}", snap.taken_at)
             wall = report.window_s
         else:

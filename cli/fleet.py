@@ -76,7 +76,8 @@ class Prometheus:
                 detail = None
             if not detail:  # no Prometheus error document: something else answers at that address
                 raise UserError(f"{self.base}: not a Prometheus server (HTTP {exc.code} {exc.reason} for "
-                                "/api/v1/query; give the Prometheus URL, e.g. http://HOST:9090, not an agent's)") from None
+                                "/api/v1/query; give the Prometheus URL, e.g. http://HOST:9090, "
+                                "not an agent's)") from None
             raise UserError(f"{self.base}: query failed (HTTP {exc.code}): {detail}") from None
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
@@ -200,7 +201,8 @@ def collect(prom: Prometheus, range_s: int, node_re: re.Pattern[str] | None = No
     for r in prom.query(f"max_over_time(nodetune_gpu_pcie_link_max_width{rng})"):
         key = (_node(r.get("metric", {})), r.get("metric", {}).get("gpu", "?"))
         if key in width and width[key] < _val(r):
-            rep.pcie_degraded.append({"node": key[0], "gpu": key[1], "width": int(width[key]), "max_width": int(_val(r))})
+            rep.pcie_degraded.append({"node": key[0], "gpu": key[1], "width": int(width[key]),
+                                      "max_width": int(_val(r))})
 
     lost: dict[tuple[str, str], str] = {}
     for r in prom.query(f'max_over_time(nodetune_gpu_state{{state="lost"}}{rng}) == 1'):
@@ -218,14 +220,16 @@ def collect(prom: Prometheus, range_s: int, node_re: re.Pattern[str] | None = No
                            "(`nodetune tune rollback` on the node names them)"})
     for r in prom.query(f"min_over_time(nodetune_tuning_journal_readable{rng}) == 0"):
         if keep(r.get("metric", {})):
-            tuning.append({"node": _node(r["metric"]), "reason": "tuning journal unreadable (nodetune_tuning_journal_readable 0)"})
+            tuning.append({"node": _node(r["metric"]),
+                           "reason": "tuning journal unreadable (nodetune_tuning_journal_readable 0)"})
     # Changes nodetune applied that went away within the range: rolled back, or knobs that moved.
     applied = "sum by (instance, node) (nodetune_tuning_changes_applied)"
     peak = {_node(r["metric"]): _val(r) for r in prom.query(f"max_over_time(({applied})[{range_s}s:])")}
     for r in prom.query(applied):
         name = _node(r.get("metric", {}))
         if keep(r.get("metric", {})) and name in peak and _val(r) < peak[name]:
-            tuning.append({"node": name, "reason": f"applied tuning changes fell from {int(peak[name])} to {int(_val(r))}"})
+            tuning.append({"node": name,
+                           "reason": f"applied tuning changes fell from {int(peak[name])} to {int(_val(r))}"})
     rep.tuning = sorted(tuning, key=lambda t: (t["node"], t["reason"]))
 
     for r in prom.query('up{job="nodetune"} == 0'):
@@ -261,7 +265,8 @@ def render(rep: FleetReport, top: int) -> None:
                f"plus time under verdicts other than {' and '.join(rep.productive)})")
     typer.echo("\nGPU-hours lost by node")
     if rep.nodes:
-        _table([[n["node"], str(n["gpus"]), _hours(n["gpu_hours_lost"]), _hours(n["idle_gpu_hours"]), _top(n["by_cause"])]
+        _table([[n["node"], str(n["gpus"]), _hours(n["gpu_hours_lost"]), _hours(n["idle_gpu_hours"]),
+                 _top(n["by_cause"])]
                 for n in rep.nodes[:top]], ["node", "gpus", "lost", "idle", "lost to"])
     else:
         typer.echo("  no nodetune_gpu_verdict_seconds_total series in the range")
@@ -288,7 +293,8 @@ def fleet(
     range_: Annotated[int, typer.Option("--range", parser=parse_range, metavar="DURATION",
                                         help="How far back to look: 30m, 24h, 7d.")] = 86400,
     nodes: Annotated[str | None, typer.Option("--nodes", metavar="REGEX",
-                                              help="Only nodes whose name (node label, else instance) matches.")] = None,
+                                              help="Only nodes whose name "
+                                                   "(node label, else instance) matches.")] = None,
     top: Annotated[int, typer.Option("--top", min=1, help="Rows per table.")] = 20,
     timeout: Annotated[float, typer.Option("--timeout", min=0.1, max=300, help="Seconds per query.")] = 30.0,
     as_json: JsonOpt = False,

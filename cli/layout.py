@@ -92,7 +92,8 @@ def _table_lines(t: Table, width: int, out: list[str]) -> bool:
     if t.title:
         out.append(t.title)
     out.append("┏" + "┳".join("━" * w for w in widths) + "┓")
-    out.append("┃" + "┃".join(_cell(h, w, c.justify) for h, w, c in zip(cells[0], widths, t.columns, strict=True)) + "┃")
+    out.append("┃" + "┃".join(_cell(h, w, c.justify)
+                              for h, w, c in zip(cells[0], widths, t.columns, strict=True)) + "┃")
     out.append("┡" + "╇".join("━" * w for w in widths) + "┩")
     for row in t.rows:
         out.append("│" + "│".join(_cell(x, w, c.justify) for x, w, c in zip(row, widths, t.columns, strict=True)) + "│")

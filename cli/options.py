@@ -42,9 +42,16 @@ def choice(*allowed: str) -> Callable[[str], str]:
 SECONDS = number(1, 3600)
 INTERVAL = number(0.11, 60)
 
-RootOpt = Annotated[str, typer.Option("--root", help="Read /proc, /sys, /dev and /etc under this root (a fake tree or a mounted image).")]
-ReplayOpt = Annotated[str | None, typer.Option("--replay", help="Read everything from a snapshot file instead of the node.", metavar="SNAPSHOT")]
+RootOpt = Annotated[str, typer.Option("--root",
+                                      help="Read /proc, /sys, /dev and /etc under this root "
+                                           "(a fake tree or a mounted image).")]
+ReplayOpt = Annotated[str | None, typer.Option("--replay",
+                                               help="Read everything from a snapshot file instead of the node.",
+                                               metavar="SNAPSHOT")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
-ConfigOpt = Annotated[str | None, typer.Option("--config", help="Config file (default /etc/nodetune/config.toml under --root).")]
-SecondsOpt = Annotated[float, typer.Option("--seconds", parser=SECONDS, metavar="S", help="Length of the sampling window, seconds (1-3600).")]
-IntervalOpt = Annotated[float, typer.Option("--interval", parser=INTERVAL, metavar="S", help="Seconds between samples (0.11-60; GPM needs >= 0.1 s apart).")]
+ConfigOpt = Annotated[str | None, typer.Option("--config",
+                                               help="Config file (default /etc/nodetune/config.toml under --root).")]
+SecondsOpt = Annotated[float, typer.Option("--seconds", parser=SECONDS, metavar="S",
+                                           help="Length of the sampling window, seconds (1-3600).")]
+IntervalOpt = Annotated[float, typer.Option("--interval", parser=INTERVAL, metavar="S",
+                                            help="Seconds between samples (0.11-60; GPM needs >= 0.1 s apart).")]

@@ -50,20 +50,51 @@ def _bar(enabled: bool) -> Iterator[Callable[[int, int], None]]:
         yield lambda done, total: prog.update(task, completed=done, total=max(total, done))
 
 
-def prefetch(paths: Annotated[list[str] | None, typer.Argument(help="Files or directories (walked) to warm.", metavar="[PATH...]")] = None,
-             follow: Annotated[int | None, typer.Option("--follow", parser=number(1, 1 << 22, integer=True), metavar="PID", help="Follow this process's reads (and its children's): keep the files it reads next in the page cache until it exits.")] = None,
-             follow_job: Annotated[str | None, typer.Option("--follow-job", metavar="JOBID", help="Follow a job as `nodetune diagnose` names it: pid:PID@START or ranks:PPID@START (the start time tells it from a reused pid).")] = None,
-             list_file: Annotated[str | None, typer.Option("--list", metavar="FILE", help="With --follow: the order the job reads its files in, one path a line (default: inferred).")] = None,
-             lead: Annotated[float, typer.Option("--lead", parser=number(0.05, 600), metavar="S", help="With --follow: seconds of the job's consumption to keep warmed ahead.")] = 1.0,
-             threads: Annotated[int, typer.Option("--threads", parser=number(0, 256, integer=True), metavar="N", help="With --follow: files in flight.")] = 16,
-             method: Annotated[str, typer.Option("--method", parser=choice("auto", "fadvise", "readahead", "io_uring"), metavar="M", help="With --follow: auto (fadvise for large files, io_uring for small ones), fadvise, readahead, io_uring (whole files through the ring).")] = "auto",
-             seconds: Annotated[float | None, typer.Option("--seconds", parser=number(0.1, 30 * 86400), metavar="S", help="With --follow: stop after this long even if the process runs on.")] = None,
-             depth: Annotated[int, typer.Option("--depth", parser=number(1, 4096, integer=True), metavar="N", help="Reads in flight (1-4096).")] = 32,
-             block_size: Annotated[int, typer.Option("--block-size", parser=_size("--block-size"), metavar="SIZE", help=f"Bytes per read ({SIZE_HELP}).")] = "1MiB",  # type: ignore[assignment]
-             budget: Annotated[int, typer.Option("--budget", parser=_size("--budget"), metavar="SIZE", help=f"Read at most this much ({SIZE_HELP}); with --follow, the most warmed ahead at once; free memory above a floor limits it too.")] = "8GiB",  # type: ignore[assignment]
-             order: Annotated[str, typer.Option("--order", parser=choice("listed", "sorted"), metavar="listed|sorted", help="As given (directories in name order), or sorted by path.")] = "listed",
-             engine: Annotated[str, typer.Option("--engine", parser=choice("auto", "io_uring", "threads", "fadvise"), metavar="E", help="auto (io_uring where it works, else threads), io_uring, threads (preads), fadvise (WILLNEED, unchecked).")] = "auto",
-             allow_evict: Annotated[bool, typer.Option("--allow-evict", help="Fill MemAvailable (reclaims cold cached pages) instead of free memory only.")] = False,
+def prefetch(paths: Annotated[list[str] | None, typer.Argument(help="Files or directories (walked) to warm.",
+                                                               metavar="[PATH...]")] = None,
+             follow: Annotated[int | None, typer.Option("--follow", parser=number(1, 1 << 22, integer=True),
+                                                        metavar="PID",
+                                                        help="Follow this process's reads (and its children's): "
+                                                             "keep the files it reads next in the page cache "
+                                                             "until it exits.")] = None,
+             follow_job: Annotated[str | None, typer.Option("--follow-job", metavar="JOBID",
+                                                            help="Follow a job as `nodetune diagnose` names it: "
+                                                                 "pid:PID@START or ranks:PPID@START (the start time "
+                                                                 "tells it from a reused pid).")] = None,
+             list_file: Annotated[str | None, typer.Option("--list", metavar="FILE",
+                                                           help="With --follow: the order the job reads its files in, "
+                                                                "one path a line (default: inferred).")] = None,
+             lead: Annotated[float, typer.Option("--lead", parser=number(0.05, 600), metavar="S",
+                                                 help="With --follow: seconds of the job's consumption "
+                                                      "to keep warmed ahead.")] = 1.0,
+             threads: Annotated[int, typer.Option("--threads", parser=number(0, 256, integer=True), metavar="N",
+                                                  help="With --follow: files in flight.")] = 16,
+             method: Annotated[str, typer.Option("--method", parser=choice("auto", "fadvise", "readahead", "io_uring"),
+                                                 metavar="M",
+                                                 help="With --follow: auto (fadvise for large files, io_uring for "
+                                                      "small ones), fadvise, readahead, io_uring (whole files through "
+                                                      "the ring).")] = "auto",
+             seconds: Annotated[float | None, typer.Option("--seconds", parser=number(0.1, 30 * 86400), metavar="S",
+                                                           help="With --follow: stop after this long even if the "
+                                                                "process runs on.")] = None,
+             depth: Annotated[int, typer.Option("--depth", parser=number(1, 4096, integer=True), metavar="N",
+                                                help="Reads in flight (1-4096).")] = 32,
+             block_size: Annotated[int, typer.Option("--block-size", parser=_size("--block-size"), metavar="SIZE",
+                                                     help=f"Bytes per read ({SIZE_HELP}).")] = "1MiB",  # type: ignore[assignment]
+             budget: Annotated[int, typer.Option("--budget", parser=_size("--budget"), metavar="SIZE",
+                                                 help=f"Read at most this much ({SIZE_HELP}); with --follow, the most "
+                                                      "warmed ahead at once; free memory above a floor "
+                                                      "limits it too.")] = "8GiB",  # type: ignore[assignment]
+             order: Annotated[str, typer.Option("--order", parser=choice("listed", "sorted"), metavar="listed|sorted",
+                                                help="As given (directories in name order), "
+                                                     "or sorted by path.")] = "listed",
+             engine: Annotated[str, typer.Option("--engine", parser=choice("auto", "io_uring", "threads", "fadvise"),
+                                                 metavar="E",
+                                                 help="auto (io_uring where it works, else threads), io_uring, threads "
+                                                      "(preads), fadvise (WILLNEED, unchecked).")] = "auto",
+             allow_evict: Annotated[bool, typer.Option("--allow-evict",
+                                                       help="Fill MemAvailable (reclaims cold cached pages) instead of "
+                                                            "free memory only.")] = False,
              root: RootOpt = "/", as_json: JsonOpt = False) -> None:
     """Warm files into the page cache (a deep io_uring queue, bounded by a memory budget), or --follow a job's reads."""
     from nodetune.prefetch import PrefetchOptions, human, warm

@@ -39,7 +39,8 @@ def render_report(r: Report, console: Console, verbose: bool = False) -> None:
         m = g.metrics
         style = "green" if g.healthy else "yellow" if g.verdict not in ("idle",) else "dim"
         line = (f"  GPU{g.index} [{style}]{_verdict(g.verdict, g.cause)}[/] ({g.confidence:.0%})  "
-                f"util {_n(m.get('util_pct'))}%  SM {_n(m.get('sm_active_pct'))}%  tensor {_n(m.get('tensor_active_pct'))}%  "
+                f"util {_n(m.get('util_pct'))}%  SM {_n(m.get('sm_active_pct'))}%  "
+                f"tensor {_n(m.get('tensor_active_pct'))}%  "
                 f"DRAM {_n(m.get('dram_bw_pct'))}%  PCIe rx {_n(m.get('pcie_rx_mibps'))} MiB/s  "
                 f"NVLink {_n(_sum(m.get('nvlink_rx_mibps'), m.get('nvlink_tx_mibps')))} MiB/s  "
                 f"{_n(m.get('power_w'))}/{_n(m.get('power_limit_w'))} W")
@@ -55,7 +56,8 @@ def render_report(r: Report, console: Console, verbose: bool = False) -> None:
         console.print("\n[bold]Jobs[/]")
     for j in r.jobs:
         style = "green" if j.healthy else "yellow"
-        console.print(f"  [{style}]{escape(_verdict(j.verdict, j.cause))}[/]  {escape(j.id)}  user {escape(j.user or '?')}  "
+        console.print(f"  [{style}]{escape(_verdict(j.verdict, j.cause))}[/]  {escape(j.id)}  "
+                      f"user {escape(j.user or '?')}  "
                       f"GPU {','.join(map(str, j.gpus))}  pids {' '.join(map(str, j.pids[:8]))}"
                       + (" ..." if len(j.pids) > 8 else ""))
         console.print(f"      {escape(j.command[:120])}", style="dim")
@@ -63,8 +65,9 @@ def render_report(r: Report, console: Console, verbose: bool = False) -> None:
             _finding(console, f, verbose)
         for s in j.stacks:
             if s.ok and s.data_loading_share is not None:
-                console.print(f"      stacks (pid {s.pid}, {s.main_samples} samples): {s.data_loading_share:.0%} in data "
-                              f"loading; top ({(s.top_share or 0):.0%}): {escape(' > '.join(s.top_stack[-4:]))}")
+                console.print(f"      stacks (pid {s.pid}, {s.main_samples} samples): "
+                              f"{s.data_loading_share:.0%} in data loading; "
+                              f"top ({(s.top_share or 0):.0%}): {escape(' > '.join(s.top_stack[-4:]))}")
             elif not s.ok:
                 console.print(f"      stacks (pid {s.pid}): {escape(s.reason or 'unavailable')}", style="dim")
     host = [f for f in r.findings if not f.gpus and not f.job]
@@ -82,15 +85,17 @@ def render_report(r: Report, console: Console, verbose: bool = False) -> None:
     node = h.get("node") or {}
     if node:
         console.print(f"\n[bold]Node[/] {node.get('cpus')} CPUs, {node.get('sockets')} socket(s), "
-                      f"{node.get('numa_nodes')} NUMA node(s), {node.get('mem_total_gib')} GiB, {node.get('gpus')} GPU(s); "
-                      f"THP {node.get('thp_enabled')}/{node.get('thp_defrag')}")
+                      f"{node.get('numa_nodes')} NUMA node(s), {node.get('mem_total_gib')} GiB, "
+                      f"{node.get('gpus')} GPU(s); THP {node.get('thp_enabled')}/{node.get('thp_defrag')}")
         for d in node.get("disks", []):
             console.print(f"  {escape(str(d['device']))} ({d['kind']}): read-ahead {d['read_ahead_kb']} kB, scheduler "
                           f"{d['scheduler']}, busy {_n(d['util_pct'])}% reading {_n(d['read_mbps'])} MB/s")
     psi = h.get("psi_pct", {})
-    console.print(f"\n[dim]host: CPU busy {_n(h.get('cpu_busy_pct'))}%, iowait {_n(h.get('iowait_pct'))}%, "
-                  f"steal {_n(h.get('steal_pct'))}%, PSI cpu/io/mem some {_n(psi.get('cpu.some'))}/{_n(psi.get('io.some'))}/"
-                  f"{_n(psi.get('memory.some'))}%, nodetune {h.get('nodetune_cpu_ms_per_sample', '?')} ms CPU/sample[/]")
+    console.print(f"\n[dim]host: CPU busy {_n(h.get('cpu_busy_pct'))}%, "
+                  f"iowait {_n(h.get('iowait_pct'))}%, steal {_n(h.get('steal_pct'))}%, "
+                  f"PSI cpu/io/mem some {_n(psi.get('cpu.some'))}/{_n(psi.get('io.some'))}/"
+                  f"{_n(psi.get('memory.some'))}%, "
+                  f"nodetune {h.get('nodetune_cpu_ms_per_sample', '?')} ms CPU/sample[/]")
     for n in r.notes:
         console.print(f"[dim]note: {escape(n)}[/]")
 

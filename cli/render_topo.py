@@ -119,7 +119,8 @@ def _devices(topo: Topology, devs: list[PciDevice]) -> Table:
         best = None
         for g in topo.gpus:
             for n in g.nearby:
-                if n.address == d.address and (best is None or LEVEL_ORDER.get(n.level, 9) < LEVEL_ORDER.get(best[1], 9)):
+                if n.address == d.address and (best is None
+                                               or LEVEL_ORDER.get(n.level, 9) < LEVEL_ORDER.get(best[1], 9)):
                     best = (g.index, n.level)
         t.rows.append([inert(", ".join(d.names) or "-"), inert(d.kind), inert(d.address), _numa(d.numa_node),
                        _link(d.link), _link(d.upstream_link), inert(f"GPU{best[0]} ({best[1]})") if best else "-"])

@@ -42,7 +42,8 @@ def _merge_labels(labels: list[str]) -> str:
     return f"{labels[0]} (+{len(labels) - 1} more)"
 
 
-def _grouped(rows: list[Any], key: Callable[[Any], tuple[Any, ...]], label: Callable[[Any], str]) -> list[tuple[str, Any]]:
+def _grouped(rows: list[Any], key: Callable[[Any], tuple[Any, ...]],
+             label: Callable[[Any], str]) -> list[tuple[str, Any]]:
     """Collapse rows that say the same thing (224 governors, 60 threads of one process)."""
     groups: dict[tuple[Any, ...], list[Any]] = {}
     for r in rows:
@@ -74,7 +75,8 @@ def render_plan(plan: Any, con: Any) -> None:
         t.add_column(col, overflow="fold")
     style = {"change": "bold yellow", "keep": "green", "skip": "dim", "hold": "cyan"}
     rows = _grouped(plan.changes,
-                    lambda c: (c.tuner, c.knob.group, c.knob.pid, c.current, c.target, c.action, c.reason, tuple(c.warnings)),
+                    lambda c: (c.tuner, c.knob.group, c.knob.pid, c.current, c.target, c.action, c.reason,
+                               tuple(c.warnings)),
                     lambda c: c.knob.label)
     for label, c in rows:
         why = "; ".join([_e(c.reason)] * bool(c.reason) + [_warn(w) for w in c.warnings])
@@ -122,7 +124,8 @@ def render_verify(rep: Any, con: Any) -> None:
     for col in ("txn", "knob", "original", "nodetune set", "live", "status"):
         t.add_column(col, overflow="fold")
     style = {"ok": "green", "drifted": "bold red", "restored": "cyan"}
-    for label, r in _grouped(rep.rows, lambda r: (r.txn, r.knob.group, r.knob.pid, r.original, r.set_value, r.live, r.status),
+    for label, r in _grouped(rep.rows,
+                             lambda r: (r.txn, r.knob.group, r.knob.pid, r.original, r.set_value, r.live, r.status),
                              lambda r: r.knob.label):
         st = f"[{style.get(r.status, 'yellow')}]{_e(r.status)}[/]" + (f" ({_e(r.note)})" if r.note else "")
         t.add_row(_e(r.txn), _e(label), _val(r.original, r.knob.unit), _val(r.set_value, r.knob.unit),

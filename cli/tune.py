@@ -28,18 +28,29 @@ from .tune_session import (
     user_errors,
 )
 
-RootOpt = Annotated[str, typer.Option("--root", help="Act on the node under this root (a fake tree or a mounted image).")]
+RootOpt = Annotated[str, typer.Option("--root",
+                                      help="Act on the node under this root (a fake tree or a mounted image).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
-JournalOpt = Annotated[str | None, typer.Option("--journal", help="Journal file on this machine (default: /var/lib/nodetune/journal.jsonl under --root).")]
-ProfileOpt = Annotated[str | None, typer.Option("--profile", "-p", help="Profile name (see `tune profiles`) or a .toml file.")]
+JournalOpt = Annotated[str | None, typer.Option("--journal",
+                                                help="Journal file on this machine "
+                                                     "(default: /var/lib/nodetune/journal.jsonl under --root).")]
+ProfileOpt = Annotated[str | None, typer.Option("--profile", "-p",
+                                                help="Profile name (see `tune profiles`) or a .toml file.")]
 PidOpt = Annotated[list[int] | None, typer.Option("--pid", help="Pin this process (and its children); repeatable.")]
 CgroupOpt = Annotated[list[str] | None, typer.Option("--cgroup", help="Pin every process of this cgroup; repeatable.")]
 GpuJobsOpt = Annotated[bool, typer.Option("--gpu-jobs", help="Pin every process NVML sees on a GPU.")]
-GpuOpt = Annotated[list[int] | None, typer.Option("--gpu", help="The GPU(s) the --pid/--cgroup processes use, when NVML cannot tell.")]
-PinCpusOpt = Annotated[str | None, typer.Option("--pin-cpus", help="Pin to this CPU list instead of the GPUs' local CPUs.")]
-DataPathOpt = Annotated[list[str] | None, typer.Option("--data-path", help="A data directory whose disks get the readahead settings; repeatable.")]
+GpuOpt = Annotated[list[int] | None, typer.Option("--gpu",
+                                                  help="The GPU(s) the --pid/--cgroup processes use, "
+                                                       "when NVML cannot tell.")]
+PinCpusOpt = Annotated[str | None, typer.Option("--pin-cpus",
+                                                help="Pin to this CPU list instead of the GPUs' local CPUs.")]
+DataPathOpt = Annotated[list[str] | None, typer.Option("--data-path",
+                                                       help="A data directory whose disks get the readahead "
+                                                            "settings; repeatable.")]
 AllowLowerOpt = Annotated[bool, typer.Option("--allow-lower", help="Lower numeric knobs the host already set higher.")]
-AllowGpuOpt = Annotated[bool, typer.Option("--allow-gpu-power", help="Allow GPU power-limit and clock changes the profile asks for.")]
+AllowGpuOpt = Annotated[bool, typer.Option("--allow-gpu-power",
+                                           help="Allow GPU power-limit and clock changes "
+                                                "the profile asks for.")]
 
 
 def targets(pid: list[int] | None, cgroup: list[str] | None, gpu_jobs: bool, gpu: list[int] | None,
@@ -75,8 +86,8 @@ def build_tune_app(deps: TuneDeps) -> typer.Typer:
 
     @tune.command("plan")
     def plan_cmd(profile: ProfileOpt = None, root: RootOpt = "/", journal: JournalOpt = None, pid: PidOpt = None,
-                 cgroup: CgroupOpt = None, gpu_jobs: GpuJobsOpt = False, gpu: GpuOpt = None, pin_cpus: PinCpusOpt = None,
-                 data_path: DataPathOpt = None, allow_lower: AllowLowerOpt = False,
+                 cgroup: CgroupOpt = None, gpu_jobs: GpuJobsOpt = False, gpu: GpuOpt = None,
+                 pin_cpus: PinCpusOpt = None, data_path: DataPathOpt = None, allow_lower: AllowLowerOpt = False,
                  allow_gpu_power: AllowGpuOpt = False, as_json: JsonOpt = False) -> None:
         """Show each knob's current value, the profile's target and what apply would do."""
         with open_tune_session(deps, root, journal) as s, user_errors():
@@ -92,7 +103,10 @@ def build_tune_app(deps: TuneDeps) -> typer.Typer:
                   cgroup: CgroupOpt = None, gpu_jobs: GpuJobsOpt = False, gpu: GpuOpt = None,
                   pin_cpus: PinCpusOpt = None, data_path: DataPathOpt = None, allow_lower: AllowLowerOpt = False,
                   allow_gpu_power: AllowGpuOpt = False,
-                  force: Annotated[bool, typer.Option("--force", help="Apply even where TuneD or power-profiles-daemon manages a knob, over another profile's open transaction, or beside another journal's.")] = False,
+                  force: Annotated[bool, typer.Option("--force",
+                                                      help="Apply even where TuneD or power-profiles-daemon manages a "
+                                                           "knob, over another profile's open transaction, or beside "
+                                                           "another journal's.")] = False,
                   as_json: JsonOpt = False) -> None:
         """Apply a profile as one journaled transaction (rolled back if any knob fails)."""
         with open_tune_session(deps, root, journal) as s, user_errors():
@@ -123,8 +137,13 @@ def build_tune_app(deps: TuneDeps) -> typer.Typer:
 
     @tune.command("rollback")
     def rollback_cmd(root: RootOpt = "/", journal: JournalOpt = None,
-                     txn: Annotated[str | None, typer.Option("--txn", help="Roll back only this transaction (id or prefix).")] = None,
-                     force: Annotated[bool, typer.Option("--force", help="Also restore knobs someone changed after nodetune set them, and give up on changes whose journal lines are lost.")] = False,
+                     txn: Annotated[str | None, typer.Option("--txn",
+                                                             help="Roll back only this transaction "
+                                                                  "(id or prefix).")] = None,
+                     force: Annotated[bool, typer.Option("--force",
+                                                         help="Also restore knobs someone changed after nodetune "
+                                                              "set them, and give up on changes whose journal "
+                                                              "lines are lost.")] = False,
                      as_json: JsonOpt = False) -> None:
         """Restore every original value nodetune changed, newest first (safe to re-run)."""
         res = with_engine(root, journal, lambda e: e.rollback(txn, force=force))
@@ -167,7 +186,9 @@ def build_tune_app(deps: TuneDeps) -> typer.Typer:
 
     @tune.command("recommend")
     def recommend_cmd(root: RootOpt = "/", journal: JournalOpt = None,
-                      advice: Annotated[str | None, typer.Option("--advice", metavar="REPORT.json", help="A report written by `nodetune diagnose --json` instead of a live diagnosis.")] = None,
+                      advice: Annotated[str | None, typer.Option("--advice", metavar="REPORT.json",
+                                                                 help="A report written by `nodetune diagnose --json` "
+                                                                      "instead of a live diagnosis.")] = None,
                       seconds: SecondsOpt = 10.0,
                       allow_lower: AllowLowerOpt = False, allow_gpu_power: AllowGpuOpt = False,
                       as_json: JsonOpt = False, replay: ReplayOpt = None) -> None:
@@ -200,7 +221,9 @@ def build_tune_app(deps: TuneDeps) -> typer.Typer:
         con.print("apply it with `nodetune tune apply` and the same targets, or save it as a profile")
 
     @tune.command("hold-latency")
-    def hold_latency_cmd(us: Annotated[int, typer.Option("--us", parser=number(0, 10**7, integer=True), metavar="US", help="Maximum C-state exit latency, microseconds (0: stay in C0/C1).")],
+    def hold_latency_cmd(us: Annotated[int, typer.Option("--us", parser=number(0, 10**7, integer=True), metavar="US",
+                                                         help="Maximum C-state exit latency, microseconds "
+                                                              "(0: stay in C0/C1).")],
                          root: RootOpt = "/") -> None:
         """Hold a C-state latency cap via /dev/cpu_dma_latency until SIGTERM/SIGINT (run it as a service)."""
         from nodetune.tuners.knobs.power import hold_latency
@@ -218,11 +241,14 @@ def build_tune_app(deps: TuneDeps) -> typer.Typer:
 
 
 def build_exec(deps: TuneDeps) -> Callable[..., None]:
-    def exec_cmd(gpu: Annotated[int, typer.Option("--gpu", parser=number(0, 4095, integer=True), metavar="N", help="Run on this GPU's local CPUs and NUMA node.")],
+    def exec_cmd(gpu: Annotated[int, typer.Option("--gpu", parser=number(0, 4095, integer=True), metavar="N",
+                                                  help="Run on this GPU's local CPUs and NUMA node.")],
                  cmd: Annotated[list[str], typer.Argument(help="The command and its arguments (after --).")],
                  root: RootOpt = "/",
-                 strict: Annotated[bool, typer.Option("--strict", help="Refuse to start without libnuma's memory policy.")] = False,
-                 dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the binding; do not bind or run.")] = False) -> None:
+                 strict: Annotated[bool, typer.Option("--strict",
+                                                      help="Refuse to start without libnuma's memory policy.")] = False,
+                 dry_run: Annotated[bool, typer.Option("--dry-run",
+                                                       help="Print the binding; do not bind or run.")] = False) -> None:
         """Run CMD bound to GPU N's local CPUs with memory preferred on its NUMA node (GPU-aware numactl)."""
         from nodetune.probes.cpufreq import online_cpus
         from nodetune.tuners.exec_numa import bind, binding_for_gpu, load_libnuma, run

@@ -201,13 +201,19 @@ class NvmlBackend:
             cons = self._call(index, m, "power_limit_range", lambda: n.nvmlDeviceGetPowerManagementLimitConstraints(h))
             if cons is not None:
                 s.power_limit_min_w, s.power_limit_max_w = cons[0] / 1000, cons[1] / 1000
-            s.sm_clock_max_mhz = self._call(index, m, "sm_clock_max", lambda: int(n.nvmlDeviceGetMaxClockInfo(h, n.NVML_CLOCK_SM)))
-            s.mem_clock_max_mhz = self._call(index, m, "mem_clock_max", lambda: int(n.nvmlDeviceGetMaxClockInfo(h, n.NVML_CLOCK_MEM)))
+            s.sm_clock_max_mhz = self._call(index, m, "sm_clock_max",
+                                            lambda: int(n.nvmlDeviceGetMaxClockInfo(h, n.NVML_CLOCK_SM)))
+            s.mem_clock_max_mhz = self._call(index, m, "mem_clock_max",
+                                             lambda: int(n.nvmlDeviceGetMaxClockInfo(h, n.NVML_CLOCK_MEM)))
             thr = n.nvmlDeviceGetTemperatureThreshold
-            s.temp_slowdown_c = self._call(index, m, "temp_slowdown", lambda: int(thr(h, n.NVML_TEMPERATURE_THRESHOLD_SLOWDOWN)))
-            s.temp_shutdown_c = self._call(index, m, "temp_shutdown", lambda: int(thr(h, n.NVML_TEMPERATURE_THRESHOLD_SHUTDOWN)))
-            s.temp_gpu_max_c = self._call(index, m, "temp_gpu_max", lambda: int(thr(h, n.NVML_TEMPERATURE_THRESHOLD_GPU_MAX)))
-            s.temp_mem_max_c = self._call(index, m, "temp_mem_max", lambda: int(thr(h, n.NVML_TEMPERATURE_THRESHOLD_MEM_MAX)))
+            s.temp_slowdown_c = self._call(index, m, "temp_slowdown",
+                                           lambda: int(thr(h, n.NVML_TEMPERATURE_THRESHOLD_SLOWDOWN)))
+            s.temp_shutdown_c = self._call(index, m, "temp_shutdown",
+                                           lambda: int(thr(h, n.NVML_TEMPERATURE_THRESHOLD_SHUTDOWN)))
+            s.temp_gpu_max_c = self._call(index, m, "temp_gpu_max",
+                                          lambda: int(thr(h, n.NVML_TEMPERATURE_THRESHOLD_GPU_MAX)))
+            s.temp_mem_max_c = self._call(index, m, "temp_mem_max",
+                                          lambda: int(thr(h, n.NVML_TEMPERATURE_THRESHOLD_MEM_MAX)))
             s.pcie_max_gen = self._call(index, m, "pcie_max_gen", lambda: int(n.nvmlDeviceGetMaxPcieLinkGeneration(h)))
             s.pcie_max_width = self._call(index, m, "pcie_max_width", lambda: int(n.nvmlDeviceGetMaxPcieLinkWidth(h)))
             sup = self._call(index, m, "gpm", lambda: n.nvmlGpmQueryDeviceSupport(h))
@@ -298,19 +304,23 @@ class NvmlBackend:
             s.temp_gpu_c = float(t) if t is not None else None
             s.temp_mem_c = self._memory_temp(index, h, m)
             s.sm_clock_mhz = self._call(index, m, "sm_clock", lambda: int(n.nvmlDeviceGetClockInfo(h, n.NVML_CLOCK_SM)))
-            s.mem_clock_mhz = self._call(index, m, "mem_clock", lambda: int(n.nvmlDeviceGetClockInfo(h, n.NVML_CLOCK_MEM)))
+            s.mem_clock_mhz = self._call(index, m, "mem_clock",
+                                         lambda: int(n.nvmlDeviceGetClockInfo(h, n.NVML_CLOCK_MEM)))
             mask = self._call(index, m, "clock_events", lambda: int(n.nvmlDeviceGetCurrentClocksEventReasons(h)))
             if mask is not None:
                 s.clock_event_mask, s.clock_events = mask, decode_clock_events(mask)
             s.pcie_gen = self._call(index, m, "pcie_gen", lambda: int(n.nvmlDeviceGetCurrPcieLinkGeneration(h)))
             s.pcie_width = self._call(index, m, "pcie_width", lambda: int(n.nvmlDeviceGetCurrPcieLinkWidth(h)))
             if detail:
-                s.pcie_replay_count = self._call(index, m, "pcie_replay", lambda: int(n.nvmlDeviceGetPcieReplayCounter(h)))
+                s.pcie_replay_count = self._call(index, m, "pcie_replay",
+                                                 lambda: int(n.nvmlDeviceGetPcieReplayCounter(h)))
                 self._ecc(index, h, s)
             if not self._gpm_ok.get(index):
                 # Without GPM, NVML's 20 ms PCIe throughput window is the only transfer signal.
-                tx = self._call(index, m, "pcie_tx", lambda: n.nvmlDeviceGetPcieThroughput(h, n.NVML_PCIE_UTIL_TX_BYTES))
-                rx = self._call(index, m, "pcie_rx", lambda: n.nvmlDeviceGetPcieThroughput(h, n.NVML_PCIE_UTIL_RX_BYTES))
+                tx = self._call(index, m, "pcie_tx",
+                                lambda: n.nvmlDeviceGetPcieThroughput(h, n.NVML_PCIE_UTIL_TX_BYTES))
+                rx = self._call(index, m, "pcie_rx",
+                                lambda: n.nvmlDeviceGetPcieThroughput(h, n.NVML_PCIE_UTIL_RX_BYTES))
                 s.pcie_tx_kibps = float(tx) if tx is not None else None
                 s.pcie_rx_kibps = float(rx) if rx is not None else None
             s.processes = self._processes(index, h, m)
@@ -335,7 +345,8 @@ class NvmlBackend:
                 self._mem_v2 = True
                 return info
             except n.NVMLError as exc:
-                if getattr(exc, "value", None) not in (n.NVML_ERROR_NOT_SUPPORTED, getattr(n, "NVML_ERROR_FUNCTION_NOT_FOUND", 13)):
+                if getattr(exc, "value", None) not in (n.NVML_ERROR_NOT_SUPPORTED,
+                                                       getattr(n, "NVML_ERROR_FUNCTION_NOT_FOUND", 13)):
                     raise
                 self._mem_v2 = False
         return n.nvmlDeviceGetMemoryInfo(h)
@@ -380,7 +391,8 @@ class NvmlBackend:
         for p in procs:
             used = getattr(p, "usedGpuMemory", None)
             # NVML reports NVML_VALUE_NOT_AVAILABLE (2**64-1) for memory it cannot attribute.
-            out.append(GpuProcess(pid=int(p.pid), used_memory_bytes=int(used) if used is not None and used < 2**63 else None))
+            out.append(GpuProcess(pid=int(p.pid),
+                                  used_memory_bytes=int(used) if used is not None and used < 2**63 else None))
         return out
 
     # -- topology -------------------------------------------------------------------------

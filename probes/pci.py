@@ -99,9 +99,11 @@ def _kind(cls: int, vendor: int | None) -> str | None:
 
 def probe_link(host: Host, d: str) -> PciLink:
     link = PciLink()
-    link.speed_gts = attempt(link.missing, "speed", lambda: parse_link_speed(host.read(f"{d}/current_link_speed"), f"{d}/current_link_speed"))
+    link.speed_gts = attempt(link.missing, "speed",
+                             lambda: parse_link_speed(host.read(f"{d}/current_link_speed"), f"{d}/current_link_speed"))
     link.width = attempt(link.missing, "width", lambda: host.read_int(f"{d}/current_link_width"))
-    link.max_speed_gts = attempt(link.missing, "max_speed", lambda: parse_link_speed(host.read(f"{d}/max_link_speed"), f"{d}/max_link_speed"))
+    link.max_speed_gts = attempt(link.missing, "max_speed",
+                                 lambda: parse_link_speed(host.read(f"{d}/max_link_speed"), f"{d}/max_link_speed"))
     link.max_width = attempt(link.missing, "max_width", lambda: host.read_int(f"{d}/max_link_width"))
     return link
 
@@ -122,7 +124,8 @@ def probe_pci_device(host: Host, address: str, kind: str, cls: int) -> PciDevice
     if raw is not None and raw < 0:
         dev.missing["numa_node"] = f"{d}/numa_node reads {raw}: firmware did not report the device's NUMA node"
     dev.numa_node = raw if raw is not None and raw >= 0 else None
-    dev.local_cpus = attempt(dev.missing, "local_cpus", lambda: parse_cpulist(host.read(f"{d}/local_cpulist"), f"{d}/local_cpulist")) or []
+    dev.local_cpus = attempt(dev.missing, "local_cpus",
+                             lambda: parse_cpulist(host.read(f"{d}/local_cpulist"), f"{d}/local_cpulist")) or []
     dev.link = probe_link(host, d)
 
     real = host.realpath(d)

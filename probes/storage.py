@@ -111,7 +111,8 @@ def disks_under(host: Host, dev: str, seen: set[str] | None = None) -> list[str]
 
 def device_of(host: Host, major_minor: str) -> str | None:
     try:
-        return os.path.basename(host.realpath(f"/sys/dev/block/{major_minor}")) if host.exists(f"/sys/dev/block/{major_minor}") else None
+        return (os.path.basename(host.realpath(f"/sys/dev/block/{major_minor}"))
+                if host.exists(f"/sys/dev/block/{major_minor}") else None)
     except ProbeError:
         return None
 

@@ -66,12 +66,16 @@ def register(app: "typer.Typer") -> None:
     def snapshot(
         output: Annotated[str, typer.Option("-o", "--output", help="Snapshot file to write (JSON; .gz compresses).")],
         seconds: Annotated[float, typer.Option("--seconds", parser=number(0, 3600), metavar="S",
-                                               help="Length of the sample window (0-3600); 0 records topology only.")] = 10.0,
+                                               help="Length of the sample window (0-3600); "
+                                                    "0 records topology only.")] = 10.0,
         interval: Annotated[float, typer.Option("--interval", parser=INTERVAL, metavar="S",
-                                                help="Seconds between samples (0.11-60; GPM needs >= 0.1 s apart).")] = 1.0,
+                                                help="Seconds between samples (0.11-60; "
+                                                     "GPM needs >= 0.1 s apart).")] = 1.0,
         root: RootOpt = "/",
-        keep_ids: Annotated[bool, typer.Option("--keep-ids", help="Keep GPU serial numbers, UUIDs and the hostname.")] = False,
-        note: Annotated[str | None, typer.Option("--note", help="Free text stored with the snapshot (what ran).")] = None,
+        keep_ids: Annotated[bool, typer.Option("--keep-ids",
+                                               help="Keep GPU serial numbers, UUIDs and the hostname.")] = False,
+        note: Annotated[str | None, typer.Option("--note",
+                                                 help="Free text stored with the snapshot (what ran).")] = None,
     ) -> None:
         """Record topology and a window of samples to a versioned JSON file for `--replay`."""
         from nodetune.probes.sampler import take_snapshot

@@ -74,7 +74,8 @@ def test_a_module_mounts_what_it_declares(tmp_path: Path) -> None:
 def test_help_reads_no_command_implementation() -> None:
     """`--help` imports the command modules' light tops only: no typer, no probes, no renderers."""
     probe = ("import sys; from nodetune.cli.app import main; main(['--help']); "
-             "print(sorted(m for m in sys.modules if m.startswith('nodetune.') and 'commands' not in m), file=sys.stderr)")
+             "print(sorted(m for m in sys.modules if m.startswith('nodetune.') and 'commands' not in m), "
+             "file=sys.stderr)")
     r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
-    assert r.stderr.strip() == str(sorted(["nodetune.cli", "nodetune.cli.app", "nodetune.cli.fast", "nodetune.cli.help_text",
-                                           "nodetune.cli.plugins"]))
+    assert r.stderr.strip() == str(sorted(["nodetune.cli", "nodetune.cli.app", "nodetune.cli.fast",
+                                           "nodetune.cli.help_text", "nodetune.cli.plugins"]))

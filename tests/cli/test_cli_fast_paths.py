@@ -42,7 +42,9 @@ def test_fast_version_and_plugins_are_what_importlib_metadata_finds() -> None:
 
 
 def test_help_imports_no_typer_and_topo_no_pydantic() -> None:
-    probe = "import sys; from nodetune.cli.app import main; main(); print(sorted({m.split('.')[0] for m in sys.modules} & {'typer', 'rich', 'pydantic', 'click'}), file=sys.stderr)"
+    probe = ("import sys; from nodetune.cli.app import main; main(); "
+             "print(sorted({m.split('.')[0] for m in sys.modules} & {'typer', 'rich', 'pydantic', 'click'}), "
+             "file=sys.stderr)")
     assert _run(probe, "--help").stderr.strip() == "[]"
     assert _run(probe, "--version").stderr.strip() == "[]"
     topo = _run(probe, "topo", "--json")

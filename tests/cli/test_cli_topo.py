@@ -145,7 +145,8 @@ def test_replay_of_an_nvml_snapshot(tmp_path: Path) -> None:
 # -- errors are one line -----------------------------------------------------------------------------
 
 def test_root_that_does_not_exist(tmp_path: Path) -> None:
-    assert _one_error_line(_cli("topo", "--root", str(tmp_path / "nope"))) == f"--root {tmp_path / 'nope'}: not a directory"
+    assert (_one_error_line(_cli("topo", "--root", str(tmp_path / "nope")))
+            == f"--root {tmp_path / 'nope'}: not a directory")
 
 
 def test_replay_of_a_garbage_file(tmp_path: Path) -> None:
@@ -156,7 +157,8 @@ def test_replay_of_a_garbage_file(tmp_path: Path) -> None:
 
 
 def test_replay_of_a_missing_file_and_of_a_damaged_snapshot(tmp_path: Path) -> None:
-    assert _one_error_line(_cli("topo", "--replay", str(tmp_path / "none.json"))) == f"{tmp_path / 'none.json'}: no such file"
+    assert (_one_error_line(_cli("topo", "--replay", str(tmp_path / "none.json")))
+            == f"{tmp_path / 'none.json'}: no such file")
     laptop(tmp_path / "lap")
     f = tmp_path / "snap.json"
     _ok(["snapshot", "-o", str(f), "--seconds", "0", "--root", str(tmp_path / "lap")])

@@ -152,7 +152,8 @@ def test_device_that_does_not_exist(tmp_path):
 
 def test_missing_pid_and_bad_pin_cpus(tmp_path):
     laptop_with_job(tmp_path)
-    assert user_error(run(["tune", "plan", "--pid", "31337", "--pin-cpus", "0"], root=tmp_path)) == "pid 31337: no such process"
+    assert (user_error(run(["tune", "plan", "--pid", "31337", "--pin-cpus", "0"], root=tmp_path))
+            == "pid 31337: no such process")
     assert "[pinning] cpus" in user_error(run(["tune", "plan", "--pid", "4242", "--pin-cpus", "zero"], root=tmp_path))
 
 

@@ -194,7 +194,8 @@ def test_every_dashboard_panel_and_alert_query_returns_data(prometheus: tuple[st
     dash = json.loads((root / "grafana-nodetune.json").read_text())
 
     def query(q: str) -> list[dict]:
-        q = q.replace('instance="$instance"', 'instance=~".+"').replace("$__rate_interval", "1m").replace("$__range", "5m")
+        q = (q.replace('instance="$instance"', 'instance=~".+"').replace("$__rate_interval", "1m")
+             .replace("$__range", "5m"))
         with urllib.request.urlopen(f"{url}/api/v1/query?query={urllib.parse.quote(q)}", timeout=5) as r:  # noqa: S310
             return list(json.load(r)["data"]["result"])
 
