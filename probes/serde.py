@@ -256,6 +256,11 @@ def _compile_dataclass(tp: type, nonneg: bool) -> typing.Callable[[Any], Any]:
     return typing.cast(typing.Callable[[Any], Any], env["obj"])
 
 
+def _lambda(body: str, arg: str = "d") -> typing.Callable[[Any], Any]:
+    return typing.cast(typing.Callable[[Any], Any],
+                       eval(f"lambda {arg}: {body}", {"_fail": _fail}))  # noqa: S307 - our own source
+
+
 @functools.cache
 def _fast(tp: Any, nonneg: bool = False) -> typing.Callable[[Any], Any]:
     """A converter for `tp` with the same checks as `_convert`, and no path bookkeeping."""
@@ -292,12 +297,19 @@ def _fast(tp: Any, nonneg: bool = False) -> typing.Callable[[Any], Any]:
             parts = [_fast(a, nonneg) for a in args]
             return lambda d: (tuple(c(v) for c, v in zip(parts, d, strict=True))
                               if type(d) is list and len(d) == len(parts) else _fail())
+        inline = _inline(args[0], nonneg) if args else None
+        if inline is not None:  # a list of scalars: the check inside the comprehension, no call per item
+            return _lambda(f"({'tuple' if origin is tuple else ''}([{inline} for v in d]) "
+                           "if type(d) is list else _fail())")
         item = _fast(args[0] if args else Any, nonneg)
         if origin is tuple:
             return lambda d: tuple(item(v) for v in d) if type(d) is list else _fail()
         return lambda d: [item(v) for v in d] if type(d) is list else _fail()
     if origin is dict:
         ktp, vtp = get_args(tp) or (str, Any)
+        inline = _inline(vtp, nonneg)
+        if ktp is str and inline is not None:
+            return _lambda(f"({{k: {inline} for k, v in d.items()}} if type(d) is dict else _fail())")
         val = _fast(vtp, nonneg)
         if ktp is str:
             return lambda d: {k: val(v) for k, v in d.items()} if type(d) is dict else _fail()
@@ -308,8 +320,7 @@ def _fast(tp: Any, nonneg: bool = False) -> typing.Callable[[Any], Any]:
         return _fail  # rare: the slow path
     expr = _inline(tp, nonneg)
     if expr is not None:
-        env = {"_fail": _fail}
-        return typing.cast(typing.Callable[[Any], Any], eval(f"lambda v: {expr}", env))  # noqa: S307 - our own source
+        return _lambda(expr, "v")
     if tp is type(None):
         return lambda d: None if d is None else _fail()
     return _fail
