@@ -65,49 +65,31 @@ def _cpu_pct(a: ProcessSample | None, b: ProcessSample | None, dt: float, clk: i
     return 100.0 * ((b.utime + b.stime) - (a.utime + a.stime)) / clk / dt
 
 
-def _spread_into(times: list[float], idx: list[dict[int, ProcessSample]], pid: int, clk: int | None,
-                 wr: list[float], rd: list[float], cpu: list[float] | None, d_state: list[int] | None) -> None:
-    """`pid`'s bytes written and read between each two of its consecutive readings, added to every
-    sample interval between them split by time, and into `cpu` its CPU rate (a worker's) held over
+def _spread_io(times: list[float], idx: list[dict[int, ProcessSample]], pid: int,
+               clk: int | None = None) -> tuple[list[float], list[float], list[float] | None]:
+    """`pid`'s bytes written and read between each two of its consecutive readings, given to every
+    sample interval between them split by time, and with `clk` its CPU rate (a worker's) held over
     them: the agent reads loader workers only every few samples, so the intervals between two
-    readings share what the second one shows. `d_state` counts its threads in D at each reading."""
-    seen = [(k, b) for k, b in enumerate([d.get(pid) for d in idx]) if b is not None]
-    if d_state is not None:
-        for k, b in seen:
-            if b.threads:
-                d_state[k] += [t.state for t in b.threads].count("D")
-    for (kp, a), (k, b) in zip(seen, seen[1:], strict=False):  # consecutive readings
-        span = max(times[k] - times[kp], 1e-6)
-        x, y = a.write_bytes, b.write_bytes
-        vw = max(0, y - x) if x is not None and y is not None else 0
-        x, y = a.read_bytes, b.read_bytes
-        vr = max(0, y - x) if x is not None and y is not None else 0
-        if cpu is not None:
-            vc = _cpu_pct(a, b, span, clk) if clk is not None else 0.0
-        for j in range(kp + 1, k + 1):
-            share = times[j] - times[j - 1]
-            wr[j] += vw * share / span
-            rd[j] += vr * share / span
-            if cpu is not None:
-                cpu[j] = vc
-
-
-def _job_io(times: list[float], idx: list[dict[int, ProcessSample]], pids: list[int], workers: list[int],
-            clk: int) -> list[tuple[int, int, int, list[float]]]:
-    """Per sample interval of a job: bytes written, bytes read, its threads in D state at the end,
-    each loader worker's CPU (% of a core). One walk of the samples per process; the sums add the
-    processes in `pids` order, as a sum over them per interval would (a 10k-worker window has 10k)."""
-    n = len(times)
-    wr, rd, d_state = [0.0] * n, [0.0] * n, [0] * n
-    worker_set = set(workers)
-    cpu_of: dict[int, list[float]] = {}
-    for p in pids:
-        rate = [0.0] * n if p in worker_set else None
-        _spread_into(times, idx, p, clk, wr, rd, rate, d_state)
-        if rate is not None:
-            cpu_of[p] = rate
-    cpu = [cpu_of[p] for p in workers]
-    return [(0, 0, 0, [])] + [(round(wr[k]), round(rd[k]), d_state[k], [c[k] for c in cpu]) for k in range(1, n)]
+    readings share what the second one shows. One walk of the samples (a 10k-worker window has 10k)."""
+    wr, rd = [0.0] * len(times), [0.0] * len(times)
+    cpu = [0.0] * len(times) if clk is not None else None
+    prev: ProcessSample | None = None
+    kp = 0
+    for k in range(len(times)):
+        b = idx[k].get(pid)
+        if b is None:
+            continue
+        if prev is not None:
+            span = max(times[k] - times[kp], 1e-6)
+            vw, vr = _delta(prev, b, "write_bytes"), _delta(prev, b, "read_bytes")
+            vc = _cpu_pct(prev, b, span, clk) if clk is not None else 0.0
+            for j in range(kp + 1, k + 1):
+                share = times[j] - times[j - 1]
+                wr[j], rd[j] = vw * share / span, vr * share / span
+                if cpu is not None:
+                    cpu[j] = vc
+        prev, kp = b, k
+    return wr, rd, cpu
 
 
 def combine_stacks(stacks: list[StackEvidence]) -> tuple[dict[str, float], dict[str, str], float | None]:
@@ -191,7 +173,22 @@ def prepare(win: Window, gpu: int, jobs: list[JobGroup], stacks: list[StackEvide
     key = tuple(pids)
     io = memo.get(key) if memo is not None else None
     if io is None:
-        io = _job_io([s.t for s in samples], idx, pids, workers, clk_tck)
+        times = [s.t for s in samples]
+        written, read, cpu_of = [], [], {}
+        worker_set = set(workers)
+        for p in pids:
+            w, r, rate = _spread_io(times, idx, p, clk_tck if p in worker_set else None)
+            written.append(w)
+            read.append(r)
+            if rate is not None:
+                cpu_of[p] = rate
+        cpu = [cpu_of[p] for p in workers]
+        io = [(0, 0, 0, [])]
+        for k in range(1, len(samples)):
+            b = idx[k]
+            io.append((round(sum(w[k] for w in written)), round(sum(r[k] for r in read)),
+                       sum(1 for p in pids if p in b for t in b[p].threads if t.state == "D"),
+                       [c[k] for c in cpu]))
         if memo is not None:
             memo[key] = io
     for k in range(1, len(samples)):
