@@ -59,12 +59,6 @@ def _delta(a: ProcessSample | None, b: ProcessSample | None, attr: str) -> int:
     return max(0, y - x) if x is not None and y is not None else 0
 
 
-def _cpu_pct(a: ProcessSample | None, b: ProcessSample | None, dt: float, clk: int) -> float:
-    if a is None or b is None or a.utime is None or b.utime is None or a.stime is None or b.stime is None:
-        return 0.0
-    return 100.0 * ((b.utime + b.stime) - (a.utime + a.stime)) / clk / dt
-
-
 def _spread_io(times: list[float], idx: list[dict[int, ProcessSample]], pid: int,
                clk: int | None = None) -> tuple[list[float], list[float], list[float] | None]:
     """`pid`'s bytes written and read between each two of its consecutive readings, given to every
@@ -75,14 +69,20 @@ def _spread_io(times: list[float], idx: list[dict[int, ProcessSample]], pid: int
     cpu = [0.0] * len(times) if clk is not None else None
     prev: ProcessSample | None = None
     kp = 0
-    for k in range(len(times)):
-        b = idx[k].get(pid)
+    for k, b in enumerate([d.get(pid) for d in idx]):
         if b is None:
             continue
         if prev is not None:
+            # the deltas and the CPU rate written out: three calls per reading were most of this loop
             span = max(times[k] - times[kp], 1e-6)
-            vw, vr = _delta(prev, b, "write_bytes"), _delta(prev, b, "read_bytes")
-            vc = _cpu_pct(prev, b, span, clk) if clk is not None else 0.0
+            x, y = prev.write_bytes, b.write_bytes
+            vw = max(0, y - x) if x is not None and y is not None else 0
+            x, y = prev.read_bytes, b.read_bytes
+            vr = max(0, y - x) if x is not None and y is not None else 0
+            vc = 0.0
+            if clk is not None and prev.utime is not None and b.utime is not None and prev.stime is not None \
+                    and b.stime is not None:
+                vc = 100.0 * ((b.utime + b.stime) - (prev.utime + prev.stime)) / clk / span
             for j in range(kp + 1, k + 1):
                 share = times[j] - times[j - 1]
                 wr[j], rd[j] = vw * share / span, vr * share / span
