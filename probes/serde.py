@@ -174,28 +174,49 @@ _LIMIT = MAX_MAGNITUDE
 _LIMIT_INT = int(MAX_MAGNITUDE)
 
 
-def _inline(tp: Any, nonneg: bool) -> str | None:
-    """A Python expression converting `v` of a scalar (or optional scalar) type, or None.
+def _inline(tp: Any, nonneg: bool, v: str = "v") -> str | None:
+    """A Python expression converting the variable `v` of a scalar (or optional scalar) type, or None.
 
     The bounds are literals (a constant load, not a global lookup, for each of millions of values).
     """
     hi, hi_int = repr(_LIMIT), repr(_LIMIT_INT)
     lo, lo_int = ("0", "0") if nonneg else (f"-{hi}", f"-{hi_int}")
     if tp is float:
-        return (f"(v if type(v) is float and {lo} <= v <= {hi} else "
-                f"float(v) if type(v) is int and {lo} <= v <= {hi} else _fail())")
+        return (f"({v} if type({v}) is float and {lo} <= {v} <= {hi} else "
+                f"float({v}) if type({v}) is int and {lo} <= {v} <= {hi} else _fail())")
     if tp is int:
-        return f"(v if type(v) is int and {lo_int} <= v <= {hi_int} else _fail())"
+        return f"({v} if type({v}) is int and {lo_int} <= {v} <= {hi_int} else _fail())"
     if tp is str:
-        return "(v if type(v) is str else _fail())"
+        return f"({v} if type({v}) is str else _fail())"
     if tp is bool:
-        return "(v if type(v) is bool else _fail())"
+        return f"({v} if type({v}) is bool else _fail())"
     if get_origin(tp) in (Union, types.UnionType):
         args = [a for a in get_args(tp) if a is not type(None)]
         if len(args) == 1 and len(get_args(tp)) == 2:
-            inner = _inline(args[0], nonneg)
-            return None if inner is None else f"(None if v is None else {inner})"
+            inner = _inline(args[0], nonneg, v)
+            return None if inner is None else f"(None if {v} is None else {inner})"
     return None
+
+
+def _field_expr(tp: Any, nonneg: bool, env: dict[str, Any], name: str) -> str:
+    """The expression converting `v` into a field of type `tp`, for a generated converter: scalars
+    inline, a list or string-keyed map with its comprehension inline (an empty one without even
+    that), anything else by its converter, bound in `env` as `name`."""
+    expr = _inline(tp, nonneg)
+    if expr is not None:
+        return expr
+    origin, args = get_origin(tp), get_args(tp)
+    if origin is list or (origin is dict and args and args[0] is str):
+        item_tp = args[-1] if args else Any
+        item = _inline(item_tp, nonneg, "x")
+        if item is None:
+            env[name] = _fast(item_tp, nonneg)
+            item = f"{name}(x)"
+        if origin is list:
+            return f"(([{item} for x in v] if v else []) if type(v) is list else _fail())"
+        return f"(({{k: {item} for k, x in v.items()}} if v else {{}}) if type(v) is dict else _fail())"
+    env[name] = _fast(tp, nonneg)
+    return f"{name}(v)"
 
 
 def _plain_init(tp: type) -> bool:
@@ -233,10 +254,7 @@ def _compile_dataclass(tp: type, nonneg: bool) -> typing.Callable[[Any], Any]:
         if not f.init:
             continue
         fn = under and f"{tp.__name__}.{f.name}" not in SIGNED_FIELDS
-        expr = _inline(hints[f.name], fn)
-        if expr is None:
-            env[f"c{i}"] = _fast(hints[f.name], fn)
-            expr = f"c{i}(v)"
+        expr = _field_expr(hints[f.name], fn, env, f"c{i}")
         dest = f"o.{f.name}" if direct else f"a{i}"
         if f.default is None and _nullable(hints[f.name]):  # absent reads as None: the default itself
             src += [f"        v = d.get({f.name!r})", f"        {dest} = {expr}"]
