@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import operator
 import statistics
-import typing
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -221,14 +220,6 @@ def _idle_run(seq: list[GpuSample], interval_s: float) -> float:
     return round(best, 2)
 
 
-def _counter(items: list[int], keys: int) -> typing.Callable[[int], int]:
-    """A C callable: how often a tid occurs in `items`. list.count (no hashing) while `keys` lookups
-    stay cheap; one counting pass where they would make it quadratic (hundreds of threads)."""
-    if keys * len(items) <= 4096:
-        return items.count
-    return Counter(items).__getitem__  # Counter answers 0 for a tid it never saw
-
-
 def _process(info: ProcessInfo, seq: list[tuple[float, ProcessSample]], clk_tck: int) -> ProcessStats:
     """One process's statistics from its samples in time order. A 10k-worker window runs this 10k
     times: comprehensions and C calls, few Python calls per process (each costs about a microsecond)."""
@@ -249,10 +240,14 @@ def _process(info: ProcessInfo, seq: list[tuple[float, ProcessSample]], clk_tck:
     d_tids = [t.tid for t in threads if t.state == "D"]
     r_tids = [t.tid for t in threads if t.state == "R"]
     # Per thread of the last sample that the first had too: CPU over the window, and its share of
-    # the samples (that show it) in D and in R.
+    # the samples (that show it) in D and in R. Counted by C callables: list.count (no hashing)
+    # while the last sample's threads are few, a Counter (0 for a tid it never saw) past that.
     first = {t.tid: t for t in a.threads}
-    keys = len(b.threads)
-    seen, in_d, in_r = _counter([t.tid for t in threads], keys), _counter(d_tids, keys), _counter(r_tids, keys)
+    tids = [t.tid for t in threads]
+    if len(b.threads) * len(tids) <= 4096:
+        seen, in_d, in_r = tids.count, d_tids.count, r_tids.count
+    else:
+        seen, in_d, in_r = Counter(tids).__getitem__, Counter(d_tids).__getitem__, Counter(r_tids).__getitem__
     stats, main = [], None
     for t in b.threads:
         f = first.get(t.tid)
@@ -260,7 +255,7 @@ def _process(info: ProcessInfo, seq: list[tuple[float, ProcessSample]], clk_tck:
             continue
         n = max(seen(t.tid), 1)
         ts = ThreadStats(t.tid, t.name, round(100.0 * (t.utime + t.stime - f.utime - f.stime) / clk_tck / dt, 1),
-                         round(in_d(t.tid) / n, 3), round(in_r(t.tid) / n, 3))
+                         round(in_d(t.tid) / n, 3) if d_tids else 0.0, round(in_r(t.tid) / n, 3) if r_tids else 0.0)
         stats.append(ts)
         if t.tid == info.pid and (main is None or ts.cpu_pct > main.cpu_pct):
             main = ts  # the first of the busiest order below, as a search of the sorted list finds it
