@@ -11,7 +11,7 @@ from .host import Host, ProbeError, attempt
 _COLUMNS = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
 
 
-@dataclass
+@dataclass(slots=True)
 class CpuTimes:
     """Cumulative ticks (USER_HZ) of one CPU, or of all CPUs when cpu is -1."""
 
@@ -34,7 +34,7 @@ class CpuTimes:
         return self.user + self.nice + self.system + self.irq + self.softirq
 
 
-@dataclass
+@dataclass(slots=True)
 class CpuSample:
     total: CpuTimes | None = None
     per_cpu: list[CpuTimes] = field(default_factory=list)

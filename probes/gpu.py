@@ -67,7 +67,7 @@ class GpuStatic:
     missing: dict[str, str] = field(default_factory=dict)
 
 
-@dataclass
+@dataclass(slots=True)
 class GpmMetrics:
     """GPM counters over an interval (Hopper and newer): what `utilization.gpu` cannot tell."""
 
@@ -86,14 +86,14 @@ class GpmMetrics:
     missing: dict[str, str] = field(default_factory=dict)
 
 
-@dataclass
+@dataclass(slots=True)
 class GpuProcess:
     pid: int
     used_memory_bytes: int | None = None
     kind: str = "compute"  # compute | graphics
 
 
-@dataclass
+@dataclass(slots=True)
 class GpuSample:
     """One reading of one GPU; `state` is "ok", or "lost" once NVML reports the GPU gone."""
 

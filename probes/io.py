@@ -11,7 +11,7 @@ from .host import Host, ProbeError, attempt
 PSI_RESOURCES = ("cpu", "io", "memory")
 
 
-@dataclass
+@dataclass(slots=True)
 class PsiLine:
     avg10: float
     avg60: float
@@ -19,7 +19,7 @@ class PsiLine:
     total_us: int
 
 
-@dataclass
+@dataclass(slots=True)
 class Psi:
     """One resource's pressure; `full` is absent for cpu on older kernels."""
 
@@ -27,7 +27,7 @@ class Psi:
     full: PsiLine | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class DiskStat:
     device: str
     reads: int
@@ -41,7 +41,7 @@ class DiskStat:
     weighted_ms: int
 
 
-@dataclass
+@dataclass(slots=True)
 class IoSample:
     psi: dict[str, Psi] = field(default_factory=dict)
     disks: list[DiskStat] = field(default_factory=list)

@@ -18,7 +18,7 @@ _VMSTAT_KEEP = ("pswpin", "pswpout", "pgmajfault", "pgfault", "thp_fault_alloc",
                 "allocstall_normal", "compact_stall")
 
 
-@dataclass
+@dataclass(slots=True)
 class NodeMemory:
     node: int
     total_kb: int | None = None
@@ -26,7 +26,7 @@ class NodeMemory:
     file_pages_kb: int | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class MemorySample:
     meminfo_kb: dict[str, int] = field(default_factory=dict)
     nodes: list[NodeMemory] = field(default_factory=list)

@@ -23,7 +23,7 @@ IB_COUNTERS = ("port_rcv_data", "port_xmit_data", "port_rcv_packets", "port_xmit
                "port_rcv_errors", "symbol_error")
 
 
-@dataclass
+@dataclass(slots=True)
 class NicPort:
     device: str  # mlx5_0 (InfiniBand/RoCE) or the interface name (Ethernet)
     kind: str  # infiniband | ethernet
@@ -37,7 +37,7 @@ class NicPort:
     missing: dict[str, str] = field(default_factory=dict)
 
 
-@dataclass
+@dataclass(slots=True)
 class NicSample:
     ports: list[NicPort] = field(default_factory=list)
     missing: dict[str, str] = field(default_factory=dict)

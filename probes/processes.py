@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from .host import Host, ProbeError, attempt, parse_cpulist
 
 
-@dataclass
+@dataclass(slots=True)
 class Job:
     """What a process belongs to, from its cgroup path."""
 
@@ -18,7 +18,7 @@ class Job:
     cgroup: str
 
 
-@dataclass
+@dataclass(slots=True)
 class ThreadSample:
     tid: int
     name: str
@@ -29,7 +29,7 @@ class ThreadSample:
     blkio_ticks: int | None
 
 
-@dataclass
+@dataclass(slots=True)
 class ProcessSample:
     """Counters of one process at one instant (threads included)."""
 
@@ -48,7 +48,7 @@ class ProcessSample:
     missing: dict[str, str] = field(default_factory=dict)
 
 
-@dataclass
+@dataclass(slots=True)
 class ProcessInfo:
     """What stays put about a process during a window."""
 

@@ -174,55 +174,109 @@ _LIMIT = MAX_MAGNITUDE
 _LIMIT_INT = int(MAX_MAGNITUDE)
 
 
-def _inline(tp: Any, nonneg: bool) -> str | None:
-    """A Python expression converting `v` of a scalar (or optional scalar) type, or None."""
-    lo, lo_int = ("0", "0") if nonneg else ("-_LIMIT", "-_LIMIT_INT")
+def _inline(tp: Any, nonneg: bool, v: str = "v") -> str | None:
+    """A Python expression converting the variable `v` of a scalar (or optional scalar) type, or None.
+
+    The bounds are literals (a constant load, not a global lookup, for each of millions of values).
+    """
+    hi, hi_int = repr(_LIMIT), repr(_LIMIT_INT)
+    lo, lo_int = ("0", "0") if nonneg else (f"-{hi}", f"-{hi_int}")
     if tp is float:
-        return f"(float(v) if (type(v) is float or type(v) is int) and {lo} <= v <= _LIMIT else _fail())"
+        return (f"({v} if type({v}) is float and {lo} <= {v} <= {hi} else "
+                f"float({v}) if type({v}) is int and {lo} <= {v} <= {hi} else _fail())")
     if tp is int:
-        return f"(v if type(v) is int and {lo_int} <= v <= _LIMIT_INT else _fail())"
+        return f"({v} if type({v}) is int and {lo_int} <= {v} <= {hi_int} else _fail())"
     if tp is str:
-        return "(v if type(v) is str else _fail())"
+        return f"({v} if type({v}) is str else _fail())"
     if tp is bool:
-        return "(v if type(v) is bool else _fail())"
+        return f"({v} if type({v}) is bool else _fail())"
     if get_origin(tp) in (Union, types.UnionType):
         args = [a for a in get_args(tp) if a is not type(None)]
         if len(args) == 1 and len(get_args(tp)) == 2:
-            inner = _inline(args[0], nonneg)
-            return None if inner is None else f"(None if v is None else {inner})"
+            inner = _inline(args[0], nonneg, v)
+            return None if inner is None else f"(None if {v} is None else {inner})"
     return None
 
 
+def _field_expr(tp: Any, nonneg: bool, env: dict[str, Any], name: str) -> str:
+    """The expression converting `v` into a field of type `tp`, for a generated converter: scalars
+    inline, a list or string-keyed map with its comprehension inline (an empty one without even
+    that), anything else by its converter, bound in `env` as `name`."""
+    expr = _inline(tp, nonneg)
+    if expr is not None:
+        return expr
+    origin, args = get_origin(tp), get_args(tp)
+    if origin is list or (origin is dict and args and args[0] is str):
+        item_tp = args[-1] if args else Any
+        item = _inline(item_tp, nonneg, "x")
+        if item is None:
+            env[name] = _fast(item_tp, nonneg)
+            item = f"{name}(x)"
+        if origin is list:
+            return f"(([{item} for x in v] if v else []) if type(v) is list else _fail())"
+        return f"(({{k: {item} for k, x in v.items()}} if v else {{}}) if type(v) is dict else _fail())"
+    env[name] = _fast(tp, nonneg)
+    return f"{name}(v)"
+
+
+def _plain_init(tp: type) -> bool:
+    """Whether tp's __init__ is the one dataclasses wrote and does nothing but store each field:
+    then a converter stores them on a bare instance itself (a call frame less per object)."""
+    params = getattr(tp, "__dataclass_params__", None)
+    init = tp.__dict__.get("__init__")
+    code = getattr(init, "__code__", None)
+    fields = dataclasses.fields(tp)
+    return (params is not None and params.init and not params.frozen and not hasattr(tp, "__post_init__")
+            and code is not None and code.co_filename == "<string>"  # generated, not written in a class body
+            and all(f.init for f in fields)
+            and set(tp.__dict__.get("__dataclass_fields__", ())) == {f.name for f in fields})  # no InitVar
+
+
+def _nullable(tp: Any) -> bool:
+    return get_origin(tp) in (Union, types.UnionType) and type(None) in get_args(tp)
+
+
 def _compile_dataclass(tp: type, nonneg: bool) -> typing.Callable[[Any], Any]:
-    """obj(d) -> tp(...): generated once, scalar checks inlined and arguments passed by position
-    (a call per value and a keyword dict per object were most of a large snapshot's load)."""
+    """obj(d) -> tp(...): generated once, scalar checks inlined, fields read by subscription (a
+    missing one is a KeyError, caught once per object rather than tested per field) and stored on
+    a bare instance where that is all __init__ would do. A call per value, a keyword dict per object
+    and a `dict.get` per field were most of a large snapshot's load."""
     hints = _hints(tp)
     under = nonneg or tp in _COUNTER_ROOTS
-    env: dict[str, Any] = {"_BAD": _BAD, "_MISSING": _MISSING, "_fail": _fail, "_LIMIT": _LIMIT,
-                           "_LIMIT_INT": _LIMIT_INT, "cls": tp}
+    direct = _plain_init(tp)
+    env: dict[str, Any] = {"_BAD": _BAD, "_MISSING": _MISSING, "_fail": _fail, "cls": tp, "new": object.__new__}
     src = ["def obj(d):", "    if type(d) is not dict:", "        raise _BAD"]
+    if direct:
+        src.append("    o = new(cls)")
+    src.append("    try:")
     args: list[str] = []
     for i, f in enumerate(dataclasses.fields(tp)):
         if not f.init:
             continue
         fn = under and f"{tp.__name__}.{f.name}" not in SIGNED_FIELDS
-        expr = _inline(hints[f.name], fn)
-        if expr is None:
-            env[f"c{i}"] = _fast(hints[f.name], fn)
-            expr = f"c{i}(v)"
-        src.append(f"    v = d.get({f.name!r}, _MISSING)")
-        if f.default is not dataclasses.MISSING:
+        expr = _field_expr(hints[f.name], fn, env, f"c{i}")
+        dest = f"o.{f.name}" if direct else f"a{i}"
+        if f.default is None and _nullable(hints[f.name]):  # absent reads as None: the default itself
+            src += [f"        v = d.get({f.name!r})", f"        {dest} = {expr}"]
+        elif f.default is not dataclasses.MISSING:
             env[f"d{i}"] = f.default
-            src.append(f"    a{i} = d{i} if v is _MISSING else {expr}")
+            src += [f"        v = d.get({f.name!r}, _MISSING)", f"        {dest} = d{i} if v is _MISSING else {expr}"]
         elif f.default_factory is not dataclasses.MISSING:
             env[f"f{i}"] = f.default_factory
-            src.append(f"    a{i} = f{i}() if v is _MISSING else {expr}")
+            src += [f"        v = d.get({f.name!r}, _MISSING)", f"        {dest} = f{i}() if v is _MISSING else {expr}"]
         else:
-            src += ["    if v is _MISSING:", "        raise _BAD", f"    a{i} = {expr}"]
+            src += [f"        v = d[{f.name!r}]", f"        {dest} = {expr}"]
         args.append(f"{f.name}=a{i}" if f.kw_only else f"a{i}")
-    src.append(f"    return cls({', '.join(args)})")
+    # Converters below raise only _Bad; a KeyError is a missing field of this object.
+    src += ["    except KeyError:", "        raise _BAD from None"]
+    src.append("    return o" if direct else f"    return cls({', '.join(args)})")
     exec(compile("\n".join(src), f"<from_jsonable {tp.__name__}>", "exec"), env)  # noqa: S102 - our own source
     return typing.cast(typing.Callable[[Any], Any], env["obj"])
+
+
+def _lambda(body: str, arg: str = "d") -> typing.Callable[[Any], Any]:
+    return typing.cast(typing.Callable[[Any], Any],
+                       eval(f"lambda {arg}: {body}", {"_fail": _fail}))  # noqa: S307 - our own source
 
 
 @functools.cache
@@ -261,12 +315,19 @@ def _fast(tp: Any, nonneg: bool = False) -> typing.Callable[[Any], Any]:
             parts = [_fast(a, nonneg) for a in args]
             return lambda d: (tuple(c(v) for c, v in zip(parts, d, strict=True))
                               if type(d) is list and len(d) == len(parts) else _fail())
+        inline = _inline(args[0], nonneg) if args else None
+        if inline is not None:  # a list of scalars: the check inside the comprehension, no call per item
+            return _lambda(f"({'tuple' if origin is tuple else ''}([{inline} for v in d]) "
+                           "if type(d) is list else _fail())")
         item = _fast(args[0] if args else Any, nonneg)
         if origin is tuple:
             return lambda d: tuple(item(v) for v in d) if type(d) is list else _fail()
         return lambda d: [item(v) for v in d] if type(d) is list else _fail()
     if origin is dict:
         ktp, vtp = get_args(tp) or (str, Any)
+        inline = _inline(vtp, nonneg)
+        if ktp is str and inline is not None:
+            return _lambda(f"({{k: {inline} for k, v in d.items()}} if type(d) is dict else _fail())")
         val = _fast(vtp, nonneg)
         if ktp is str:
             return lambda d: {k: val(v) for k, v in d.items()} if type(d) is dict else _fail()
@@ -277,8 +338,7 @@ def _fast(tp: Any, nonneg: bool = False) -> typing.Callable[[Any], Any]:
         return _fail  # rare: the slow path
     expr = _inline(tp, nonneg)
     if expr is not None:
-        env = {"_fail": _fail, "_LIMIT": _LIMIT, "_LIMIT_INT": _LIMIT_INT}
-        return typing.cast(typing.Callable[[Any], Any], eval(f"lambda v: {expr}", env))  # noqa: S307 - our own source
+        return _lambda(expr, "v")
     if tp is type(None):
         return lambda d: None if d is None else _fail()
     return _fail

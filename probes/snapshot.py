@@ -38,7 +38,7 @@ from .thermal import ThermalSample
 SNAPSHOT_VERSION = 1
 
 
-@dataclass
+@dataclass(slots=True)
 class Sample:
     t: float  # monotonic seconds
     wall: str  # ISO 8601 UTC

@@ -9,7 +9,7 @@ from functools import partial
 from .host import Host, attempt
 
 
-@dataclass
+@dataclass(slots=True)
 class TempSensor:
     source: str  # hwmon | thermal_zone
     chip: str  # hwmon name (coretemp, k10temp, nvme) or zone type
@@ -19,7 +19,7 @@ class TempSensor:
     crit_c: float | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class ThermalSample:
     sensors: list[TempSensor] = field(default_factory=list)
     missing: dict[str, str] = field(default_factory=dict)

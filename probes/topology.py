@@ -23,7 +23,7 @@ class Cpu:
     missing: dict[str, str] = field(default_factory=dict)
 
 
-@dataclass
+@dataclass(slots=True)
 class HugePagePool:
     size_kb: int
     total: int | None = None
