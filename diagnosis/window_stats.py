@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from nodetune.probes.gpu import GpuSample
 from nodetune.probes.node import Topology
 from nodetune.probes.pci import link_bandwidth_gbps
-from nodetune.probes.processes import ProcessInfo, ProcessSample
+from nodetune.probes.processes import ProcessInfo, ProcessSample, ThreadSample
 from nodetune.probes.snapshot import Window
 
 from .host_stats import HostStats, host_stats
@@ -242,19 +242,15 @@ def _process(info: ProcessInfo, seq: list[tuple[float, ProcessSample]], clk_tck:
     # Per thread of the last sample that the first had too: CPU over the window, and its share of
     # the samples (that show it) in D and in R. Counted by C callables: list.count (no hashing)
     # while the last sample's threads are few, a Counter (0 for a tid it never saw) past that.
-    first = {t.tid: t for t in a.threads}
     tids = [t.tid for t in threads]
     if len(b.threads) * len(tids) <= 4096:
         seen, in_d, in_r = tids.count, d_tids.count, r_tids.count
     else:
         seen, in_d, in_r = Counter(tids).__getitem__, Counter(d_tids).__getitem__, Counter(r_tids).__getitem__
     stats, main = [], None
-    for t in b.threads:
-        f = first.get(t.tid)
-        if f is None:
-            continue
+    for t, f, span in _thread_ends(alive, a, b, dt):
         n = max(seen(t.tid), 1)
-        ts = ThreadStats(t.tid, t.name, round(100.0 * (t.utime + t.stime - f.utime - f.stime) / clk_tck / dt, 1),
+        ts = ThreadStats(t.tid, t.name, round(100.0 * (t.utime + t.stime - f.utime - f.stime) / clk_tck / span, 1),
                          round(in_d(t.tid) / n, 3) if d_tids else 0.0, round(in_r(t.tid) / n, 3) if r_tids else 0.0)
         stats.append(ts)
         if t.tid == info.pid and (main is None or ts.cpu_pct > main.cpu_pct):
@@ -266,6 +262,32 @@ def _process(info: ProcessInfo, seq: list[tuple[float, ProcessSample]], clk_tck:
 
 
 _CPU_PCT = operator.attrgetter("cpu_pct")
+
+
+def _thread_ends(alive: list[tuple[float, ProcessSample]], a: ProcessSample, b: ProcessSample,
+                 dt: float) -> list[tuple[ThreadSample, ThreadSample, float]]:
+    """(last reading, first reading, seconds between) of each thread in the first and the last
+    samples that list every thread. Where some samples list only the busy threads (the agent's
+    sampler), a thread's CPU is rated between its own first and last readings."""
+    if not any(p.threads_partial for _, p in alive):
+        first = {t.tid: t for t in a.threads}
+        return [(t, f, dt) for t in b.threads if (f := first.get(t.tid)) is not None]
+    full = [p for _, p in alive if not p.threads_partial] or [a, b]
+    in_first = {t.tid for t in full[0].threads}
+    firsts: dict[int, tuple[float, ThreadSample]] = {}
+    lasts: dict[int, tuple[float, ThreadSample]] = {}
+    for t_, p in alive:
+        for th in p.threads:
+            if th.tid not in firsts:
+                firsts[th.tid] = (t_, th)
+            lasts[th.tid] = (t_, th)
+    out = []
+    for th in full[-1].threads:
+        if th.tid in in_first:
+            (t0, f), (t1, last) = firsts[th.tid], lasts[th.tid]
+            if t1 > t0:
+                out.append((last, f, t1 - t0))
+    return out
 
 
 def process_stats(win: Window, clk_tck: int) -> list[ProcessStats]:

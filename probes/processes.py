@@ -46,6 +46,9 @@ class ProcessSample:
     starttime: int | None = None  # ticks since boot; with the pid, tells a reused pid from the same process
     threads: list[ThreadSample] = field(default_factory=list)
     missing: dict[str, str] = field(default_factory=dict)
+    # `threads` holds only the threads that were busy at the last full reading (the agent reads a
+    # GPU process's quiet threads on the worker cadence); False: every thread the process had.
+    threads_partial: bool = False
 
 
 @dataclass(slots=True)
@@ -224,6 +227,7 @@ def sample_process(host: Host, pid: int, threads: bool = True, page_kb: int = 4,
             except ProbeError as exc:
                 s.missing["threads"] = exc.reason
     elif threads:
+        s.threads_partial = only_tids is not None
         tids = [str(t) for t in only_tids] if only_tids is not None else \
             attempt(s.missing, "threads", lambda: host.listdir(f"{d}/task")) or []
         for tid_s in tids:

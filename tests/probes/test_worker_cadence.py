@@ -169,3 +169,17 @@ def test_each_cpus_times_and_nics_are_read_on_the_worker_cadence_and_rated_betwe
     samples[-1].t = samples[5].t + 1.0
     hs = host_stats(Window(seconds=7, interval_s=1.0, samples=samples[1:]))
     assert hs.cpu_busy_by_cpu[0] > hs.cpu_busy_by_cpu[1]
+
+
+def test_a_gpu_process_quiet_threads_are_read_on_the_worker_cadence(tmp_path: Path) -> None:
+    host, backend, topo = _node(tmp_path, [])
+    s = Sampler(host, backend, topo, worker_scan_every=5)  # type: ignore[arg-type]
+    got = [next(p for p in s.sample().processes if p.pid == TRAIN) for _ in range(10)]
+    # the first full reading cannot tell a quiet thread (no CPU time to compare): every thread is read
+    assert all(sorted(t.tid for t in p.threads) == [TRAIN, 4243] for p in got[:5])
+    # from the second on, the sleeping thread whose CPU time did not move is left to the cadence
+    assert [t.tid for t in got[6].threads] == [TRAIN] and got[6].threads_partial
+    assert not got[5].threads_partial and sorted(t.tid for t in got[5].threads) == [TRAIN, 4243]
+    # a window's last (detail) sample lists every thread
+    last = next(p for p in s.sample(detail=True).processes if p.pid == TRAIN)
+    assert not last.threads_partial and len(last.threads) == 2
