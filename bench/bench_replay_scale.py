@@ -89,8 +89,9 @@ def main() -> int:
         m = {k: statistics.median(r[k] for r in runs) for k in ("load_s", "imports_s", "diagnose_s", "cpu_s", "rss_mb",
                                                                  "load1")}
         total = statistics.median(r["load_s"] + r["diagnose_s"] for r in runs)
-        rows.append((str(n), f"{size / 2**20:.1f}", f"{m['load_s']:.2f}", f"{m['imports_s']:.2f}", f"{m['diagnose_s']:.2f}",
-                     f"{total:.2f}", f"{m['cpu_s']:.2f}", f"{m['rss_mb']:.0f}", f"{m['load1']:.1f}", runs[0]["verdict"]))
+        rows.append((str(n), f"{size / 2**20:.1f}", f"{m['load_s']:.2f}", f"{m['imports_s']:.2f}",
+                     f"{m['diagnose_s']:.2f}", f"{total:.2f}", f"{m['cpu_s']:.2f}", f"{m['rss_mb']:.0f}",
+                     f"{m['load1']:.1f}", runs[0]["verdict"]))
     print_table(("processes", "snapshot MiB (gz)", "load s", "of which imports s", "diagnose s", "total s", "CPU s",
                  "peak RSS MB", "load avg (1 min)", "verdict"), rows)
     return 0

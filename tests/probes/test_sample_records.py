@@ -69,7 +69,8 @@ def test_a_slotted_sample_copies_pickles_replaces_and_round_trips() -> None:
     assert r.t == 13.0 and r.cpu is s.cpu
     assert dataclasses.asdict(s)["processes"][0]["threads"][1]["state"] == "D"
     assert from_jsonable(Sample, to_jsonable(s)) == s
-    w = Window(seconds=1.0, interval_s=1.0, samples=[s], processes=[ProcessInfo(4242, "gpu", job=Job("slurm", "1", "/x"))])
+    w = Window(seconds=1.0, interval_s=1.0, samples=[s],
+               processes=[ProcessInfo(4242, "gpu", job=Job("slurm", "1", "/x"))])
     assert from_jsonable(Window, to_jsonable(w)) == w
     assert w.process(4242) is w.processes[0]  # Window keeps its dict: the pid index lives there
 
