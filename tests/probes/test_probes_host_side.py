@@ -591,3 +591,16 @@ def test_users_from_the_nodes_passwd(tmp_path: Path) -> None:
     fn.write("/etc/passwd", "root:x:0:0:root:/root:/bin/bash\n+::::::\n"
                             "slurm:x:64030:64030::/nonexistent:/usr/sbin/nologin\n")
     assert users(Host(str(tmp_path))) == {0: "root", 64030: "slurm"}
+
+
+@pytest.mark.skipif(not Path("/proc/vmstat").exists(), reason="needs a Linux /proc")
+def test_the_kept_memory_lines_are_those_a_full_parse_keeps() -> None:
+    from nodetune.probes.memory import _MEMINFO_KEEP, _VMSTAT_KEEP
+
+    s = probe_memory(Host("/"), detail=False)
+    full_mi = parse_meminfo(Path("/proc/meminfo").read_text())
+    full_vm = parse_vmstat(Path("/proc/vmstat").read_text())
+    # counters move between two reads: the same names, and values of the slow ones
+    assert set(s.meminfo_kb) == {k for k in full_mi if k in _MEMINFO_KEEP}
+    assert set(s.vmstat) == {k for k in full_vm if k in _VMSTAT_KEEP}
+    assert s.meminfo_kb["MemTotal"] == full_mi["MemTotal"] and not s.missing
