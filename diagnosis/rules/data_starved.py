@@ -46,16 +46,20 @@ def _io_signals(ctx: RuleContext, job: JobGroup, procs: list[ProcessStats]) -> t
 
 
 def _backing_disks(ctx: RuleContext, job: JobGroup) -> set[str]:
-    """Disks behind the files the job's processes hold open."""
-    out: set[str] = set()
+    """Disks behind the files the job's processes hold open (each path's mount looked up once: a
+    job's loader workers hold the same dataset files)."""
+    paths: set[str] = set()
     for pid in job.all_pids:
         info = ctx.window.process(pid)
-        for f in info.open_files if info else []:
-            m = mount_for_path(ctx.topo.mounts, f)
-            if m is not None:
-                out.update(m.disks)
-                if m.device:
-                    out.add(m.device)
+        if info is not None:
+            paths.update(info.open_files)
+    out: set[str] = set()
+    for f in paths:
+        m = mount_for_path(ctx.topo.mounts, f)
+        if m is not None:
+            out.update(m.disks)
+            if m.device:
+                out.add(m.device)
     return out
 
 
