@@ -8,11 +8,12 @@ udev netlink socket (a container, a fake root): reported once through `on_status
 from __future__ import annotations
 
 import importlib
-import select
 import threading
 from collections.abc import Callable
 from types import ModuleType
 from typing import Any
+
+from .wakeup import readable
 
 POLL_S = 0.5
 SUBSYSTEMS = ("pci", "block")
@@ -46,7 +47,7 @@ class Hotplug(threading.Thread):
             try:
                 # Sleep until an event or a stop (a StopEvent is selectable); otherwise poll.
                 if hasattr(self.stop, "fileno") and hasattr(mon, "fileno"):
-                    ready, _, _ = select.select([mon.fileno(), self.stop.fileno()], [], [])
+                    ready = readable([mon.fileno(), self.stop.fileno()], None)
                     dev = mon.poll(timeout=0) if mon.fileno() in ready else None
                 else:
                     dev = mon.poll(timeout=POLL_S)

@@ -11,10 +11,11 @@ from __future__ import annotations
 import errno
 import os
 import re
-import select
 import stat
 import threading
 from collections.abc import Callable
+
+from .wakeup import readable
 
 XID = re.compile(r"NVRM: Xid \(PCI:([0-9A-Fa-f]+):([0-9A-Fa-f]{2}):([0-9A-Fa-f]{2})(?:\.[0-7])?\): (\d+)")
 POLL_S = 0.5
@@ -63,7 +64,7 @@ class KmsgReader(threading.Thread):
             if device:
                 # Sleep until a record or a stop (a StopEvent is selectable); a plain Event: poll.
                 stop_fd = getattr(self.stop, "fileno", None)
-                ready, _, _ = select.select([fd, stop_fd()] if stop_fd else [fd], [], [], None if stop_fd else POLL_S)
+                ready = readable([fd, stop_fd()] if stop_fd else [fd], None if stop_fd else POLL_S)
                 if fd not in ready:
                     continue
             try:

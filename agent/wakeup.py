@@ -7,6 +7,7 @@ timeouts just to notice a stop): an idle agent wakes for its samples and little 
 from __future__ import annotations
 
 import os
+import select
 import threading
 from collections.abc import Callable
 
@@ -45,3 +46,13 @@ class StopEvent(threading.Event):
             except OSError:
                 pass  # closed twice: nothing left to release
         self._r = self._w = -1
+
+
+def readable(fds: list[int], timeout_s: float | None) -> list[int]:
+    """Of `fds`, those readable within `timeout_s` (None: wait as long as it takes). poll(), not
+    select(): the agent holds many descriptors (the followed processes' files), and select()
+    refuses one numbered past 1023."""
+    p = select.poll()
+    for fd in fds:
+        p.register(fd, select.POLLIN)
+    return [fd for fd, _ in p.poll(None if timeout_s is None else timeout_s * 1000)]
