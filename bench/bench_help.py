@@ -6,7 +6,7 @@ imports behind `topo`.
     python bench/bench_help.py -n 30
     python bench/bench_help.py -n 15 --before /work/main/.venv/bin/python   # two venvs, interleaved
 
-Goals (issue 24): --help and --version at most 2x the bare interpreter, topo at most 3x. The import
+Goals: --help and --version at most 2x the bare interpreter, topo at most 3x. The import
 breakdown comes from `python -X importtime` and only hints at where the time goes.
 """
 

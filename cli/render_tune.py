@@ -3,7 +3,7 @@ same thing grouped (224 governors, 60 threads of one process).
 
 Every string that came from the node or the journal (a thread's name, a command line in a warning,
 a knob's value) goes through `escape`: control characters written out (`\r`, `\x1b`), markup
-literal, so none can forge a line or a colour in the output (issue 20)."""
+literal, so none can forge a line or a colour in the output."""
 
 from __future__ import annotations
 
