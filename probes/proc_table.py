@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass
 
 from .host import Host, ProbeError
-from .processes import parse_stat
+from .processes import parse_stat, walk_descendants
 
 
 @dataclass(frozen=True)
@@ -76,16 +76,4 @@ class ProcTable:
     def descendants(self, pid: int, limit: int) -> tuple[list[int], bool]:
         """Descendants of `pid` in the last scan, at most `limit`, and whether more were left out."""
         kids = self.children()
-        out: list[int] = []
-        seen = {pid}
-        todo = list(kids.get(pid, ()))
-        while todo:
-            c = todo.pop()
-            if c in seen:
-                continue
-            if len(out) >= limit:
-                return out, True
-            seen.add(c)
-            out.append(c)
-            todo.extend(kids.get(c, ()))
-        return out, False
+        return walk_descendants(pid, lambda p: kids.get(p, ()), limit)

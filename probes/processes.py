@@ -267,10 +267,15 @@ def descendants(host: Host, pid: int, limit: int = MAX_WORKERS) -> list[int]:
 
 
 def descendants_capped(host: Host, pid: int, limit: int = MAX_WORKERS) -> tuple[list[int], bool]:
-    """Descendants of `pid` (at most `limit`) and whether more were left out."""
+    """Descendants of `pid` (at most `limit`) and whether more were left out, from the children files."""
+    return walk_descendants(pid, lambda p: children(host, p), limit)
+
+
+def walk_descendants(pid: int, children_of: Callable[[int], Iterable[int]], limit: int) -> tuple[list[int], bool]:
+    """Descendants of `pid` through `children_of`, at most `limit`, and whether more were left out."""
     out: list[int] = []
-    seen: set[int] = set()
-    todo = children(host, pid)
+    seen = {pid}
+    todo = list(children_of(pid))
     while todo:
         c = todo.pop()
         if c in seen:
@@ -279,7 +284,7 @@ def descendants_capped(host: Host, pid: int, limit: int = MAX_WORKERS) -> tuple[
             return out, True
         seen.add(c)
         out.append(c)
-        todo.extend(children(host, c))
+        todo.extend(children_of(c))
     return out, False
 
 
