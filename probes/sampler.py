@@ -103,15 +103,16 @@ class Sampler:
         # last sample, so it ends on fresh counters): what reads them is a window's rates between
         # the first and last samples that have them. The all-CPU line every sample.
         workers_due = self._n % self.worker_scan_every == 0 or detail
+        cadence = workers_due or self._first
         s = Sample(
             t=time.monotonic(),
             wall=now_iso(),
-            cpu=probe_cpu(self.host, per_cpu=workers_due or self._first),
+            cpu=probe_cpu(self.host, per_cpu=cadence),
             memory=probe_memory(self.host, self._nodes, detail=self._first),
             io=probe_io(self.host),
             thermal=probe_thermal(self.host, self._thermal),
             gpus=gpus,
-            nics=probe_nics(self.host) if workers_due or self._first else None,
+            nics=probe_nics(self.host) if cadence else None,
         )
         self._first = False
         self._follow(gpus, scan_workers=workers_due)
