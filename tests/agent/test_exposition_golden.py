@@ -77,3 +77,28 @@ def test_every_collector_renders_in_the_pinned_exposition(tmp_path: Path) -> Non
     for name in discover():
         assert f'nodetune_agent_collector_success{{collector="{name}"}} 1.0' in text, name
     assert "nodetune_agent_http_refused_total counter reason" in FIXTURE.read_text()
+
+
+def test_openmetrics_without_per_character_escaping_writes_the_same_bytes(tmp_path: Path) -> None:
+    # agent/exposition.py renders OpenMetrics with escaping=allow-utf-8 (cheap); for legacy names
+    # (all of nodetune's) prometheus-client's default escaping must give the same bytes
+    from prometheus_client.openmetrics import exposition as om
+
+    from nodetune.agent.exposition import format_families
+
+    root = tmp_path / "root"
+    root.mkdir()
+    src = open_source(str(root), replay=SNAP)
+    assert src.snapshot is not None and src.snapshot.window is not None
+    a = Agent(root=str(root), source=src)
+    try:
+        a.controller.replay(src.snapshot.window)
+        families = [m for c in a.registry()._order for m in c.collect()]  # type: ignore[attr-defined]
+
+        class Fixed:
+            def collect(self) -> object:
+                return iter(families)
+
+        assert format_families(families, openmetrics=True) + b"# EOF\n" == om.generate_latest(Fixed())
+    finally:
+        a.stop()
