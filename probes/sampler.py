@@ -237,6 +237,10 @@ class Sampler:
                 info.numa_pages_kb = numa_placement(self.host, pid, info.missing)
         return list(self._window_pids.values())
 
+    def close(self) -> None:
+        """Release the descriptors held for the followed processes (a one-off window's sampler)."""
+        self._held.close()
+
     def roll(self, win: Window) -> Window:
         """Close `win` (its processes filled in) and start the next window's bookkeeping.
 
@@ -277,6 +281,7 @@ def record_window(host: Host, backend: GpuBackend, topo: Topology, seconds: floa
         if progress:
             progress(min(1.0, (time.monotonic() - start) / seconds))
     sampler.roll(win)
+    sampler.close()
     if sampler.stacks is not None:
         win.stacks = sampler.stacks.slices(win.samples[0].t - WINDOW_SLICE_S, win.samples[-1].t, finish=True)
         sampler.stacks.stop()
