@@ -11,6 +11,8 @@ After a deliberate change, regenerate the fixture and review its diff:
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import MappingProxyType
 
@@ -37,7 +39,9 @@ def _shape(text: str) -> str:
     return "\n".join(sorted(lines)) + "\n"
 
 
-def _exposition(tmp_path: Path) -> str:
+@contextmanager
+def _replayed(tmp_path: Path) -> Iterator[Agent]:
+    """An agent that has replayed the shipped H200 snapshot; stopped on leaving."""
     root = tmp_path / "root"
     root.mkdir()
     src = open_source(str(root), replay=SNAP)
@@ -45,6 +49,13 @@ def _exposition(tmp_path: Path) -> str:
     a = Agent(root=str(root), source=src)
     try:
         a.controller.replay(src.snapshot.window)
+        yield a
+    finally:
+        a.stop()
+
+
+def _exposition(tmp_path: Path) -> str:
+    with _replayed(tmp_path) as a:
         st = a.state
         # one event of each kind a replay cannot show, so their label sets are pinned too
         st.count("xid", ("0", "79"))
@@ -57,8 +68,6 @@ def _exposition(tmp_path: Path) -> str:
                   autotune_changes=MappingProxyType({("pinning", "cpu_affinity"): 1}),
                   prefetch=PrefetchTotals(followers=1, stopped_total={"exited": 1}))
         return generate_latest(a.registry()).decode()
-    finally:
-        a.stop()
 
 
 def test_every_exported_metric_name_type_and_label_set_is_pinned(tmp_path: Path) -> None:
@@ -86,13 +95,7 @@ def test_openmetrics_without_per_character_escaping_writes_the_same_bytes(tmp_pa
 
     from nodetune.agent.exposition import format_families
 
-    root = tmp_path / "root"
-    root.mkdir()
-    src = open_source(str(root), replay=SNAP)
-    assert src.snapshot is not None and src.snapshot.window is not None
-    a = Agent(root=str(root), source=src)
-    try:
-        a.controller.replay(src.snapshot.window)
+    with _replayed(tmp_path) as a:
         families = [m for c in a.registry()._order for m in c.collect()]  # type: ignore[attr-defined]
 
         class Fixed:
@@ -100,5 +103,3 @@ def test_openmetrics_without_per_character_escaping_writes_the_same_bytes(tmp_pa
                 return iter(families)
 
         assert format_families(families, openmetrics=True) + b"# EOF\n" == om.generate_latest(Fixed())
-    finally:
-        a.stop()
