@@ -27,7 +27,8 @@ from nodetune.agent.state import View
 EOF_LINE = b"# EOF\n"
 # prometheus-client 0.22 and later write every sample's name in OpenMetrics through a character-by-
 # character escape unless names may be UTF-8 (60% of a render here). Every nodetune name is a legacy
-# name (tests/data/exposition.txt pins them), for which both settings write the same bytes.
+# name, for which both settings write the same bytes (tests/agent/test_exposition.py compares this
+# render with prometheus-client's own, default escaping included).
 _OM_ESCAPING = {"escaping": om.ALLOWUTF8} if hasattr(om, "ALLOWUTF8") else {}
 
 

@@ -8,10 +8,11 @@ from pathlib import Path
 from prometheus_client.exposition import generate_latest
 from prometheus_client.openmetrics import exposition as om
 
+from nodetune.agent.application import Agent
 from nodetune.agent.collectors import StateCollector, collector
 from nodetune.agent.exposition import CachingRegistry, FamilyCache, render
 from nodetune.agent.state import State
-from tests.support.agent_support import start_agent, wait_for
+from tests.support.agent_support import Running, start_agent, wait_for
 
 _DURATION = re.compile(rb"^nodetune_agent_collector_duration_seconds\{.*\n|^process_.*\n|^nodetune_agent_process_.*\n",
                        re.M)
@@ -21,13 +22,19 @@ def _steady(text: bytes) -> bytes:
     return _DURATION.sub(b"", text)  # timings and the process's own CPU differ between any two renders
 
 
+def _settled(r: Running) -> Agent:
+    """The started agent after its first diagnosis, its loop stopped: its state holds still."""
+    a = r.agent
+    wait_for(lambda: a.state.view.diagnoses_total >= 1, what="a diagnosis")
+    a.stop_event.set()
+    r.thread.join(timeout=5)
+    return a
+
+
 def test_render_matches_prometheus_client_on_a_running_agent(tmp_path: Path) -> None:
     r = start_agent(tmp_path)
     try:
-        a = r.agent
-        wait_for(lambda: a.state.view.diagnoses_total >= 1, what="a diagnosis")
-        a.stop_event.set()
-        r.thread.join(timeout=5)
+        a = _settled(r)
         reg = a.registry()
         assert isinstance(reg, CachingRegistry)
         for openmetrics, plain in ((False, generate_latest), (True, om.generate_latest)):
@@ -41,10 +48,7 @@ def test_render_matches_prometheus_client_on_a_running_agent(tmp_path: Path) -> 
 def test_only_families_whose_fields_changed_are_rendered_again(tmp_path: Path) -> None:
     r = start_agent(tmp_path)
     try:
-        a = r.agent
-        wait_for(lambda: a.state.view.diagnoses_total >= 1, what="a diagnosis")
-        a.stop_event.set()
-        r.thread.join(timeout=5)
+        a = _settled(r)
         cache = FamilyCache(StateCollector(a.state))
         first = cache.render(False)
         n = cache.rendered

@@ -11,8 +11,6 @@ After a deliberate change, regenerate the fixture and review its diff:
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from types import MappingProxyType
 
@@ -39,9 +37,7 @@ def _shape(text: str) -> str:
     return "\n".join(sorted(lines)) + "\n"
 
 
-@contextmanager
-def _replayed(tmp_path: Path) -> Iterator[Agent]:
-    """An agent that has replayed the shipped H200 snapshot; stopped on leaving."""
+def _exposition(tmp_path: Path) -> str:
     root = tmp_path / "root"
     root.mkdir()
     src = open_source(str(root), replay=SNAP)
@@ -49,13 +45,6 @@ def _replayed(tmp_path: Path) -> Iterator[Agent]:
     a = Agent(root=str(root), source=src)
     try:
         a.controller.replay(src.snapshot.window)
-        yield a
-    finally:
-        a.stop()
-
-
-def _exposition(tmp_path: Path) -> str:
-    with _replayed(tmp_path) as a:
         st = a.state
         # one event of each kind a replay cannot show, so their label sets are pinned too
         st.count("xid", ("0", "79"))
@@ -68,6 +57,8 @@ def _exposition(tmp_path: Path) -> str:
                   autotune_changes=MappingProxyType({("pinning", "cpu_affinity"): 1}),
                   prefetch=PrefetchTotals(followers=1, stopped_total={"exited": 1}))
         return generate_latest(a.registry()).decode()
+    finally:
+        a.stop()
 
 
 def test_every_exported_metric_name_type_and_label_set_is_pinned(tmp_path: Path) -> None:
@@ -86,20 +77,3 @@ def test_every_collector_renders_in_the_pinned_exposition(tmp_path: Path) -> Non
     for name in discover():
         assert f'nodetune_agent_collector_success{{collector="{name}"}} 1.0' in text, name
     assert "nodetune_agent_http_refused_total counter reason" in FIXTURE.read_text()
-
-
-def test_openmetrics_without_per_character_escaping_writes_the_same_bytes(tmp_path: Path) -> None:
-    # agent/exposition.py renders OpenMetrics with escaping=allow-utf-8 (cheap); for legacy names
-    # (all of nodetune's) prometheus-client's default escaping must give the same bytes
-    from prometheus_client.openmetrics import exposition as om
-
-    from nodetune.agent.exposition import format_families
-
-    with _replayed(tmp_path) as a:
-        families = [m for c in a.registry()._order for m in c.collect()]  # type: ignore[attr-defined]
-
-        class Fixed:
-            def collect(self) -> object:
-                return iter(families)
-
-        assert format_families(families, openmetrics=True) + b"# EOF\n" == om.generate_latest(Fixed())
